@@ -1,0 +1,60 @@
+"""jobtrail: durable records and a reliable runner for every background job in your service."""
+
+from jobtrail.context import Context
+from jobtrail.exceptions import (
+    Cancelled,
+    IllegalTransition,
+    Interrupt,
+    JobNotFound,
+    JobTimeout,
+    JobtrailError,
+    PayloadError,
+    SchemaError,
+    ShuttingDown,
+    StoreError,
+    TimedOut,
+    UnknownKind,
+)
+from jobtrail.jobs import Event, EventType, FailedItem, Job, Page, Priority, Stats, Status
+from jobtrail.tracker import JobHandle, Tracker
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from jobtrail.settings import Settings
+
+
+def __getattr__(name: str) -> object:
+    # Settings pulls in pydantic-settings; load it only when someone asks for it.
+    if name == "Settings":
+        from jobtrail.settings import Settings
+
+        return Settings
+    raise AttributeError(f"module 'jobtrail' has no attribute {name!r}")
+
+
+__all__ = [
+    "Cancelled",
+    "Context",
+    "Event",
+    "EventType",
+    "FailedItem",
+    "IllegalTransition",
+    "Interrupt",
+    "Job",
+    "JobHandle",
+    "JobNotFound",
+    "JobTimeout",
+    "JobtrailError",
+    "Page",
+    "PayloadError",
+    "Priority",
+    "SchemaError",
+    "Settings",
+    "ShuttingDown",
+    "Stats",
+    "Status",
+    "StoreError",
+    "TimedOut",
+    "Tracker",
+    "UnknownKind",
+]

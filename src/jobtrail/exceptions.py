@@ -1,0 +1,110 @@
+"""jobtrail's exceptions: one root, children that carry their data and build their own message."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from jobtrail.jobs import Status
+
+
+class JobtrailError(Exception):
+    """The root of every error jobtrail raises."""
+
+
+class StoreError(JobtrailError):
+    """The store could not do what was asked (the driver's error is chained)."""
+
+
+class SchemaError(StoreError):
+    """The database schema is not one this version of jobtrail knows how to use."""
+
+    def __init__(self, found: str | None, expected: str) -> None:
+        self.found = found
+        self.expected = expected
+        if found is None:
+            hint = "the database has no jobtrail schema; run `jobtrail db upgrade`"
+        else:
+            hint = (
+                f"the database is at schema revision {found!r}, which this jobtrail does not "
+                f"know (it expects {expected!r}); upgrade jobtrail or run `jobtrail db upgrade`"
+            )
+        super().__init__(hint)
+
+
+class JobNotFound(JobtrailError):
+    """No job with this id exists (or it is not visible to the caller)."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id!r} not found")
+
+
+class IllegalTransition(JobtrailError):
+    """A status change the state machine does not allow, e.g. from a terminal state."""
+
+    def __init__(self, job_id: str, current: Status, target: Status | Iterable[Status]) -> None:
+        self.job_id = job_id
+        self.current = current
+        targets = [target] if isinstance(target, Status) else list(target)
+        self.targets = targets
+        names = " or ".join(str(t) for t in targets)
+        super().__init__(f"job {job_id!r} is {current}; it cannot become {names}")
+
+
+class UnknownKind(JobtrailError):
+    """A job was submitted for a kind no handler is registered for."""
+
+    def __init__(self, kind: str, known: Iterable[str]) -> None:
+        self.kind = kind
+        self.known = sorted(known)
+        listed = ", ".join(self.known) or "none"
+        super().__init__(f"unknown job kind {kind!r} (registered kinds: {listed})")
+
+
+class PayloadError(JobtrailError):
+    """A payload does not fit the handler's signature or is not JSON."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        self.kind = kind
+        self.reason = reason
+        super().__init__(f"bad payload for {kind!r}: {reason}")
+
+
+class JobTimeout(JobtrailError):
+    """``wait`` gave up before the job reached a terminal state."""
+
+    def __init__(self, job_id: str, timeout: float, status: Status) -> None:
+        self.job_id = job_id
+        self.timeout = timeout
+        self.status = status
+        super().__init__(f"job {job_id!r} still {status} after {timeout:g} s")
+
+
+class Interrupt(JobtrailError):
+    """Raised inside a handler at a checkpoint to stop it; never recorded as an item failure."""
+
+
+class Cancelled(Interrupt):
+    """The job was cancelled (or the runner lost it); the handler should stop."""
+
+    def __init__(self, job_id: str, reason: str = "cancel requested") -> None:
+        self.job_id = job_id
+        self.reason = reason
+        super().__init__(f"job {job_id!r} cancelled: {reason}")
+
+
+class TimedOut(Interrupt):
+    """The job ran past its ``timeout``."""
+
+    def __init__(self, job_id: str, timeout: float) -> None:
+        self.job_id = job_id
+        self.timeout = timeout
+        super().__init__(f"job {job_id!r} timed out after {timeout:g} s")
+
+
+class ShuttingDown(Interrupt):
+    """The worker is stopping; the job goes back to the queue without charging an attempt."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id!r} interrupted: worker shutting down")

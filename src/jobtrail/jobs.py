@@ -1,0 +1,221 @@
+"""The job vocabulary: statuses, priorities, records and the legal transitions between states."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeAlias
+
+JSON: TypeAlias = Any
+"""A value that survives a JSON round trip (dict, list, str, int, float, bool, None)."""
+
+
+class Status(enum.StrEnum):
+    """Where a job is in its life; one vocabulary for the store, API, CLI and dashboard."""
+
+    QUEUED = "queued"
+    WAITING = "waiting"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        """True for the states a job never leaves."""
+        return self in TERMINAL
+
+
+TERMINAL: frozenset[Status] = frozenset(
+    {Status.SUCCEEDED, Status.PARTIAL, Status.FAILED, Status.CANCELLED}
+)
+ACTIVE: frozenset[Status] = frozenset({Status.QUEUED, Status.WAITING, Status.RUNNING})
+RETRYABLE: frozenset[Status] = frozenset({Status.FAILED, Status.PARTIAL, Status.CANCELLED})
+
+TRANSITIONS: Mapping[Status, frozenset[Status]] = {
+    Status.QUEUED: frozenset({Status.RUNNING, Status.WAITING, Status.CANCELLED}),
+    Status.WAITING: frozenset({Status.RUNNING, Status.QUEUED, Status.CANCELLED, Status.FAILED}),
+    Status.RUNNING: frozenset(
+        {
+            Status.QUEUED,
+            Status.WAITING,
+            Status.SUCCEEDED,
+            Status.PARTIAL,
+            Status.FAILED,
+            Status.CANCELLED,
+        }
+    ),
+    Status.SUCCEEDED: frozenset(),
+    Status.PARTIAL: frozenset(),
+    Status.FAILED: frozenset(),
+    Status.CANCELLED: frozenset(),
+}
+"""Every legal status change; every path that changes a status goes through this table."""
+
+
+def can_transition(source: Status, target: Status) -> bool:
+    """Whether a job in ``source`` may move to ``target``."""
+    return target in TRANSITIONS[source]
+
+
+def sources_of(target: Status) -> frozenset[Status]:
+    """The states from which a job may move to ``target``."""
+    return _SOURCES[target]
+
+
+_SOURCES: Mapping[Status, frozenset[Status]] = {
+    target: frozenset(s for s, targets in TRANSITIONS.items() if target in targets)
+    for target in Status
+}
+
+
+class Priority(enum.StrEnum):
+    """Claim order among queued jobs: higher priorities are claimed first."""
+
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+    @property
+    def rank(self) -> int:
+        """The number stored in the database; larger is claimed first."""
+        return _RANKS[self]
+
+    @classmethod
+    def from_rank(cls, rank: int) -> Priority:
+        """The priority stored as ``rank``."""
+        return _BY_RANK[rank]
+
+
+_RANKS = {Priority.LOW: 0, Priority.NORMAL: 1, Priority.HIGH: 2, Priority.URGENT: 3}
+_BY_RANK = {rank: priority for priority, rank in _RANKS.items()}
+
+
+class EventType(enum.StrEnum):
+    """Kinds of entries in a job's history."""
+
+    CREATED = "created"
+    STARTED = "started"
+    PROGRESS = "progress"
+    ITEM_FAILED = "item_failed"
+    LOG = "log"
+    RETRYING = "retrying"
+    RESCUED = "rescued"
+    INTERRUPTED = "interrupted"
+    CANCEL_REQUESTED = "cancel_requested"
+    STALLED = "stalled"
+    WAITING = "waiting"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+def outcome(items_succeeded: int, items_failed: int) -> Status:
+    """The terminal status of a handler that returned normally, from its item counts."""
+    if items_failed == 0:
+        return Status.SUCCEEDED
+    if items_succeeded == 0:
+        return Status.FAILED
+    return Status.PARTIAL
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One job's durable record, as read from the store. A value: the store changes jobs."""
+
+    id: str
+    kind: str
+    status: Status
+    priority: Priority
+    trigger: str
+    queue: str
+    created_at: datetime
+    updated_at: datetime
+    run_after: datetime
+    key: str | None = None
+    owner: str | None = None
+    progress: float = 0.0
+    message: str | None = None
+    items_total: int | None = None
+    items_done: int | None = None
+    items_succeeded: int | None = None
+    items_failed: int | None = None
+    progress_data: JSON = None
+    payload: JSON = None
+    result: JSON = None
+    error_message: str | None = None
+    error_details: JSON = None
+    labels: dict[str, JSON] = field(default_factory=dict)
+    attempt: int = 0
+    max_attempts: int = 1
+    timeout: float | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    duration_seconds: float | None = None
+    eta_seconds: float | None = None
+    cancel_requested: bool = False
+    stalled: bool = False
+    worker: str | None = None
+    schedule: str | None = None
+    retry_of: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        """True once the job has reached a state it never leaves."""
+        return self.status.terminal
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of a job's append-only history."""
+
+    id: int
+    job_id: str
+    at: datetime
+    type: str
+    message: str | None = None
+    data: JSON = None
+    actor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FailedItem:
+    """An item a job could not process, with the error it raised."""
+
+    job_id: str
+    item_id: str
+    error_type: str
+    message: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a job listing, newest first, with the exact count of all matches."""
+
+    jobs: Sequence[Job]
+    total_count: int
+    limit: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Aggregates over the jobs created in a window, computed by the store in SQL."""
+
+    days: int
+    total_jobs: int
+    jobs_by_status: dict[str, int]
+    jobs_by_kind: dict[str, int]
+    success_rate: float | None
+    average_duration_seconds: float | None
+    p50_duration_seconds: float | None
+    p95_duration_seconds: float | None
+    total_processing_seconds: float
+    active_jobs: int

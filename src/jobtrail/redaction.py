@@ -1,0 +1,76 @@
+"""Redactor: removes secrets from error text and JSON and makes them safe to store."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from jobtrail.jobs import JSON
+
+MASK = "[redacted]"
+DEFAULT_KEYS = ("password", "passwd", "token", "cookie", "authorization", "secret", "api_key")
+_MAX_DEPTH = 20
+
+
+class Redactor:
+    """Masks values of secret-looking keys in JSON and ``key=value`` pairs in text.
+
+    It also truncates oversized text and drops characters a database cannot store
+    (NUL, lone surrogates), so that storing an error can never fail because of its content.
+    """
+
+    def __init__(self, patterns: Iterable[str] = (), max_chars: int = 32_768) -> None:
+        names = [re.escape(k) for k in DEFAULT_KEYS] + list(patterns)
+        self._key = re.compile("|".join(f"(?:{n})" for n in names), re.IGNORECASE)
+        key_words = r"[\w.-]*(?:" + "|".join(names) + r")[\w.-]*"
+        # key=value, key: value, "key": "value", Authorization: Bearer xyz, Cookie: a=b; c=d
+        self._pair = re.compile(
+            r"""(?P<key>["']?"""
+            + key_words
+            + r"""["']?\s*[:=]\s*)"""
+            + r"""(?P<value>(?:bearer|basic|token)\s+\S+|"[^"]*"|'[^']*'|[^\s,&'"}]+)""",
+            re.IGNORECASE,
+        )
+        self.max_chars = max_chars
+
+    def secret_key(self, key: str) -> bool:
+        """Whether values stored under ``key`` are secrets."""
+        return self._key.search(key) is not None
+
+    def text(self, value: str, max_chars: int | None = None) -> str:
+        """``value`` with secrets masked, undecodable characters replaced, and length capped."""
+        limit = self.max_chars if max_chars is None else max_chars
+        clean = clean_text(value)
+        clean = self._pair.sub(lambda m: m.group("key") + MASK, clean)
+        if len(clean) > limit:
+            cut = len(clean) - limit
+            clean = clean[:limit] + f"… [{cut} characters truncated]"
+        return clean
+
+    def json(self, value: JSON, _depth: int = 0) -> JSON:
+        """A copy of ``value`` with secret keys masked and every string cleaned."""
+        if _depth > _MAX_DEPTH:
+            return "[too deep]"
+        if isinstance(value, dict):
+            return {
+                clean_text(str(k)): MASK if self.secret_key(str(k)) else self.json(v, _depth + 1)
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [self.json(v, _depth + 1) for v in value]
+        if isinstance(value, str):
+            return self.text(value)
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        return self.text(repr(value))
+
+
+def clean_text(value: str) -> str:
+    """``value`` without NUL characters or lone surrogates, which databases refuse."""
+    if "\x00" in value:
+        value = value.replace("\x00", "\\x00")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value

@@ -1,0 +1,28 @@
+"""Settings read from ``JOBTRAIL_*`` environment variables; the only reader of ``os.environ``."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///jobtrail.db"
+
+
+class Settings(BaseSettings):
+    """Every tunable of jobtrail; an explicit argument to ``Tracker`` or a command wins."""
+
+    model_config = SettingsConfigDict(env_prefix="JOBTRAIL_", frozen=True, extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    flush_interval: float = Field(0.25, ge=0, description="Seconds between progress writes.")
+    heartbeat_interval: float = Field(10.0, gt=0, description="Seconds between heartbeats.")
+    heartbeat_timeout: float = Field(60.0, gt=0, description="Heartbeat age that means lost.")
+    grace_period: float = Field(30.0, ge=0, description="Seconds a stopping worker waits.")
+    poll_interval: float = Field(0.5, gt=0, description="Seconds an idle worker sleeps.")
+    concurrency: int = Field(4, ge=1, description="Worker threads.")
+    auto_migrate: bool = Field(True, description="Create or upgrade the schema on first use.")
+    pool_size: int = Field(10, ge=1, description="Connections kept per process (PostgreSQL).")
+    redact_patterns: list[str] = Field(
+        default_factory=list, description="Extra regexes of key names whose values are redacted."
+    )
+    max_error_chars: int = Field(32_768, ge=256, description="Longest stored traceback/message.")

@@ -1,0 +1,1 @@
+"""Persistence of job records: the schema, its migrations and the ``Store``."""

@@ -1,0 +1,122 @@
+"""The SQL behind listings and statistics: filters and aggregates, each served by an index."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from jobtrail.jobs import ACTIVE, Stats, Status
+from jobtrail.store.records import Filters
+from jobtrail.store.tables import jobs
+
+_FINISHED = [Status.SUCCEEDED.value, Status.PARTIAL.value, Status.FAILED.value]
+
+
+def listing_conditions(filters: Filters) -> list[sa.ColumnElement[bool]]:
+    """WHERE clauses for ``filters``."""
+    c = jobs.c
+    conditions: list[sa.ColumnElement[bool]] = []
+    if filters.owner is not None:
+        conditions.append(c.owner == filters.owner)
+    if filters.statuses:
+        conditions.append(c.status.in_([Status(s).value for s in filters.statuses]))
+    if filters.kind is not None:
+        conditions.append(c.kind == filters.kind)
+    if filters.priority is not None:
+        conditions.append(c.priority == filters.priority.rank)
+    if filters.trigger is not None:
+        conditions.append(c.trigger == filters.trigger)
+    if filters.created_from is not None:
+        conditions.append(c.created_at >= filters.created_from)
+    if filters.created_to is not None:
+        conditions.append(c.created_at < filters.created_to)
+    if filters.q:
+        pattern = "%" + _escape_like(filters.q) + "%"
+        conditions.append(
+            sa.or_(
+                c.id == filters.q,
+                c.key == filters.q,
+                c.message.like(pattern, escape="\\"),
+            )
+        )
+    return conditions
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+@dataclass(frozen=True)
+class StatsQuery:
+    """Statistics over jobs created since ``since``, optionally for one owner or kind."""
+
+    since: datetime
+    owner: str | None
+    kind: str | None
+
+    def _where(self) -> list[sa.ColumnElement[bool]]:
+        conditions: list[sa.ColumnElement[bool]] = [jobs.c.created_at >= self.since]
+        if self.owner is not None:
+            conditions.append(jobs.c.owner == self.owner)
+        if self.kind is not None:
+            conditions.append(jobs.c.kind == self.kind)
+        return conditions
+
+    def _counts(self, conn: Connection, column: sa.Column[Any]) -> dict[str, int]:
+        stmt = sa.select(column, sa.func.count()).where(*self._where()).group_by(column)
+        return {str(key): int(n) for key, n in conn.execute(stmt)}
+
+    def _percentile(self, conn: Connection, n: int, fraction: float) -> float | None:
+        """Nearest-rank percentile of durations, read as one row from an ordered scan."""
+        if n == 0:
+            return None
+        rank = max(math.ceil(fraction * n) - 1, 0)
+        duration = jobs.c.duration_seconds
+        stmt = (
+            sa.select(duration)
+            .where(*self._where(), duration.is_not(None))
+            .order_by(duration)
+            .limit(1)
+            .offset(rank)
+        )
+        value = conn.execute(stmt).scalar_one_or_none()
+        return None if value is None else float(value)
+
+    def _active(self, conn: Connection) -> int:
+        conditions: list[sa.ColumnElement[bool]] = [jobs.c.status.in_([s.value for s in ACTIVE])]
+        if self.owner is not None:
+            conditions.append(jobs.c.owner == self.owner)
+        if self.kind is not None:
+            conditions.append(jobs.c.kind == self.kind)
+        stmt = sa.select(sa.func.count()).select_from(jobs).where(*conditions)
+        return int(conn.execute(stmt).scalar_one())
+
+    def run(self, conn: Connection, days: int) -> Stats:
+        """Run every aggregate in ``conn``'s transaction, so the figures agree with each other."""
+        by_status = self._counts(conn, jobs.c.status)
+        by_kind = self._counts(conn, jobs.c.kind)
+        duration = jobs.c.duration_seconds
+        n, average, total = conn.execute(
+            sa.select(sa.func.count(duration), sa.func.avg(duration), sa.func.sum(duration)).where(
+                *self._where()
+            )
+        ).one()
+        finished = sum(by_status.get(s, 0) for s in _FINISHED)
+        succeeded = by_status.get(Status.SUCCEEDED.value, 0)
+        return Stats(
+            days=days,
+            total_jobs=sum(by_status.values()),
+            jobs_by_status=by_status,
+            jobs_by_kind=by_kind,
+            success_rate=succeeded / finished if finished else None,
+            average_duration_seconds=None if average is None else float(average),
+            p50_duration_seconds=self._percentile(conn, int(n), 0.50),
+            p95_duration_seconds=self._percentile(conn, int(n), 0.95),
+            total_processing_seconds=float(total or 0.0),
+            active_jobs=self._active(conn),
+        )

@@ -1,0 +1,74 @@
+"""The schema version: Alembic migrations shipped in the package, applied and checked at open."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from jobtrail.exceptions import SchemaError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic is imported only when a store opens, to keep ``import jobtrail`` light.
+MIGRATIONS = Path(__file__).with_name("migrations")
+_PG_MIGRATION_LOCK = 0x6A6F62747261696C  # "jobtrail": one migrator at a time per database
+
+
+def _config(conn: Connection | None = None) -> Config:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def head_revision() -> str:
+    """The newest schema revision this version of jobtrail ships."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None, "jobtrail ships at least one migration"
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision the database is at, or None if it has no jobtrail schema."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision``, safely even when several processes start at once."""
+    from alembic import command
+
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+        command.upgrade(_config(conn), revision)
+
+
+def ensure_schema(engine: Engine, auto_migrate: bool) -> None:
+    """Check the schema is the one this jobtrail expects, migrating first if allowed.
+
+    Raises ``SchemaError`` for a revision this version does not know (e.g. a newer jobtrail
+    migrated the database) or for an outdated schema when ``auto_migrate`` is off.
+    """
+    head = head_revision()
+    found = current_revision(engine)
+    if found == head:
+        return
+    from alembic.script import ScriptDirectory
+
+    known = {rev.revision for rev in ScriptDirectory.from_config(_config()).walk_revisions()}
+    if found is not None and found not in known:
+        raise SchemaError(found, head)
+    if not auto_migrate:
+        raise SchemaError(found, head)
+    upgrade(engine)

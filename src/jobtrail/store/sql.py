@@ -1,0 +1,419 @@
+"""Store: every read and write of job records, one implementation for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from jobtrail.exceptions import IllegalTransition, JobNotFound, StoreError
+from jobtrail.jobs import ACTIVE, Event, EventType, FailedItem, Job, Page, Stats, Status, sources_of
+from jobtrail.store.engine import READONLY, create_engine
+from jobtrail.store.queries import StatsQuery, listing_conditions
+from jobtrail.store.records import Filters, NewEvent, NewFailedItem, NewJob, Progress
+from jobtrail.store.rows import JOB_COLUMNS, event_from_row, failed_item_from_row, job_from_row
+from jobtrail.store.schema import ensure_schema
+from jobtrail.store.tables import job_events, job_items, jobs
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    """The current time, tz-aware UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    """What a progress write learned: whether it landed and whether a cancel is pending."""
+
+    applied: bool
+    cancel_requested: bool
+
+
+class Store:
+    """The only place that talks to the database.
+
+    Methods are named after the change they make. Every status change is a compare-and-set
+    (``UPDATE … WHERE id = :id AND status IN (:allowed)``), so a late writer cannot move a
+    terminal job or overwrite what a canceller or rescuer decided.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        auto_migrate: bool = True,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.url = url
+        self.clock = clock
+        self.engine: Engine = create_engine(url, pool_size)
+        self.dialect = self.engine.dialect.name
+        with self._errors():
+            ensure_schema(self.engine, auto_migrate)
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sa.exc.DBAPIError as exc:
+            raise StoreError(f"database error: {exc.orig!r}") from exc
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction (on SQLite the write lock is taken at BEGIN)."""
+        with self._errors(), self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction."""
+        with self._errors(), self.engine.connect() as conn:
+            conn = conn.execution_options(**{READONLY: True})
+            with conn.begin():
+                yield conn
+
+    def _insert(self, table: sa.Table) -> Any:
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        return dialect_insert(table)
+
+    @staticmethod
+    def _append_events(
+        conn: Connection, job_id: str, at: datetime, events: Iterable[NewEvent]
+    ) -> None:
+        rows = [
+            {
+                "job_id": job_id,
+                "at": at,
+                "type": str(e.type),
+                "message": e.message,
+                "data": e.data,
+                "actor": e.actor,
+            }
+            for e in events
+        ]
+        if rows:
+            conn.execute(job_events.insert(), rows)
+
+    @staticmethod
+    def _append_items(
+        conn: Connection, job_id: str, at: datetime, items: Iterable[NewFailedItem]
+    ) -> None:
+        rows = [
+            {
+                "job_id": job_id,
+                "item_id": i.item_id,
+                "error_type": i.error_type,
+                "message": i.message,
+                "at": at,
+            }
+            for i in items
+        ]
+        if rows:
+            conn.execute(job_items.insert(), rows)
+
+    # -- creating jobs ------------------------------------------------------------------
+
+    def add(self, new_jobs: Sequence[NewJob], actor: str | None = None) -> list[Job]:
+        """Insert jobs in one transaction; a job whose ``key`` exists yields the existing job."""
+        now = self.clock()
+        rows = [_new_row(n, now) for n in new_jobs]
+        with self.write() as conn:
+            stmt = self._insert(jobs).on_conflict_do_nothing(index_elements=["key"])
+            inserted = {r.id for r in conn.execute(stmt.returning(jobs.c.id), rows)}
+            event_rows = [
+                {"job_id": r["id"], "at": now, "type": "created", "actor": actor}
+                for r in rows
+                if r["id"] in inserted
+            ]
+            if event_rows:
+                conn.execute(job_events.insert(), event_rows)
+            existing = self._by_keys(conn, [r["key"] for r in rows if r["id"] not in inserted])
+        return [job_from_row(r, now) if r["id"] in inserted else existing[r["key"]] for r in rows]
+
+    def _by_keys(self, conn: Connection, keys: list[str]) -> dict[str, Job]:
+        if not keys:
+            return {}
+        now = self.clock()
+        rows = conn.execute(sa.select(*JOB_COLUMNS).where(jobs.c.key.in_(set(keys))))
+        return {r.key: job_from_row(r._mapping, now) for r in rows}
+
+    def start(self, new: NewJob, worker: str, lease: str) -> Job:
+        """Insert a job that is already running here (work tracked in place, no queue)."""
+        now = self.clock()
+        row = _new_row(new, now) | {
+            "status": Status.RUNNING.value,
+            "attempt": 1,
+            "started_at": now,
+            "heartbeat_at": now,
+            "worker": worker,
+            "lease": lease,
+        }
+        with self.write() as conn:
+            conn.execute(jobs.insert(), [row])
+            self._append_events(
+                conn, new.id, now, [NewEvent(EventType.CREATED), NewEvent(EventType.STARTED)]
+            )
+        return job_from_row(row, now)
+
+    # -- changing jobs ------------------------------------------------------------------
+
+    def flush(
+        self,
+        job_id: str,
+        lease: str,
+        progress: Progress,
+        events: Sequence[NewEvent] = (),
+        items: Sequence[NewFailedItem] = (),
+    ) -> FlushResult:
+        """Write a running job's progress; ignored (not an error) once the job left this runner."""
+        now = self.clock()
+        stmt = (
+            jobs.update()
+            .where(
+                jobs.c.id == job_id,
+                jobs.c.lease == lease,
+                jobs.c.status.in_([Status.RUNNING.value, Status.WAITING.value]),
+            )
+            .values(**progress.columns(), updated_at=now, heartbeat_at=now)
+            .returning(jobs.c.cancel_requested)
+        )
+        with self.write() as conn:
+            cancel = conn.execute(stmt).scalar_one_or_none()
+            if cancel is None:
+                return FlushResult(applied=False, cancel_requested=False)
+            self._append_events(conn, job_id, now, events)
+            self._append_items(conn, job_id, now, items)
+        return FlushResult(applied=True, cancel_requested=bool(cancel))
+
+    def cancel_requested(self, job_id: str, lease: str) -> bool | None:
+        """Whether a cancel is pending for a job this runner holds; None once it lost the job."""
+        stmt = sa.select(jobs.c.cancel_requested).where(
+            jobs.c.id == job_id, jobs.c.lease == lease, jobs.c.status.in_(_HELD)
+        )
+        with self.read() as conn:
+            value = conn.execute(stmt).scalar_one_or_none()
+        return None if value is None else bool(value)
+
+    def finish(
+        self,
+        job_id: str,
+        lease: str,
+        status: Status,
+        progress: Progress,
+        *,
+        started_at: datetime | None,
+        result: Any = None,
+        error_message: str | None = None,
+        error_details: Any = None,
+        events: Sequence[NewEvent] = (),
+        items: Sequence[NewFailedItem] = (),
+    ) -> bool:
+        """Move a job this runner holds to a terminal state, with its last progress and events.
+
+        Returns False (and writes nothing) if the job was meanwhile rescued, cancelled or
+        finished by someone else.
+        """
+        now = self.clock()
+        duration = None if started_at is None else (now - started_at).total_seconds()
+        values = progress.columns() | {
+            "status": status.value,
+            "result": result,
+            "error_message": error_message,
+            "error_details": error_details,
+            "completed_at": now,
+            "updated_at": now,
+            "duration_seconds": duration,
+        }
+        stmt = jobs.update().where(
+            jobs.c.id == job_id,
+            jobs.c.lease == lease,
+            jobs.c.status.in_([s.value for s in sources_of(status) & _HELD_STATUSES]),
+        )
+        with self.write() as conn:
+            if conn.execute(stmt.values(**values)).rowcount != 1:
+                return False
+            self._append_events(conn, job_id, now, events)
+            self._append_items(conn, job_id, now, items)
+        return True
+
+    def transition(
+        self,
+        job_id: str,
+        target: Status,
+        *,
+        from_: Iterable[Status] | None = None,
+        values: dict[str, Any] | None = None,
+        events: Sequence[NewEvent] = (),
+        conn: Connection | None = None,
+    ) -> Job:
+        """Move a job to ``target`` if the state machine allows it from its current state.
+
+        ``from_`` narrows the allowed source states further. Raises ``JobNotFound`` or
+        ``IllegalTransition``; never changes a job that is not in an allowed state.
+        """
+        allowed = sources_of(target) if from_ is None else sources_of(target) & set(from_)
+        if conn is None:
+            with self.write() as own:
+                return self.transition(
+                    job_id, target, from_=allowed, values=values, events=events, conn=own
+                )
+        now = self.clock()
+        extra = dict(values or {})
+        if target.terminal:
+            extra.setdefault("completed_at", now)
+        stmt = (
+            jobs.update()
+            .where(jobs.c.id == job_id, jobs.c.status.in_([s.value for s in allowed]))
+            .values(status=target.value, updated_at=now, **extra)
+            .returning(*JOB_COLUMNS)
+        )
+        row = conn.execute(stmt).one_or_none()
+        if row is None:
+            current = self._get(conn, job_id)
+            raise IllegalTransition(job_id, current.status, target)
+        self._append_events(conn, job_id, now, events)
+        return job_from_row(row._mapping, now)
+
+    def cancel(self, job_id: str, actor: str | None = None) -> Job:
+        """Cancel a job: queued or waiting ones at once, running ones at their next checkpoint."""
+        with self.write() as conn:
+            job = self._get(conn, job_id)
+            if job.status in (Status.QUEUED, Status.WAITING):
+                return self.transition(
+                    job_id,
+                    Status.CANCELLED,
+                    from_=(Status.QUEUED, Status.WAITING),
+                    events=[NewEvent(EventType.CANCELLED, "cancelled before it ran", actor=actor)],
+                    conn=conn,
+                )
+            if job.status is not Status.RUNNING:
+                raise IllegalTransition(job_id, job.status, Status.CANCELLED)
+            if job.cancel_requested:
+                return job
+            now = self.clock()
+            row = conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.status == Status.RUNNING.value)
+                .values(cancel_requested=True, updated_at=now)
+                .returning(*JOB_COLUMNS)
+            ).one()
+            self._append_events(
+                conn, job_id, now, [NewEvent(EventType.CANCEL_REQUESTED, actor=actor)]
+            )
+            return job_from_row(row._mapping, now)
+
+    # -- reading jobs -------------------------------------------------------------------
+
+    def _get(self, conn: Connection, job_id: str) -> Job:
+        row = conn.execute(sa.select(*JOB_COLUMNS).where(jobs.c.id == job_id)).one_or_none()
+        if row is None:
+            raise JobNotFound(job_id)
+        return job_from_row(row._mapping, self.clock())
+
+    def get(self, job_id: str) -> Job:
+        """The job with this id; raises ``JobNotFound``."""
+        with self.read() as conn:
+            return self._get(conn, job_id)
+
+    def find(self, filters: Filters, limit: int = 50, offset: int = 0) -> Page:
+        """A page of jobs matching ``filters``, newest first, with the exact total count."""
+        conditions = listing_conditions(filters)
+        count = sa.select(sa.func.count()).select_from(jobs).where(*conditions)
+        page = (
+            sa.select(*JOB_COLUMNS)
+            .where(*conditions)
+            .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        with self.read() as conn:
+            total = conn.execute(count).scalar_one()
+            rows = conn.execute(page).all() if total > offset else []
+        now = self.clock()
+        found = [job_from_row(r._mapping, now) for r in rows]
+        return Page(jobs=found, total_count=total, limit=limit, offset=offset)
+
+    def events(self, job_id: str, after: int = 0, limit: int = 100) -> list[Event]:
+        """A job's history in order, starting after event id ``after``."""
+        stmt = (
+            sa.select(job_events)
+            .where(job_events.c.job_id == job_id, job_events.c.id > after)
+            .order_by(job_events.c.id)
+            .limit(limit)
+        )
+        with self.read() as conn:
+            return [event_from_row(r._mapping) for r in conn.execute(stmt)]
+
+    def failed_items(self, job_id: str) -> list[FailedItem]:
+        """The items a job failed to process, in the order they failed."""
+        stmt = sa.select(job_items).where(job_items.c.job_id == job_id).order_by(job_items.c.id)
+        with self.read() as conn:
+            return [failed_item_from_row(r._mapping) for r in conn.execute(stmt)]
+
+    def stats(self, days: int = 30, owner: str | None = None, kind: str | None = None) -> Stats:
+        """Aggregates over the jobs created in the last ``days`` days, computed in SQL."""
+        since = self.clock() - timedelta(days=days)
+        with self.read() as conn:
+            return StatsQuery(since, owner, kind).run(conn, days)
+
+
+_HELD_STATUSES = frozenset({Status.RUNNING, Status.WAITING})
+_HELD = [s.value for s in _HELD_STATUSES]
+assert _HELD_STATUSES <= ACTIVE
+
+
+def _new_row(new: NewJob, now: datetime) -> dict[str, Any]:
+    return {
+        "id": new.id,
+        "key": new.key,
+        "kind": new.kind,
+        "owner": new.owner,
+        "trigger": new.trigger,
+        "queue": new.queue,
+        "priority": new.priority.rank,
+        "status": new.status.value,
+        "progress": 0.0,
+        "message": new.message,
+        "items_total": new.items_total,
+        "items_done": None,
+        "items_succeeded": None,
+        "items_failed": None,
+        "progress_data": None,
+        "payload": new.payload,
+        "result": None,
+        "error_message": None,
+        "error_details": None,
+        "labels": dict(new.labels),
+        "attempt": 0,
+        "max_attempts": new.max_attempts,
+        "timeout": new.timeout,
+        "created_at": now,
+        "updated_at": now,
+        "started_at": None,
+        "completed_at": None,
+        "run_after": new.run_after or now,
+        "heartbeat_at": None,
+        "duration_seconds": None,
+        "cancel_requested": False,
+        "stalled": False,
+        "worker": None,
+        "lease": None,
+        "schedule": new.schedule,
+        "retry_of": new.retry_of,
+        "only_items": list(new.only_items) if new.only_items is not None else None,
+    }

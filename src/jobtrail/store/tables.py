@@ -1,0 +1,125 @@
+"""The database schema: tables, indexes and the column types shared by SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """A timestamp that is always tz-aware UTC in Python, whatever the database keeps."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: jobtrail stores tz-aware UTC only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+EventId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _ts(name: str, nullable: bool = True) -> sa.Column[Any]:
+    return sa.Column(name, UTCDateTime(), nullable=nullable)
+
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(255), nullable=True),
+    sa.Column("kind", sa.String(200), nullable=False),
+    sa.Column("owner", sa.String(200), nullable=True),
+    sa.Column("trigger", sa.String(50), nullable=False),
+    sa.Column("queue", sa.String(100), nullable=False),
+    sa.Column("priority", sa.SmallInteger(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("progress", sa.Float(), nullable=False),
+    sa.Column("message", sa.Text(), nullable=True),
+    sa.Column("items_total", sa.Integer(), nullable=True),
+    sa.Column("items_done", sa.Integer(), nullable=True),
+    sa.Column("items_succeeded", sa.Integer(), nullable=True),
+    sa.Column("items_failed", sa.Integer(), nullable=True),
+    sa.Column("progress_data", JSONType, nullable=True),
+    sa.Column("payload", JSONType, nullable=True),
+    sa.Column("result", JSONType, nullable=True),
+    sa.Column("error_message", sa.Text(), nullable=True),
+    sa.Column("error_details", JSONType, nullable=True),
+    sa.Column("labels", JSONType, nullable=True),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("max_attempts", sa.Integer(), nullable=False),
+    sa.Column("timeout", sa.Float(), nullable=True),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    _ts("started_at"),
+    _ts("completed_at"),
+    _ts("run_after", nullable=False),
+    _ts("heartbeat_at"),
+    sa.Column("duration_seconds", sa.Float(), nullable=True),
+    sa.Column("cancel_requested", sa.Boolean(), nullable=False),
+    sa.Column("stalled", sa.Boolean(), nullable=False),
+    sa.Column("worker", sa.String(200), nullable=True),
+    sa.Column("lease", sa.String(32), nullable=True),
+    sa.Column("schedule", sa.String(200), nullable=True),
+    sa.Column("retry_of", sa.String(64), nullable=True),
+    sa.Column("only_items", JSONType, nullable=True),
+    sa.UniqueConstraint("key"),
+    # Claims read WHERE status = 'queued' AND run_after <= now ORDER BY priority DESC, run_after.
+    sa.Index("ix_jobs_claim", "status", sa.text("priority DESC"), "run_after"),
+    # Listings read newest first with the id as tie-break (submit_many shares a created_at).
+    sa.Index("ix_jobs_owner_created_at_id", "owner", "created_at", "id"),
+    sa.Index("ix_jobs_kind_created_at_id", "kind", "created_at", "id"),
+    sa.Index("ix_jobs_status_created_at_id", "status", "created_at", "id"),
+    sa.Index("ix_jobs_created_at_id", "created_at", "id"),
+    sa.Index("ix_jobs_completed_at", "completed_at"),
+    sa.Index("ix_jobs_updated_at", "updated_at"),
+)
+
+job_events = sa.Table(
+    "job_events",
+    metadata,
+    sa.Column("id", EventId, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(64), sa.ForeignKey("jobs.id"), nullable=False),
+    _ts("at", nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("message", sa.Text(), nullable=True),
+    sa.Column("data", JSONType, nullable=True),
+    sa.Column("actor", sa.String(200), nullable=True),
+    sa.Index("ix_job_events_job_id_id", "job_id", "id"),
+)
+
+job_items = sa.Table(
+    "job_items",
+    metadata,
+    sa.Column("id", EventId, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(64), sa.ForeignKey("jobs.id"), nullable=False),
+    sa.Column("item_id", sa.String(500), nullable=False),
+    sa.Column("error_type", sa.String(200), nullable=False),
+    sa.Column("message", sa.Text(), nullable=False),
+    _ts("at", nullable=False),
+    sa.Index("ix_job_items_job_id_item_id", "job_id", "item_id"),
+)

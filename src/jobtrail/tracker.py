@@ -1,0 +1,421 @@
+"""Tracker: the facade that ties settings, the store and the registered job kinds together."""
+
+from __future__ import annotations
+
+import builtins
+import inspect
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from jobtrail.context import Context
+from jobtrail.exceptions import Cancelled, JobTimeout, PayloadError, TimedOut, UnknownKind
+from jobtrail.jobs import (
+    ACTIVE,
+    JSON,
+    Event,
+    FailedItem,
+    Job,
+    Page,
+    Priority,
+    Stats,
+    Status,
+)
+from jobtrail.redaction import Redactor
+from jobtrail.store.records import Filters, NewJob
+
+if TYPE_CHECKING:
+    from jobtrail.settings import Settings
+    from jobtrail.store.sql import Clock, Store
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+RESERVED_OPTIONS = frozenset(
+    {"owner", "key", "priority", "trigger", "run_after", "labels", "queue", "max_attempts"}
+)
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """A registered job kind: its handler and how it runs."""
+
+    name: str
+    handler: Callable[..., Any]
+    max_attempts: int = 1
+    timeout: float | None = None
+    queue: str = "default"
+    priority: Priority = Priority.NORMAL
+    stall_after: float | None = None
+
+    def validate(self, payload: Mapping[str, JSON]) -> None:
+        """Raise ``PayloadError`` unless ``payload`` binds to the handler and is JSON."""
+        try:
+            inspect.signature(self.handler).bind(None, **payload)
+        except TypeError as exc:
+            raise PayloadError(self.name, str(exc)) from None
+        try:
+            json.dumps(payload, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise PayloadError(self.name, f"not JSON-serializable: {exc}") from None
+
+
+class JobHandle(Generic[P, R]):
+    """What ``@tracker.job`` returns: the handler, still callable, plus ``submit``."""
+
+    def __init__(self, tracker: Tracker, kind: JobKind, func: Callable[..., R]) -> None:
+        self.tracker = tracker
+        self.kind = kind
+        self.func = func
+        self.__doc__ = func.__doc__
+        self.__name__ = getattr(func, "__name__", kind.name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> R:
+        return self.func(*args, **kwargs)
+
+    def submit(
+        self,
+        *,
+        owner: str | None = None,
+        key: str | None = None,
+        priority: Priority | str | None = None,
+        trigger: str = "manual",
+        run_after: datetime | None = None,
+        labels: Mapping[str, JSON] | None = None,
+        **payload: JSON,
+    ) -> Job:
+        """Queue a job of this kind with ``payload`` as the handler's keyword arguments."""
+        return self.tracker.submit(
+            self.kind.name,
+            payload,
+            owner=owner,
+            key=key,
+            priority=priority,
+            trigger=trigger,
+            run_after=run_after,
+            labels=labels,
+        )
+
+
+def runner_identity() -> str:
+    """``host:pid:thread`` of the code running a job."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
+
+
+class Tracker:
+    """Durable job records and the handlers that produce them.
+
+    ``Tracker(url)`` opens (and, unless disabled, migrates) the store at ``url``; without one it
+    reads ``JOBTRAIL_DATABASE_URL`` (default ``sqlite:///jobtrail.db``). Explicit arguments win
+    over the environment.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+        **overrides: Any,
+    ) -> None:
+        # pydantic-settings and SQLAlchemy load when a tracker is made, not at import.
+        from jobtrail.settings import Settings
+        from jobtrail.store.sql import Store, utcnow
+
+        base = settings or Settings()
+        if url is not None:
+            overrides["database_url"] = url
+        self.settings = base.model_copy(update=overrides) if overrides else base
+        self.redactor = Redactor(self.settings.redact_patterns, self.settings.max_error_chars)
+        self.store: Store = Store(
+            self.settings.database_url,
+            pool_size=self.settings.pool_size,
+            auto_migrate=self.settings.auto_migrate,
+            clock=clock or utcnow,
+        )
+        self.kinds: dict[str, JobKind] = {}
+
+    def close(self) -> None:
+        """Close the store's connections."""
+        self.store.close()
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- registration -------------------------------------------------------------------
+
+    def job(
+        self,
+        kind: str,
+        *,
+        max_attempts: int = 1,
+        timeout: float | None = None,
+        queue: str = "default",
+        priority: Priority | str = Priority.NORMAL,
+        stall_after: float | None = None,
+    ) -> Callable[[Callable[..., R]], JobHandle[..., R]]:
+        """Register the decorated function as the handler of ``kind``.
+
+        The handler receives a ``Context`` first and the job's payload as keyword arguments.
+        """
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+
+        def register(func: Callable[..., R]) -> JobHandle[..., R]:
+            spec = JobKind(
+                kind, func, max_attempts, timeout, queue, Priority(priority), stall_after
+            )
+            self.kinds[kind] = spec
+            return JobHandle(self, spec, func)
+
+        return register
+
+    def _kind(self, kind: str) -> JobKind:
+        try:
+            return self.kinds[kind]
+        except KeyError:
+            raise UnknownKind(kind, self.kinds) from None
+
+    # -- submitting ---------------------------------------------------------------------
+
+    def _new_job(
+        self,
+        kind: str,
+        payload: Mapping[str, JSON] | None,
+        *,
+        owner: str | None,
+        key: str | None,
+        priority: Priority | str | None,
+        trigger: str,
+        run_after: datetime | None,
+        labels: Mapping[str, JSON] | None,
+    ) -> NewJob:
+        spec = self._kind(kind)
+        body = dict(payload or {})
+        spec.validate(body)
+        return NewJob(
+            kind=kind,
+            payload=body,
+            key=key,
+            owner=owner,
+            trigger=trigger,
+            queue=spec.queue,
+            priority=spec.priority if priority is None else Priority(priority),
+            labels=dict(labels or {}),
+            max_attempts=spec.max_attempts,
+            timeout=spec.timeout,
+            run_after=run_after,
+        )
+
+    def submit(
+        self,
+        kind: str,
+        payload: Mapping[str, JSON] | None = None,
+        *,
+        owner: str | None = None,
+        key: str | None = None,
+        priority: Priority | str | None = None,
+        trigger: str = "manual",
+        run_after: datetime | None = None,
+        labels: Mapping[str, JSON] | None = None,
+        actor: str | None = None,
+    ) -> Job:
+        """Queue one job; returns at once. An existing ``key`` returns the existing job.
+
+        Raises ``UnknownKind`` or ``PayloadError`` here, not later in a worker.
+        """
+        new = self._new_job(
+            kind,
+            payload,
+            owner=owner,
+            key=key,
+            priority=priority,
+            trigger=trigger,
+            run_after=run_after,
+            labels=labels,
+        )
+        return self.store.add([new], actor=actor)[0]
+
+    def submit_many(
+        self,
+        kind: str,
+        payloads: Iterable[Mapping[str, JSON]],
+        *,
+        owner: str | None = None,
+        priority: Priority | str | None = None,
+        trigger: str = "manual",
+        run_after: datetime | None = None,
+        labels: Mapping[str, JSON] | None = None,
+    ) -> list[Job]:
+        """Queue one job per payload in a single transaction; all are validated first."""
+        new = [
+            self._new_job(
+                kind,
+                p,
+                owner=owner,
+                key=None,
+                priority=priority,
+                trigger=trigger,
+                run_after=run_after,
+                labels=labels,
+            )
+            for p in payloads
+        ]
+        return self.store.add(new) if new else []
+
+    # -- tracking work in place ---------------------------------------------------------
+
+    @contextmanager
+    def track(
+        self,
+        kind: str,
+        *,
+        owner: str | None = None,
+        trigger: str = "manual",
+        total: int | None = None,
+        payload: JSON = None,
+        key: str | None = None,
+        labels: Mapping[str, JSON] | None = None,
+    ) -> Iterator[Context]:
+        """Record work that runs right here, in this block, as a running job.
+
+        The job ends ``succeeded``, ``partial`` or ``failed`` from its items when the block
+        ends; an exception marks it ``failed`` (``cancelled`` for ``Cancelled``) and is
+        re-raised.
+        """
+        new = NewJob(
+            kind=kind,
+            payload=payload,
+            key=key,
+            owner=owner,
+            trigger=trigger,
+            labels=dict(labels or {}),
+            items_total=total,
+        )
+        lease = uuid.uuid4().hex
+        job = self.store.start(new, worker=runner_identity(), lease=lease)
+        ctx = Context(
+            job,
+            self.store,
+            lease,
+            redactor=self.redactor,
+            flush_interval=self.settings.flush_interval,
+        )
+        try:
+            yield ctx
+        except BaseException as exc:
+            self.record_failure(ctx, exc)
+            raise
+        self.record_success(ctx, None)
+
+    def record_success(self, ctx: Context, result: JSON) -> bool:
+        """End a job whose code returned: its outcome follows from its items."""
+        status = ctx.outcome()
+        message = None
+        details = None
+        if status is not Status.SUCCEEDED:
+            failed = ctx.error_details(None) or {}
+            message = f"{failed.get('failed_items_count', 0)} items failed"
+            details = failed
+        return ctx.finish(status, result=result, error_message=message, error_details=details)
+
+    def record_failure(self, ctx: Context, exc: BaseException) -> bool:
+        """End a job whose code raised: ``cancelled`` for a cancel, ``failed`` otherwise."""
+        if isinstance(exc, Cancelled):
+            return ctx.finish(Status.CANCELLED, error_message=exc.reason)
+        if isinstance(exc, TimedOut):
+            return ctx.finish(
+                Status.FAILED, error_message=str(exc), error_details={"type": "TimedOut"}
+            )
+        return ctx.finish(
+            Status.FAILED,
+            error_message=f"{type(exc).__name__}: {exc}",
+            error_details=ctx.error_details(exc),
+        )
+
+    # -- reading ------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job:
+        """The job with this id; raises ``JobNotFound``."""
+        return self.store.get(job_id)
+
+    def list(
+        self,
+        *,
+        owner: str | None = None,
+        status: Status | str | Sequence[Status | str] | None = None,
+        kind: str | None = None,
+        priority: Priority | str | None = None,
+        trigger: str | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        q: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> Page:
+        """Jobs matching every given filter, newest first; ``limit`` 1–1000."""
+        if not 1 <= limit <= 1000:
+            raise ValueError("limit must be between 1 and 1000")
+        if offset < 0:
+            raise ValueError("offset must not be negative")
+        statuses = [status] if isinstance(status, str) else builtins.list(status or [])
+        filters = Filters(
+            owner=owner,
+            statuses=[Status(s) for s in statuses],
+            kind=kind,
+            priority=None if priority is None else Priority(priority),
+            trigger=trigger,
+            created_from=created_from,
+            created_to=created_to,
+            q=q,
+        )
+        return self.store.find(filters, limit=limit, offset=offset)
+
+    def active(self, owner: str | None = None, limit: int = 1000) -> builtins.list[Job]:
+        """Queued, waiting and running jobs, newest first."""
+        return builtins.list(self.list(owner=owner, status=list(ACTIVE), limit=limit).jobs)
+
+    def events(self, job_id: str, after: int = 0, limit: int = 1000) -> builtins.list[Event]:
+        """A job's history, oldest first."""
+        return self.store.events(job_id, after=after, limit=limit)
+
+    def failed_items(self, job_id: str) -> builtins.list[FailedItem]:
+        """The items a job failed to process."""
+        return self.store.failed_items(job_id)
+
+    def stats(self, days: int = 30, owner: str | None = None, kind: str | None = None) -> Stats:
+        """Counts, success rate and duration percentiles of jobs created in the last ``days``."""
+        if days < 1:
+            raise ValueError("days must be at least 1")
+        return self.store.stats(days=days, owner=owner, kind=kind)
+
+    def cancel(self, job_id: str, actor: str | None = None) -> Job:
+        """Cancel a queued job at once, or ask a running one to stop at its next checkpoint.
+
+        Raises ``IllegalTransition`` for a job that already ended.
+        """
+        return self.store.cancel(job_id, actor=actor)
+
+    def wait(self, job_id: str, timeout: float = 60.0, poll: float = 0.05) -> Job:
+        """Block until the job reaches a terminal state; raises ``JobTimeout`` after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        delay = min(poll, 0.01)
+        while True:
+            job = self.store.get(job_id)
+            if job.terminal:
+                return job
+            if time.monotonic() >= deadline:
+                raise JobTimeout(job_id, timeout, job.status)
+            time.sleep(delay)
+            delay = min(delay * 2, poll)
