@@ -14,6 +14,7 @@ from jobtrail.exceptions import (
     StoreError,
     TimedOut,
     UnknownKind,
+    UnknownSchedule,
 )
 from jobtrail.jobs import Event, EventType, FailedItem, Job, Page, Priority, Stats, Status
 from jobtrail.tracker import JobHandle, Tracker
@@ -57,4 +58,5 @@ __all__ = [
     "TimedOut",
     "Tracker",
     "UnknownKind",
+    "UnknownSchedule",
 ]

@@ -72,6 +72,8 @@ class Context:
         self._next_flush = time.monotonic() + flush_interval
         self._cancel = job.cancel_requested
         self._lost = False
+        self._moved_at = time.monotonic()
+        self._last_counts: tuple[float, int | None, int | None] = (job.progress, None, None)
         import structlog  # loaded on first use, to keep ``import jobtrail`` light
 
         self._log = structlog.get_logger("jobtrail").bind(
@@ -148,6 +150,16 @@ class Context:
                 continue
             yield element
 
+    def observe(self, *, cancel_requested: bool, held: bool) -> None:
+        """Take in what a heartbeat learned about this job (used by the worker)."""
+        self._cancel = self._cancel or cancel_requested
+        self._lost = self._lost or not held
+
+    @property
+    def last_moved(self) -> float:
+        """``time.monotonic()`` of the last change of percentage or item counts."""
+        return self._moved_at
+
     @property
     def cancelled(self) -> bool:
         """Whether a cancel has been requested (as of the last write or check)."""
@@ -194,7 +206,13 @@ class Context:
         if self._derive and self._total:
             percent = min(done * 100.0 / self._total, 100.0)
             self._percent = percent
+        counts = (percent, self._succeeded, self._failed)
+        moved = counts != self._last_counts
+        if moved:
+            self._last_counts = counts
+            self._moved_at = time.monotonic()
         progress = Progress(
+            moved=moved,
             progress=percent,
             message=self._message,
             items_total=self._total,
@@ -209,6 +227,11 @@ class Context:
             self._flushed_message = self._message
         self._dirty = False
         return progress, events, items
+
+    def take(self) -> tuple[Progress, list[NewEvent], list[NewFailedItem]]:
+        """Everything not yet written, for a runner that ends the job another way."""
+        with self._lock:
+            return self._snapshot()
 
     def _restore(self, events: list[NewEvent], items: list[NewFailedItem]) -> None:
         with self._lock:

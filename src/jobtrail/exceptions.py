@@ -61,6 +61,14 @@ class UnknownKind(JobtrailError):
         super().__init__(f"unknown job kind {kind!r} (registered kinds: {listed})")
 
 
+class UnknownSchedule(JobtrailError):
+    """No schedule with this name is registered."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"unknown schedule {name!r}")
+
+
 class PayloadError(JobtrailError):
     """A payload does not fit the handler's signature or is not JSON."""
 

@@ -28,7 +28,7 @@ class Redactor:
             r"""(?P<key>["']?"""
             + key_words
             + r"""["']?\s*[:=]\s*)"""
-            + r"""(?P<value>(?:bearer|basic|token)\s+\S+|"[^"]*"|'[^']*'|[^\s,&'"}]+)""",
+            + r"""(?P<value>(?:bearer|basic|token)\s+\S+|"[^"]*"|'[^']*'|[^\s,;&'"(){}\[\]]+)""",
             re.IGNORECASE,
         )
         self.max_chars = max_chars

@@ -25,4 +25,8 @@ class Settings(BaseSettings):
     redact_patterns: list[str] = Field(
         default_factory=list, description="Extra regexes of key names whose values are redacted."
     )
+    retention_succeeded_days: float = Field(3, gt=0, description="Keep succeeded jobs this long.")
+    retention_other_days: float = Field(7, gt=0, description="Keep other finished jobs this long.")
+    retention_max_days: float = Field(30, gt=0, description="Keep any finished job at most this.")
+    purge_interval: float = Field(3600, gt=0, description="Seconds between a worker's purges.")
     max_error_chars: int = Field(32_768, ge=256, description="Longest stored traceback/message.")

@@ -12,16 +12,24 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from jobtrail.context import Context
-from jobtrail.exceptions import Cancelled, JobTimeout, PayloadError, TimedOut, UnknownKind
+from jobtrail.exceptions import (
+    IllegalTransition,
+    JobTimeout,
+    PayloadError,
+    UnknownKind,
+    UnknownSchedule,
+)
 from jobtrail.jobs import (
     ACTIVE,
     JSON,
+    RETRYABLE,
     Event,
+    EventType,
     FailedItem,
     Job,
     Page,
@@ -30,11 +38,14 @@ from jobtrail.jobs import (
     Status,
 )
 from jobtrail.redaction import Redactor
-from jobtrail.store.records import Filters, NewJob
+from jobtrail.store.records import Filters, NewEvent, NewJob
 
 if TYPE_CHECKING:
+    from jobtrail.schedules import Schedule
     from jobtrail.settings import Settings
-    from jobtrail.store.sql import Clock, Store
+    from jobtrail.store.base import Clock
+    from jobtrail.store.sql import Store
+    from jobtrail.worker import Worker
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -55,6 +66,7 @@ class JobKind:
     queue: str = "default"
     priority: Priority = Priority.NORMAL
     stall_after: float | None = None
+    retry_backoff: float = 1.0
 
     def validate(self, payload: Mapping[str, JSON]) -> None:
         """Raise ``PayloadError`` unless ``payload`` binds to the handler and is JSON."""
@@ -128,7 +140,8 @@ class Tracker:
     ) -> None:
         # pydantic-settings and SQLAlchemy load when a tracker is made, not at import.
         from jobtrail.settings import Settings
-        from jobtrail.store.sql import Store, utcnow
+        from jobtrail.store.base import utcnow
+        from jobtrail.store.sql import Store
 
         base = settings or Settings()
         if url is not None:
@@ -142,6 +155,8 @@ class Tracker:
             clock=clock or utcnow,
         )
         self.kinds: dict[str, JobKind] = {}
+        self.schedules: dict[str, Schedule] = {}
+        self.startup: list[tuple[str, dict[str, JSON], str | None]] = []
 
     def close(self) -> None:
         """Close the store's connections."""
@@ -164,17 +179,28 @@ class Tracker:
         queue: str = "default",
         priority: Priority | str = Priority.NORMAL,
         stall_after: float | None = None,
+        retry_backoff: float = 1.0,
     ) -> Callable[[Callable[..., R]], JobHandle[..., R]]:
         """Register the decorated function as the handler of ``kind``.
 
         The handler receives a ``Context`` first and the job's payload as keyword arguments.
+        A handler exception is retried while attempts remain, after about
+        ``retry_backoff * 2**(attempt-1)`` seconds (with jitter). ``stall_after`` flags a
+        running job whose progress has not moved for that many seconds.
         """
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
 
         def register(func: Callable[..., R]) -> JobHandle[..., R]:
             spec = JobKind(
-                kind, func, max_attempts, timeout, queue, Priority(priority), stall_after
+                kind,
+                func,
+                max_attempts,
+                timeout,
+                queue,
+                Priority(priority),
+                stall_after,
+                retry_backoff,
             )
             self.kinds[kind] = spec
             return JobHandle(self, spec, func)
@@ -312,37 +338,16 @@ class Tracker:
             redactor=self.redactor,
             flush_interval=self.settings.flush_interval,
         )
-        try:
-            yield ctx
-        except BaseException as exc:
-            self.record_failure(ctx, exc)
-            raise
-        self.record_success(ctx, None)
+        from jobtrail.runner import Heartbeat, Runner  # tenacity and structlog load on first use
 
-    def record_success(self, ctx: Context, result: JSON) -> bool:
-        """End a job whose code returned: its outcome follows from its items."""
-        status = ctx.outcome()
-        message = None
-        details = None
-        if status is not Status.SUCCEEDED:
-            failed = ctx.error_details(None) or {}
-            message = f"{failed.get('failed_items_count', 0)} items failed"
-            details = failed
-        return ctx.finish(status, result=result, error_message=message, error_details=details)
-
-    def record_failure(self, ctx: Context, exc: BaseException) -> bool:
-        """End a job whose code raised: ``cancelled`` for a cancel, ``failed`` otherwise."""
-        if isinstance(exc, Cancelled):
-            return ctx.finish(Status.CANCELLED, error_message=exc.reason)
-        if isinstance(exc, TimedOut):
-            return ctx.finish(
-                Status.FAILED, error_message=str(exc), error_details={"type": "TimedOut"}
-            )
-        return ctx.finish(
-            Status.FAILED,
-            error_message=f"{type(exc).__name__}: {exc}",
-            error_details=ctx.error_details(exc),
-        )
+        runner = Runner(self)
+        with Heartbeat(ctx, self.store, lease, self.settings.heartbeat_interval):
+            try:
+                yield ctx
+            except BaseException as exc:
+                runner.fail(ctx, exc)
+                raise
+            runner.succeed(ctx, None)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -419,3 +424,135 @@ class Tracker:
                 raise JobTimeout(job_id, timeout, job.status)
             time.sleep(delay)
             delay = min(delay * 2, poll)
+
+    # -- running ------------------------------------------------------------------------
+
+    def worker(
+        self,
+        concurrency: int | None = None,
+        *,
+        queues: Iterable[str] | None = None,
+        heartbeat_interval: float | None = None,
+        heartbeat_timeout: float | None = None,
+        grace_period: float | None = None,
+        poll_interval: float | None = None,
+    ) -> Worker:
+        """A worker for this tracker's kinds: ``with tracker.worker(4): ...`` or ``.run()``.
+
+        Unset options come from the settings (``JOBTRAIL_*``).
+        """
+        from jobtrail.worker import Worker, WorkerOptions
+
+        s = self.settings
+        options = WorkerOptions(
+            concurrency=concurrency or s.concurrency,
+            heartbeat_interval=heartbeat_interval or s.heartbeat_interval,
+            heartbeat_timeout=heartbeat_timeout or s.heartbeat_timeout,
+            grace_period=s.grace_period if grace_period is None else grace_period,
+            poll_interval=poll_interval or s.poll_interval,
+            purge_interval=s.purge_interval,
+            queues=None if queues is None else frozenset(queues),
+        )
+        return Worker(self, options)
+
+    def retry(self, job_id: str, only_failed_items: bool = False, actor: str | None = None) -> Job:
+        """Queue a new job that repeats a failed, partial or cancelled one (``retry_of`` links
+        them). With ``only_failed_items`` the new job's ``ctx.items()`` runs only the items
+        that failed before."""
+        old = self.store.get(job_id)
+        if old.status not in RETRYABLE:
+            raise IllegalTransition(job_id, old.status, Status.QUEUED)
+        only = None
+        if only_failed_items:
+            only = [item.item_id for item in self.store.failed_items(job_id)]
+        new = NewJob(
+            kind=old.kind,
+            payload=old.payload,
+            owner=old.owner,
+            trigger="retry",
+            queue=old.queue,
+            priority=old.priority,
+            labels=old.labels,
+            max_attempts=old.max_attempts,
+            timeout=old.timeout,
+            retry_of=old.id,
+            only_items=only,
+        )
+        job = self.store.add([new], actor=actor)[0]
+        note = f"retried as {job.id}" + (" (failed items only)" if only is not None else "")
+        self.store.note(job_id, NewEvent(EventType.LOG, note, {"retry": job.id}, actor))
+        return job
+
+    # -- schedules and retention --------------------------------------------------------
+
+    def schedule(
+        self,
+        name: str,
+        kind: str,
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        payload: Mapping[str, JSON] | None = None,
+        owner: str | None = None,
+    ) -> Schedule:
+        """Create a job of ``kind`` at every slot of ``cron`` (e.g. ``"*/5 * * * *"``) or
+        every ``every`` seconds, from any running worker; one job per slot however many run."""
+        from jobtrail.schedules import Schedule  # croniter loads with the first schedule
+
+        self._kind(kind).validate(dict(payload or {}))
+        schedule = Schedule(name, kind, cron, every, dict(payload or {}), owner)
+        self.schedules[name] = schedule
+        return schedule
+
+    def on_startup(
+        self, kind: str, payload: Mapping[str, JSON] | None = None, owner: str | None = None
+    ) -> None:
+        """Submit a job of ``kind`` (``trigger="startup"``) each time a worker starts."""
+        self._kind(kind).validate(dict(payload or {}))
+        self.startup.append((kind, dict(payload or {}), owner))
+
+    def submit_scheduled(
+        self, schedule: Schedule, slot: datetime | None, trigger: str = "scheduled"
+    ) -> Job:
+        """Queue the job of one slot of ``schedule`` (idempotent: the slot is the job's key)."""
+        new = self._new_job(
+            schedule.kind,
+            schedule.payload,
+            owner=schedule.owner,
+            key=None if slot is None else schedule.key(slot),
+            priority=None,
+            trigger=trigger,
+            run_after=None,
+            labels=None,
+        )
+        return self.store.add([replace(new, schedule=schedule.name)])[0]
+
+    def run_schedule(self, name: str, actor: str | None = None) -> Job:
+        """Queue a job of schedule ``name`` now, outside its slots (``trigger="manual"``)."""
+        try:
+            schedule = self.schedules[name]
+        except KeyError:
+            raise UnknownSchedule(name) from None
+        return self.submit_scheduled(schedule, None, trigger="manual")
+
+    def purge(
+        self,
+        *,
+        succeeded_days: float | None = None,
+        other_days: float | None = None,
+        max_days: float | None = None,
+        batch_size: int = 1000,
+    ) -> int:
+        """Delete finished jobs past their retention (defaults from the settings), with their
+        events and items, in batches; they stay counted in ``stats()`` through daily rollups."""
+        from jobtrail.store.planning import RetentionPolicy
+
+        s = self.settings
+        now = self.store.clock()
+        policy = RetentionPolicy(
+            succeeded_before=now - timedelta(days=succeeded_days or s.retention_succeeded_days),
+            others_before=now - timedelta(days=other_days or s.retention_other_days),
+            created_before=now - timedelta(days=max_days or s.retention_max_days),
+            batch_size=batch_size,
+        )
+        return self.store.purge(policy)

@@ -12,7 +12,26 @@ from sqlalchemy.engine import Connection
 
 from jobtrail.jobs import ACTIVE, Stats, Status
 from jobtrail.store.records import Filters
-from jobtrail.store.tables import jobs
+from jobtrail.store.tables import job_rollups, jobs
+
+HISTOGRAM_BOUNDS: tuple[float, ...] = (
+    0.1,
+    0.5,
+    1,
+    2,
+    5,
+    10,
+    30,
+    60,
+    120,
+    300,
+    600,
+    1800,
+    3600,
+    4 * 3600,
+    24 * 3600,
+)
+"""Upper bounds (seconds) of the duration buckets kept in rollups; one more holds the rest."""
 
 _FINISHED = [Status.SUCCEEDED.value, Status.PARTIAL.value, Status.FAILED.value]
 
@@ -96,16 +115,50 @@ class StatsQuery:
         stmt = sa.select(sa.func.count()).select_from(jobs).where(*conditions)
         return int(conn.execute(stmt).scalar_one())
 
+    def _rollups(self, conn: Connection) -> list[sa.Row[Any]]:
+        """Daily rollups of purged jobs in the window (day × kind × owner × status rows)."""
+        r = job_rollups.c
+        conditions: list[sa.ColumnElement[bool]] = [r.day >= self.since.date()]
+        if self.owner is not None:
+            conditions.append(r.owner == self.owner)
+        if self.kind is not None:
+            conditions.append(r.kind == self.kind)
+        return list(conn.execute(sa.select(job_rollups).where(*conditions)).all())
+
+    def _live_histogram(self, conn: Connection) -> list[int]:
+        duration = jobs.c.duration_seconds
+        cumulative = [sa.func.sum(sa.case((duration <= b, 1), else_=0)) for b in HISTOGRAM_BOUNDS]
+        stmt = sa.select(*cumulative, sa.func.count(duration)).where(*self._where())
+        *below, total = (int(v or 0) for v in conn.execute(stmt).one())
+        edges = [0, *below, total]
+        return [edges[i + 1] - edges[i] for i in range(len(edges) - 1)]
+
     def run(self, conn: Connection, days: int) -> Stats:
-        """Run every aggregate in ``conn``'s transaction, so the figures agree with each other."""
+        """Run every aggregate in ``conn``'s transaction, so the figures agree with each other.
+
+        Jobs already purged count through their daily rollups; percentiles are then estimated
+        from the rollups' duration histograms (exact while no rollup falls in the window).
+        """
         by_status = self._counts(conn, jobs.c.status)
         by_kind = self._counts(conn, jobs.c.kind)
         duration = jobs.c.duration_seconds
-        n, average, total = conn.execute(
-            sa.select(sa.func.count(duration), sa.func.avg(duration), sa.func.sum(duration)).where(
-                *self._where()
-            )
+        n, total = conn.execute(
+            sa.select(sa.func.count(duration), sa.func.sum(duration)).where(*self._where())
         ).one()
+        n, total = int(n), float(total or 0.0)
+        rollups = self._rollups(conn)
+        for r in rollups:
+            by_status[r.status] = by_status.get(r.status, 0) + r.job_count
+            by_kind[r.kind] = by_kind.get(r.kind, 0) + r.job_count
+            n += r.duration_count
+            total += r.duration_sum
+        if any(r.duration_count for r in rollups):
+            histogram = self._live_histogram(conn)
+            for r in rollups:
+                histogram = [a + b for a, b in zip(histogram, r.histogram, strict=True)]
+            p50, p95 = _from_histogram(histogram, 0.50), _from_histogram(histogram, 0.95)
+        else:
+            p50, p95 = self._percentile(conn, n, 0.50), self._percentile(conn, n, 0.95)
         finished = sum(by_status.get(s, 0) for s in _FINISHED)
         succeeded = by_status.get(Status.SUCCEEDED.value, 0)
         return Stats(
@@ -114,9 +167,23 @@ class StatsQuery:
             jobs_by_status=by_status,
             jobs_by_kind=by_kind,
             success_rate=succeeded / finished if finished else None,
-            average_duration_seconds=None if average is None else float(average),
-            p50_duration_seconds=self._percentile(conn, int(n), 0.50),
-            p95_duration_seconds=self._percentile(conn, int(n), 0.95),
-            total_processing_seconds=float(total or 0.0),
+            average_duration_seconds=total / n if n else None,
+            p50_duration_seconds=p50,
+            p95_duration_seconds=p95,
+            total_processing_seconds=total,
             active_jobs=self._active(conn),
         )
+
+
+def _from_histogram(histogram: list[int], fraction: float) -> float | None:
+    """Nearest-rank percentile as the upper bound of the bucket holding that rank."""
+    n = sum(histogram)
+    if n == 0:
+        return None
+    rank = max(math.ceil(fraction * n), 1)
+    seen = 0
+    for bound, count in zip([*HISTOGRAM_BOUNDS, HISTOGRAM_BOUNDS[-1]], histogram, strict=True):
+        seen += count
+        if seen >= rank:
+            return float(bound)
+    return float(HISTOGRAM_BOUNDS[-1])

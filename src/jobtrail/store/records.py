@@ -64,6 +64,8 @@ class Progress:
     items_succeeded: int | None
     items_failed: int | None
     progress_data: JSON = None
+    moved: bool = True
+    """Whether percentage or counts changed since the last write (a stalled flag then clears)."""
 
     @property
     def items_done(self) -> int | None:
@@ -82,7 +84,7 @@ class Progress:
             "items_succeeded": self.items_succeeded,
             "items_failed": self.items_failed,
             "progress_data": self.progress_data,
-        }
+        } | ({"stalled": False} if self.moved else {})
 
 
 @dataclass(frozen=True, slots=True)

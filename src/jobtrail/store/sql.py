@@ -2,31 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
-from jobtrail.exceptions import IllegalTransition, JobNotFound, StoreError
-from jobtrail.jobs import ACTIVE, Event, EventType, FailedItem, Job, Page, Stats, Status, sources_of
-from jobtrail.store.engine import READONLY, create_engine
+from jobtrail.exceptions import IllegalTransition
+from jobtrail.jobs import Event, EventType, FailedItem, Job, Page, Stats, Status, sources_of
+from jobtrail.store.base import HELD, HELD_STATUSES
+from jobtrail.store.planning import PlanningWrites
 from jobtrail.store.queries import StatsQuery, listing_conditions
 from jobtrail.store.records import Filters, NewEvent, NewFailedItem, NewJob, Progress
 from jobtrail.store.rows import JOB_COLUMNS, event_from_row, failed_item_from_row, job_from_row
-from jobtrail.store.schema import ensure_schema
+from jobtrail.store.runs import RunWrites
 from jobtrail.store.tables import job_events, job_items, jobs
-
-Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    """The current time, tz-aware UTC."""
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,94 +29,13 @@ class FlushResult:
     cancel_requested: bool
 
 
-class Store:
+class Store(RunWrites, PlanningWrites):
     """The only place that talks to the database.
 
     Methods are named after the change they make. Every status change is a compare-and-set
     (``UPDATE … WHERE id = :id AND status IN (:allowed)``), so a late writer cannot move a
     terminal job or overwrite what a canceller or rescuer decided.
     """
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        pool_size: int = 10,
-        auto_migrate: bool = True,
-        clock: Clock = utcnow,
-    ) -> None:
-        self.url = url
-        self.clock = clock
-        self.engine: Engine = create_engine(url, pool_size)
-        self.dialect = self.engine.dialect.name
-        with self._errors():
-            ensure_schema(self.engine, auto_migrate)
-
-    def close(self) -> None:
-        """Release every pooled connection."""
-        self.engine.dispose()
-
-    # -- plumbing -----------------------------------------------------------------------
-
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except sa.exc.DBAPIError as exc:
-            raise StoreError(f"database error: {exc.orig!r}") from exc
-
-    @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """A write transaction (on SQLite the write lock is taken at BEGIN)."""
-        with self._errors(), self.engine.begin() as conn:
-            yield conn
-
-    @contextmanager
-    def read(self) -> Iterator[Connection]:
-        """A read-only transaction."""
-        with self._errors(), self.engine.connect() as conn:
-            conn = conn.execution_options(**{READONLY: True})
-            with conn.begin():
-                yield conn
-
-    def _insert(self, table: sa.Table) -> Any:
-        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        return dialect_insert(table)
-
-    @staticmethod
-    def _append_events(
-        conn: Connection, job_id: str, at: datetime, events: Iterable[NewEvent]
-    ) -> None:
-        rows = [
-            {
-                "job_id": job_id,
-                "at": at,
-                "type": str(e.type),
-                "message": e.message,
-                "data": e.data,
-                "actor": e.actor,
-            }
-            for e in events
-        ]
-        if rows:
-            conn.execute(job_events.insert(), rows)
-
-    @staticmethod
-    def _append_items(
-        conn: Connection, job_id: str, at: datetime, items: Iterable[NewFailedItem]
-    ) -> None:
-        rows = [
-            {
-                "job_id": job_id,
-                "item_id": i.item_id,
-                "error_type": i.error_type,
-                "message": i.message,
-                "at": at,
-            }
-            for i in items
-        ]
-        if rows:
-            conn.execute(job_items.insert(), rows)
 
     # -- creating jobs ------------------------------------------------------------------
 
@@ -135,13 +46,8 @@ class Store:
         with self.write() as conn:
             stmt = self._insert(jobs).on_conflict_do_nothing(index_elements=["key"])
             inserted = {r.id for r in conn.execute(stmt.returning(jobs.c.id), rows)}
-            event_rows = [
-                {"job_id": r["id"], "at": now, "type": "created", "actor": actor}
-                for r in rows
-                if r["id"] in inserted
-            ]
-            if event_rows:
-                conn.execute(job_events.insert(), event_rows)
+            created = NewEvent(EventType.CREATED, actor=actor)
+            self._log_events(conn, now, [(r["id"], created) for r in rows if r["id"] in inserted])
             existing = self._by_keys(conn, [r["key"] for r in rows if r["id"] not in inserted])
         return [job_from_row(r, now) if r["id"] in inserted else existing[r["key"]] for r in rows]
 
@@ -203,7 +109,7 @@ class Store:
     def cancel_requested(self, job_id: str, lease: str) -> bool | None:
         """Whether a cancel is pending for a job this runner holds; None once it lost the job."""
         stmt = sa.select(jobs.c.cancel_requested).where(
-            jobs.c.id == job_id, jobs.c.lease == lease, jobs.c.status.in_(_HELD)
+            jobs.c.id == job_id, jobs.c.lease == lease, jobs.c.status.in_(HELD)
         )
         with self.read() as conn:
             value = conn.execute(stmt).scalar_one_or_none()
@@ -242,7 +148,7 @@ class Store:
         stmt = jobs.update().where(
             jobs.c.id == job_id,
             jobs.c.lease == lease,
-            jobs.c.status.in_([s.value for s in sources_of(status) & _HELD_STATUSES]),
+            jobs.c.status.in_([s.value for s in sources_of(status) & HELD_STATUSES]),
         )
         with self.write() as conn:
             if conn.execute(stmt.values(**values)).rowcount != 1:
@@ -317,13 +223,12 @@ class Store:
             )
             return job_from_row(row._mapping, now)
 
-    # -- reading jobs -------------------------------------------------------------------
+    def note(self, job_id: str, event: NewEvent) -> None:
+        """Append an event to a job's history, whatever its state."""
+        with self.write() as conn:
+            self._append_events(conn, job_id, self.clock(), [event])
 
-    def _get(self, conn: Connection, job_id: str) -> Job:
-        row = conn.execute(sa.select(*JOB_COLUMNS).where(jobs.c.id == job_id)).one_or_none()
-        if row is None:
-            raise JobNotFound(job_id)
-        return job_from_row(row._mapping, self.clock())
+    # -- reading jobs -------------------------------------------------------------------
 
     def get(self, job_id: str) -> Job:
         """The job with this id; raises ``JobNotFound``."""
@@ -370,11 +275,6 @@ class Store:
         since = self.clock() - timedelta(days=days)
         with self.read() as conn:
             return StatsQuery(since, owner, kind).run(conn, days)
-
-
-_HELD_STATUSES = frozenset({Status.RUNNING, Status.WAITING})
-_HELD = [s.value for s in _HELD_STATUSES]
-assert _HELD_STATUSES <= ACTIVE
 
 
 def _new_row(new: NewJob, now: datetime) -> dict[str, Any]:

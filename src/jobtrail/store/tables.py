@@ -123,3 +123,43 @@ job_items = sa.Table(
     _ts("at", nullable=False),
     sa.Index("ix_job_items_job_id_item_id", "job_id", "item_id"),
 )
+
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("kind", sa.String(200), nullable=False),
+    sa.Column("cron", sa.String(200), nullable=True),
+    sa.Column("every_seconds", sa.Float(), nullable=True),
+    sa.Column("payload", JSONType, nullable=True),
+    sa.Column("owner", sa.String(200), nullable=True),
+    _ts("last_slot_at"),
+    _ts("next_run_at"),
+    _ts("updated_at", nullable=False),
+)
+
+schedule_runs = sa.Table(
+    "schedule_runs",
+    metadata,
+    sa.Column("id", EventId, primary_key=True, autoincrement=True),
+    sa.Column("schedule", sa.String(200), nullable=False),
+    _ts("slot_at", nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("job_id", sa.String(64), nullable=True),
+    sa.Column("worker", sa.String(200), nullable=True),
+    _ts("at", nullable=False),
+    sa.Index("ix_schedule_runs_schedule_id", "schedule", "id"),
+)
+
+job_rollups = sa.Table(
+    "job_rollups",
+    metadata,
+    sa.Column("day", sa.Date(), primary_key=True),
+    sa.Column("kind", sa.String(200), primary_key=True),
+    sa.Column("owner", sa.String(200), primary_key=True),
+    sa.Column("status", sa.String(16), primary_key=True),
+    sa.Column("job_count", sa.Integer(), nullable=False),
+    sa.Column("duration_count", sa.Integer(), nullable=False),
+    sa.Column("duration_sum", sa.Float(), nullable=False),
+    sa.Column("histogram", JSONType, nullable=False),
+)

@@ -1,0 +1,164 @@
+"""Schedules: cron or interval slots that create one job each, with an audit record per tick."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from croniter import croniter
+
+from jobtrail.jobs import JSON
+
+if TYPE_CHECKING:
+    from jobtrail.tracker import Tracker
+
+MAX_MISSED_RECORDED = 100
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Outcome:
+    """What a tick did with a slot."""
+
+    FIRED = "fired"
+    DEDUPLICATED = "deduplicated"
+    MISSED = "missed"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A named rule that creates a job of ``kind`` at every slot: ``cron`` or ``every`` seconds."""
+
+    name: str
+    kind: str
+    cron: str | None = None
+    every: float | None = None
+    payload: Mapping[str, JSON] = field(default_factory=dict)
+    owner: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError(f"schedule {self.name!r} needs exactly one of cron= or every=")
+        if self.every is not None and self.every <= 0:
+            raise ValueError(f"schedule {self.name!r}: every= must be positive")
+        if self.cron is not None and not croniter.is_valid(self.cron):
+            raise ValueError(f"schedule {self.name!r}: invalid cron expression {self.cron!r}")
+
+    @property
+    def _cron(self) -> str:
+        assert self.cron is not None
+        return self.cron
+
+    def latest_slot(self, now: datetime) -> datetime:
+        """The most recent slot at or before ``now``."""
+        if self.every is not None:
+            n = math.floor((now - EPOCH).total_seconds() / self.every)
+            return EPOCH + timedelta(seconds=n * self.every)
+        base = now + timedelta(microseconds=1)  # a slot exactly at ``now`` counts as due
+        slot: datetime = croniter(self._cron, base).get_prev(datetime)
+        return slot.astimezone(UTC)
+
+    def next_slot(self, after: datetime) -> datetime:
+        """The first slot strictly after ``after``."""
+        if self.every is not None:
+            return self.latest_slot(after) + timedelta(seconds=self.every)
+        slot: datetime = croniter(self._cron, after).get_next(datetime)
+        return slot.astimezone(UTC)
+
+    def slots_between(self, after: datetime, now: datetime) -> list[datetime]:
+        """Slots in ``(after, now]``: the due ones since the last tick, oldest first.
+
+        At most ``MAX_MISSED_RECORDED + 1`` are returned: the newest, and the missed ones
+        just before it.
+        """
+        latest = self.latest_slot(now)
+        if latest <= after:
+            return []
+        slots = [latest]
+        cursor = latest
+        while len(slots) <= MAX_MISSED_RECORDED:
+            cursor = self._previous(cursor)
+            if cursor <= after:
+                break
+            slots.append(cursor)
+        return slots[::-1]
+
+    def _previous(self, slot: datetime) -> datetime:
+        if self.every is not None:
+            return slot - timedelta(seconds=self.every)
+        prev: datetime = croniter(self._cron, slot).get_prev(datetime)
+        return prev.astimezone(UTC)
+
+    def key(self, slot: datetime) -> str:
+        """The job key of ``slot``: what makes one job per slot across processes."""
+        return f"schedule:{self.name}:{slot.isoformat()}"
+
+
+@dataclass(frozen=True)
+class ScheduleRun:
+    """The audit record of one slot: fired, deduplicated (another process fired it) or missed."""
+
+    schedule: str
+    slot_at: datetime
+    outcome: str
+    job_id: str | None
+    worker: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ScheduleState:
+    """A schedule as stored: its definition, last handled slot and next run."""
+
+    name: str
+    kind: str
+    cron: str | None
+    every_seconds: float | None
+    payload: JSON
+    owner: str | None
+    last_slot_at: datetime | None
+    next_run_at: datetime | None
+
+
+class Scheduler:
+    """Ticks a tracker's schedules; any number of processes may tick the same schedules."""
+
+    def __init__(self, tracker: Tracker, worker: str) -> None:
+        self.tracker = tracker
+        self.worker = worker
+
+    def register(self) -> None:
+        """Store every schedule's definition (keeping the slots already handled)."""
+        now = self.tracker.store.clock()
+        for schedule in self.tracker.schedules.values():
+            self.tracker.store.save_schedule(schedule, schedule.latest_slot(now), now)
+
+    def tick(self) -> list[ScheduleRun]:
+        """Fire every due slot once; record missed slots instead of running them in a burst."""
+        runs: list[ScheduleRun] = []
+        for schedule in self.tracker.schedules.values():
+            runs.extend(self._tick_one(schedule))
+        return runs
+
+    def _tick_one(self, schedule: Schedule) -> list[ScheduleRun]:
+        store = self.tracker.store
+        now = store.clock()
+        state = store.get_schedule(schedule.name)
+        last = state.last_slot_at if state and state.last_slot_at else schedule.latest_slot(now)
+        slots = schedule.slots_between(last, now)
+        if not slots:
+            return []
+        latest = slots[-1]
+        job = self.tracker.submit_scheduled(schedule, latest)
+        won = store.advance_schedule(schedule.name, last, latest, schedule.next_slot(latest))
+        runs = [
+            ScheduleRun(schedule.name, slot, Outcome.MISSED, None, self.worker, now)
+            for slot in slots[:-1]
+            if won
+        ]
+        outcome = Outcome.FIRED if won else Outcome.DEDUPLICATED
+        runs.append(ScheduleRun(schedule.name, latest, outcome, job.id, self.worker, now))
+        store.record_schedule_runs(runs)
+        return runs

@@ -1,0 +1,127 @@
+"""StoreBase: the engine, transactions and error translation that every store method uses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from jobtrail.exceptions import JobNotFound, StoreError
+from jobtrail.jobs import Job, Status
+from jobtrail.store.engine import READONLY, create_engine
+from jobtrail.store.records import NewEvent, NewFailedItem
+from jobtrail.store.rows import JOB_COLUMNS, job_from_row
+from jobtrail.store.schema import ensure_schema
+from jobtrail.store.tables import job_events, job_items, jobs
+
+Clock = Callable[[], datetime]
+
+HELD_STATUSES = frozenset({Status.RUNNING, Status.WAITING})
+"""States in which a runner holds a job (by its lease) and may write progress."""
+HELD = [s.value for s in HELD_STATUSES]
+
+
+def utcnow() -> datetime:
+    """The current time, tz-aware UTC."""
+    return datetime.now(UTC)
+
+
+class StoreBase:
+    """Connections, transactions and the small writes every part of the store shares."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        auto_migrate: bool = True,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.url = url
+        self.clock = clock
+        self.engine: Engine = create_engine(url, pool_size)
+        self.dialect = self.engine.dialect.name
+        with self._errors():
+            ensure_schema(self.engine, auto_migrate)
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sa.exc.DBAPIError as exc:
+            raise StoreError(f"database error: {exc.orig!r}") from exc
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction (on SQLite the write lock is taken at BEGIN)."""
+        with self._errors(), self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction."""
+        with self._errors(), self.engine.connect() as conn:
+            conn = conn.execution_options(**{READONLY: True})
+            with conn.begin():
+                yield conn
+
+    def _insert(self, table: sa.Table) -> Any:
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        return dialect_insert(table)
+
+    @staticmethod
+    def _log_events(conn: Connection, at: datetime, events: Iterable[tuple[str, NewEvent]]) -> None:
+        """Append events of any jobs in one statement."""
+        rows = [
+            {
+                "job_id": job_id,
+                "at": at,
+                "type": str(e.type),
+                "message": e.message,
+                "data": e.data,
+                "actor": e.actor,
+            }
+            for job_id, e in events
+        ]
+        if rows:
+            conn.execute(job_events.insert(), rows)
+
+    @classmethod
+    def _append_events(
+        cls, conn: Connection, job_id: str, at: datetime, events: Iterable[NewEvent]
+    ) -> None:
+        cls._log_events(conn, at, ((job_id, e) for e in events))
+
+    @staticmethod
+    def _append_items(
+        conn: Connection, job_id: str, at: datetime, items: Iterable[NewFailedItem]
+    ) -> None:
+        rows = [
+            {
+                "job_id": job_id,
+                "item_id": i.item_id,
+                "error_type": i.error_type,
+                "message": i.message,
+                "at": at,
+            }
+            for i in items
+        ]
+        if rows:
+            conn.execute(job_items.insert(), rows)
+
+    def _get(self, conn: Connection, job_id: str) -> Job:
+        row = conn.execute(sa.select(*JOB_COLUMNS).where(jobs.c.id == job_id)).one_or_none()
+        if row is None:
+            raise JobNotFound(job_id)
+        return job_from_row(row._mapping, self.clock())

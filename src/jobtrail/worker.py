@@ -1,0 +1,288 @@
+"""Worker: threads that claim, run and record jobs, with heartbeats, rescue and a graceful stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING
+
+import structlog
+
+from jobtrail.context import Context
+from jobtrail.exceptions import StoreError
+from jobtrail.runner import Runner
+from jobtrail.schedules import Scheduler
+from jobtrail.store.runs import Claimed
+
+if TYPE_CHECKING:
+    from jobtrail.tracker import Tracker
+
+log = structlog.get_logger("jobtrail.worker")
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How a worker runs; defaults come from the tracker's settings."""
+
+    concurrency: int
+    heartbeat_interval: float
+    heartbeat_timeout: float
+    grace_period: float
+    poll_interval: float
+    purge_interval: float = 3600.0
+    queues: Collection[str] | None = None
+
+
+class _Periodic:
+    """Tasks run together every ``interval`` seconds by the maintenance thread."""
+
+    def __init__(
+        self, interval: float, tasks: tuple[Callable[[], object], ...], first_delay: float = 0.0
+    ) -> None:
+        self.interval = interval
+        self.tasks = tasks
+        self.due = time.monotonic() + (first_delay or interval)
+
+    def run_if_due(self) -> None:
+        if time.monotonic() < self.due:
+            return
+        self.due = time.monotonic() + self.interval
+        for task in self.tasks:
+            try:
+                task()
+            except StoreError as exc:
+                name = getattr(task, "__name__", repr(task))
+                log.warning("maintenance task failed", task=name, error=str(exc))
+
+
+class Worker:
+    """Runs the tracker's registered kinds in ``concurrency`` threads (none of them daemons).
+
+    Use it as a context manager (background threads, graceful drain on exit) or call
+    ``run()`` to block until SIGTERM/SIGINT — or, with ``burst=True``, until nothing is due.
+    """
+
+    def __init__(self, tracker: Tracker, options: WorkerOptions) -> None:
+        self.tracker = tracker
+        self.options = options
+        self.identity = f"{socket.gethostname()}:{os.getpid()}"
+        self._store = tracker.store
+        self._runner = Runner(tracker)
+        self._scheduler = Scheduler(tracker, self.identity)
+        self._draining = threading.Event()  # stop claiming; handlers see ShuttingDown
+        self._halt = threading.Event()  # the maintenance thread ends
+        self._stop_requested = threading.Event()
+        self._claim_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._prefetched: deque[Claimed] = deque()
+        self._running: dict[str, tuple[Context, str]] = {}
+        self._idle = 0
+        self._burst = False
+        self._threads: list[threading.Thread] = []
+        self._maintainer: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self, burst: bool = False) -> Worker:
+        """Start the runner threads and the heartbeat/rescue thread; returns at once."""
+        self._burst = burst
+        self._start_up()
+        for n in range(self.options.concurrency):
+            thread = threading.Thread(target=self._run_loop, name=f"jobtrail-{n}")
+            thread.start()
+            self._threads.append(thread)
+        self._maintainer = threading.Thread(target=self._maintain, name="jobtrail-heartbeat")
+        self._maintainer.start()
+        log.info("worker started", worker=self.identity, concurrency=self.options.concurrency)
+        return self
+
+    def stop(self, grace_period: float | None = None) -> None:
+        """Stop claiming, let handlers reach a checkpoint, wait up to the grace period, then
+        put whatever still runs back in the queue (not charged as an attempt)."""
+        grace = self.options.grace_period if grace_period is None else grace_period
+        self._draining.set()
+        deadline = time.monotonic() + grace
+        for thread in self._threads:
+            thread.join(max(deadline - time.monotonic(), 0))
+        self._interrupt_leftovers()
+        self._halt.set()
+        if self._maintainer is not None:
+            self._maintainer.join()
+        log.info("worker stopped", worker=self.identity)
+
+    def __enter__(self) -> Worker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def run(self, burst: bool = False) -> None:
+        """Run until SIGTERM/SIGINT (or, with ``burst``, until nothing is due), then stop."""
+        with self._signals():
+            self.start(burst=burst)
+            try:
+                while not self._stop_requested.wait(0.1):
+                    if burst and not any(t.is_alive() for t in self._threads):
+                        break
+            finally:
+                self.stop()
+
+    def request_stop(self) -> None:
+        """Ask ``run()`` to stop (what SIGTERM does)."""
+        self._stop_requested.set()
+        self._draining.set()
+
+    @property
+    def alive(self) -> bool:
+        """Whether any runner thread is still running a handler."""
+        return any(t.is_alive() for t in self._threads)
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handle(signum: int, frame: FrameType | None) -> None:
+            log.info("stop requested", signal=signal.Signals(signum).name)
+            self.request_stop()
+
+        previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    # -- running ------------------------------------------------------------------------
+
+    def _run_loop(self) -> None:
+        while not self._draining.is_set():
+            claimed = self._next()
+            if claimed is None:
+                if self._burst:
+                    return
+                self._draining.wait(self.options.poll_interval)
+                continue
+            self._execute(claimed)
+
+    def _next(self) -> Claimed | None:
+        with self._claim_lock:
+            if not self._prefetched and not self._draining.is_set():
+                self._prefetched.extend(self._claim())
+            return self._prefetched.popleft() if self._prefetched else None
+
+    def _claim(self) -> list[Claimed]:
+        kinds = self.tracker.kinds
+        if not kinds:
+            return []
+        with self._lock:
+            free = self.options.concurrency - len(self._running)
+        try:
+            return self._store.claim(
+                f"{self.identity}:{threading.current_thread().name}",
+                uuid.uuid4().hex,
+                limit=max(free, 1),
+                kinds=list(kinds),
+                queues=self.options.queues,
+            )
+        except StoreError as exc:
+            log.warning("claim failed", error=str(exc))
+            return []
+
+    def _execute(self, claimed: Claimed) -> None:
+        ctx = self._runner.context(claimed, stopping=self._draining)
+        with self._lock:
+            self._running[claimed.job.id] = (ctx, claimed.lease)
+        try:
+            self._runner.run(claimed, ctx)
+        finally:
+            with self._lock:
+                self._running.pop(claimed.job.id, None)
+
+    def _interrupt_leftovers(self) -> None:
+        """Requeue jobs still held after the grace period, and claimed jobs never started."""
+        with self._claim_lock:
+            waiting = list(self._prefetched)
+            self._prefetched.clear()
+        with self._lock:
+            running = list(self._running.values())
+        for claimed in waiting:
+            ctx = self._runner.context(claimed, stopping=self._draining)
+            self._runner.interrupt(ctx, claimed.lease, "worker stopped before the job started")
+        for ctx, lease in running:
+            self._runner.interrupt(ctx, lease, "worker stopped; grace period over")
+
+    # -- heartbeats, rescue, stalls -----------------------------------------------------
+
+    def _maintain(self) -> None:
+        """Heartbeats, rescue and stall checks every heartbeat interval; schedule ticks every
+        second; a purge every purge interval. Any one failing is logged and retried later."""
+        o = self.options
+        tasks = [
+            _Periodic(o.heartbeat_interval, (self._beat, self._rescue, self._watch_stalls)),
+            _Periodic(min(1.0, o.heartbeat_interval), (self._scheduler.tick,)),
+            _Periodic(o.purge_interval, (self._purge,), first_delay=min(60.0, o.purge_interval)),
+        ]
+        step = min(1.0, o.heartbeat_interval)
+        while not self._halt.wait(step):
+            for task in tasks:
+                task.run_if_due()
+
+    def _purge(self) -> None:
+        deleted = self.tracker.purge()
+        if deleted:
+            log.info("purged finished jobs", count=deleted)
+
+    def _start_up(self) -> None:
+        """Store schedule definitions and submit the startup jobs."""
+        try:
+            self._scheduler.register()
+            for kind, payload, owner in self.tracker.startup:
+                self.tracker.submit(kind, payload, owner=owner, trigger="startup")
+        except StoreError as exc:
+            log.warning("startup tasks failed", error=str(exc))
+
+    def _held(self) -> dict[str, tuple[Context | None, str]]:
+        with self._claim_lock:
+            held: dict[str, tuple[Context | None, str]] = {
+                c.job.id: (None, c.lease) for c in self._prefetched
+            }
+        with self._lock:
+            held.update({job_id: (ctx, lease) for job_id, (ctx, lease) in self._running.items()})
+        return held
+
+    def _beat(self) -> None:
+        held = self._held()
+        beats = {b.job_id: b for b in self._store.heartbeat({k: v[1] for k, v in held.items()})}
+        for job_id, (ctx, _lease) in held.items():
+            if ctx is not None:
+                beat = beats.get(job_id)
+                ctx.observe(cancel_requested=bool(beat and beat.cancel_requested), held=bool(beat))
+
+    def _rescue(self) -> None:
+        for job in self._store.rescue(self.options.heartbeat_timeout):
+            log.warning("rescued job", job_id=job.id, kind=job.kind, status=str(job.status))
+
+    def _watch_stalls(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            running = list(self._running.values())
+        for ctx, lease in running:
+            stall_after = self._runner.stall_after(ctx.kind)
+            if stall_after is not None and now - ctx.last_moved >= stall_after:
+                self._store.mark_stalled(ctx.job_id, lease, now - ctx.last_moved)
