@@ -37,7 +37,7 @@ def _durably(action: str, write: Callable[[], bool]) -> bool:
     """Run a store write, retrying through a database outage so an outcome is never lost."""
     retrying = Retrying(
         retry=retry_if_exception_type(StoreError),
-        wait=wait_exponential_jitter(initial=0.1, max=5.0),
+        wait=wait_exponential_jitter(multiplier=0.1, max=5.0),
         stop=stop_after_delay(STORE_RETRY_SECONDS),
         reraise=True,
     )

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("jobtrail.worker")
 
+SHORT_JOB_SECONDS = 0.05
+"""Jobs shorter than this on average are claimed ahead of free threads."""
+
 
 @dataclass(frozen=True)
 class WorkerOptions:
@@ -85,7 +88,7 @@ class Worker:
         self._lock = threading.Lock()
         self._prefetched: deque[Claimed] = deque()
         self._running: dict[str, tuple[Context, str]] = {}
-        self._idle = 0
+        self._average_run = SHORT_JOB_SECONDS  # seconds, moving average of handler runs
         self._burst = False
         self._threads: list[threading.Thread] = []
         self._maintainer: threading.Thread | None = None
@@ -95,6 +98,7 @@ class Worker:
     def start(self, burst: bool = False) -> Worker:
         """Start the runner threads and the heartbeat/rescue thread; returns at once."""
         self._burst = burst
+        self._store.start_grouping()
         self._start_up()
         for n in range(self.options.concurrency):
             thread = threading.Thread(target=self._run_loop, name=f"jobtrail-{n}")
@@ -117,6 +121,7 @@ class Worker:
         self._halt.set()
         if self._maintainer is not None:
             self._maintainer.join()
+        self._store.stop_grouping()
         log.info("worker stopped", worker=self.identity)
 
     def __enter__(self) -> Worker:
@@ -192,6 +197,11 @@ class Worker:
             return []
         with self._lock:
             free = self.options.concurrency - len(self._running)
+        # While jobs are short, take a few more than the free threads need, so one commit
+        # feeds several jobs; long jobs are claimed one per free thread, leaving the rest
+        # to other workers.
+        if self._average_run < SHORT_JOB_SECONDS:
+            free += self.options.concurrency
         try:
             return self._store.claim(
                 f"{self.identity}:{threading.current_thread().name}",
@@ -208,11 +218,14 @@ class Worker:
         ctx = self._runner.context(claimed, stopping=self._draining)
         with self._lock:
             self._running[claimed.job.id] = (ctx, claimed.lease)
+        started = time.monotonic()
         try:
             self._runner.run(claimed, ctx)
         finally:
+            elapsed = time.monotonic() - started
             with self._lock:
                 self._running.pop(claimed.job.id, None)
+                self._average_run = 0.8 * self._average_run + 0.2 * elapsed
 
     def _interrupt_leftovers(self) -> None:
         """Requeue jobs still held after the grace period, and claimed jobs never started."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -14,12 +15,16 @@ from sqlalchemy.engine import Connection, Engine
 from jobtrail.exceptions import JobNotFound, StoreError
 from jobtrail.jobs import Job, Status
 from jobtrail.store.engine import READONLY, create_engine
+from jobtrail.store.grouping import GroupCommit
+from jobtrail.store.hot import HotStatements
+from jobtrail.store.prepared import RawSession, raw_transaction
 from jobtrail.store.records import NewEvent, NewFailedItem
 from jobtrail.store.rows import JOB_COLUMNS, job_from_row
 from jobtrail.store.schema import ensure_schema
 from jobtrail.store.tables import job_events, job_items, jobs
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 HELD_STATUSES = frozenset({Status.RUNNING, Status.WAITING})
 """States in which a runner holds a job (by its lease) and may write progress."""
@@ -46,12 +51,41 @@ class StoreBase:
         self.clock = clock
         self.engine: Engine = create_engine(url, pool_size)
         self.dialect = self.engine.dialect.name
+        self.hot = HotStatements(self.engine.dialect)
+        self._group: GroupCommit | None = None
+        self._group_users = 0
+        self._group_lock = threading.Lock()
         with self._errors():
             ensure_schema(self.engine, auto_migrate)
 
     def close(self) -> None:
         """Release every pooled connection."""
         self.engine.dispose()
+
+    def start_grouping(self) -> None:
+        """Share commits between threads' small writes until ``stop_grouping`` (workers do)."""
+        with self._group_lock:
+            self._group_users += 1
+            if self._group is None:
+                self._group = GroupCommit(self.engine)
+
+    def stop_grouping(self) -> None:
+        """Undo one ``start_grouping``; the last one commits what is pending and stops."""
+        with self._group_lock:
+            self._group_users -= 1
+            group = self._group if self._group_users == 0 else None
+            if group is not None:
+                self._group = None
+        if group is not None:
+            group.close()
+
+    def run_write(self, write: Callable[[RawSession], T]) -> T:
+        """Run a raw write in its own transaction, or in a shared one while grouping."""
+        group = self._group
+        if group is not None:
+            return group.run(write)
+        with raw_transaction(self.engine, write=True) as session:
+            return write(session)
 
     # -- plumbing -----------------------------------------------------------------------
 

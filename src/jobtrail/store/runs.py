@@ -11,9 +11,10 @@ import sqlalchemy as sa
 
 from jobtrail.jobs import EventType, Job, Status
 from jobtrail.store.base import HELD, StoreBase
+from jobtrail.store.prepared import raw_transaction
 from jobtrail.store.records import NewEvent, Progress
 from jobtrail.store.rows import JOB_COLUMNS, job_from_row
-from jobtrail.store.tables import job_items, jobs
+from jobtrail.store.tables import jobs
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,48 +55,23 @@ class RunWrites(StoreBase):
         One transaction for the whole batch; on PostgreSQL rows another worker is claiming
         are skipped (``FOR UPDATE SKIP LOCKED``), on SQLite the write lock serialises claims.
         """
+        kinds, queues = sorted(kinds), sorted(queues or ())
         now = self.clock()
-        c = jobs.c
-        due = [c.status == Status.QUEUED.value, c.run_after <= now, c.kind.in_(list(kinds))]
-        if queues is not None:
-            due.append(c.queue.in_(list(queues)))
-        pick = sa.select(c.id).where(*due).order_by(c.priority.desc(), c.run_after).limit(limit)
-        if self.dialect == "postgresql":
-            pick = pick.with_for_update(skip_locked=True)
-        stmt = (
-            jobs.update()
-            .where(c.id.in_(pick.scalar_subquery()), c.status == Status.QUEUED.value)
-            .values(
-                status=Status.RUNNING.value,
-                attempt=c.attempt + 1,
-                started_at=now,
-                heartbeat_at=self.db_now(now),
-                updated_at=now,
-                worker=worker,
-                lease=lease,
-                cancel_requested=False,
-                stalled=False,
-                progress=0.0,
-                message=None,
-                items_done=None,
-                items_succeeded=None,
-                items_failed=None,
-            )
-            .returning(*JOB_COLUMNS, c.only_items)
-        )
-        with self.write() as conn:
-            rows = conn.execute(stmt).all()
+        values: dict[str, Any] = {"now": now, "limit": limit, "worker": worker, "lease": lease}
+        values |= {f"kind_{i}": k for i, k in enumerate(kinds)}
+        values |= {f"queue_{i}": q for i, q in enumerate(queues)}
+        with raw_transaction(self.engine, write=True) as session:
+            rows = session.execute(self.hot.claim(len(kinds), len(queues)), values)
             if not rows:
                 return []
-            retried = [r.id for r in rows if r.attempt > 1]
-            if retried:  # failed items belong to the attempt that failed them
-                conn.execute(job_items.delete().where(job_items.c.job_id.in_(retried)))
-            self._log_events(
-                conn,
-                now,
-                [(r.id, NewEvent(EventType.STARTED, f"attempt {r.attempt}")) for r in rows],
-            )
-        return [Claimed(job_from_row(r._mapping, now), lease, r.only_items) for r in rows]
+            # Failed items belong to the attempt that failed them.
+            retried = [{"job_id": r["id"]} for r in rows if r["attempt"] > 1]
+            session.execute_many(self.hot.forget_items, retried)
+            started = [
+                (r["id"], NewEvent(EventType.STARTED, f"attempt {r['attempt']}")) for r in rows
+            ]
+            self.hot.append(session, now, started)
+        return [Claimed(job_from_row(r, now), lease, r["only_items"]) for r in rows]
 
     def heartbeat(self, leases: dict[str, str]) -> list[Beat]:
         """Refresh the heartbeat of held jobs (``{job_id: lease}``); report pending cancels.

@@ -10,10 +10,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from jobtrail.exceptions import IllegalTransition
+from jobtrail.exceptions import IllegalTransition, JobNotFound
 from jobtrail.jobs import Event, EventType, FailedItem, Job, Page, Stats, Status, sources_of
-from jobtrail.store.base import HELD, HELD_STATUSES
+from jobtrail.store.base import HELD
+from jobtrail.store.hot import progress_params
 from jobtrail.store.planning import PlanningWrites
+from jobtrail.store.prepared import RawSession, raw_transaction
 from jobtrail.store.queries import StatsQuery, listing_conditions
 from jobtrail.store.records import Filters, NewEvent, NewFailedItem, NewJob, Progress
 from jobtrail.store.rows import JOB_COLUMNS, event_from_row, failed_item_from_row, job_from_row
@@ -88,23 +90,18 @@ class Store(RunWrites, PlanningWrites):
     ) -> FlushResult:
         """Write a running job's progress; ignored (not an error) once the job left this runner."""
         now = self.clock()
-        stmt = (
-            jobs.update()
-            .where(
-                jobs.c.id == job_id,
-                jobs.c.lease == lease,
-                jobs.c.status.in_([Status.RUNNING.value, Status.WAITING.value]),
-            )
-            .values(**progress.columns(), updated_at=now, heartbeat_at=now)
-            .returning(jobs.c.cancel_requested)
-        )
-        with self.write() as conn:
-            cancel = conn.execute(stmt).scalar_one_or_none()
-            if cancel is None:
+        values = progress_params(progress) | {"id": job_id, "lease": lease, "now": now}
+
+        def write(session: RawSession) -> FlushResult:
+            rows = session.execute(self.hot.flush, values)
+            if not rows:
                 return FlushResult(applied=False, cancel_requested=False)
-            self._append_events(conn, job_id, now, events)
-            self._append_items(conn, job_id, now, items)
-        return FlushResult(applied=True, cancel_requested=bool(cancel))
+            self.hot.append(
+                session, now, [(job_id, e) for e in events], [(job_id, i) for i in items]
+            )
+            return FlushResult(applied=True, cancel_requested=bool(rows[0]["cancel_requested"]))
+
+        return self.run_write(write)
 
     def cancel_requested(self, job_id: str, lease: str) -> bool | None:
         """Whether a cancel is pending for a job this runner holds; None once it lost the job."""
@@ -135,27 +132,25 @@ class Store(RunWrites, PlanningWrites):
         finished by someone else.
         """
         now = self.clock()
-        duration = None if started_at is None else (now - started_at).total_seconds()
-        values = progress.columns() | {
-            "status": status.value,
+        values = progress_params(progress) | {
+            "id": job_id,
+            "lease": lease,
+            "now": now,
             "result": result,
             "error_message": error_message,
             "error_details": error_details,
-            "completed_at": now,
-            "updated_at": now,
-            "duration_seconds": duration,
+            "duration_seconds": None if started_at is None else (now - started_at).total_seconds(),
         }
-        stmt = jobs.update().where(
-            jobs.c.id == job_id,
-            jobs.c.lease == lease,
-            jobs.c.status.in_([s.value for s in sources_of(status) & HELD_STATUSES]),
-        )
-        with self.write() as conn:
-            if conn.execute(stmt.values(**values)).rowcount != 1:
+
+        def write(session: RawSession) -> bool:
+            if session.rowcount(self.hot.finish[status], values) != 1:
                 return False
-            self._append_events(conn, job_id, now, events)
-            self._append_items(conn, job_id, now, items)
-        return True
+            self.hot.append(
+                session, now, [(job_id, e) for e in events], [(job_id, i) for i in items]
+            )
+            return True
+
+        return self.run_write(write)
 
     def transition(
         self,
@@ -232,8 +227,11 @@ class Store(RunWrites, PlanningWrites):
 
     def get(self, job_id: str) -> Job:
         """The job with this id; raises ``JobNotFound``."""
-        with self.read() as conn:
-            return self._get(conn, job_id)
+        with raw_transaction(self.engine, write=None) as session:
+            rows = session.execute(self.hot.get, {"id": job_id})
+        if not rows:
+            raise JobNotFound(job_id)
+        return job_from_row(rows[0], self.clock())
 
     def find(self, filters: Filters, limit: int = 50, offset: int = 0) -> Page:
         """A page of jobs matching ``filters``, newest first, with the exact total count."""
