@@ -46,6 +46,7 @@ __all__ = [
     "JobNotFound",
     "JobTimeout",
     "JobtrailError",
+    "NotAllowed",
     "Page",
     "PayloadError",
     "Priority",

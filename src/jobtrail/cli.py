@@ -75,6 +75,97 @@ def purge(
     click.echo(f"purged {deleted} jobs")
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@main.command()
+@click.option("--app", "app", help="module:attribute of your Tracker (its kinds run here).")
+@database_option
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="JOBTRAIL_HOST")
+@click.option("--port", default=8000, show_default=True, type=int, envvar="JOBTRAIL_PORT")
+@click.option("--no-auth", is_flag=True, help="No tokens (loopback addresses only).")
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), help="Worker threads.")
+@click.option("--no-worker", is_flag=True, help="Serve the API only; run jobs elsewhere.")
+def serve(
+    app: str | None,
+    database_url: str | None,
+    host: str,
+    port: int,
+    no_auth: bool,
+    concurrency: int | None,
+    no_worker: bool,
+) -> None:
+    """Serve the REST API (and run the app's jobs in an embedded worker)."""
+    import uvicorn
+
+    from jobtrail.web.app import create_app
+
+    if no_auth and not _is_loopback(host):
+        raise click.UsageError("--no-auth is only allowed on a loopback address")
+    tracker = load_tracker(app) if app else Tracker(database_url)
+    if no_auth:
+        click.secho(
+            "WARNING: authentication is OFF (--no-auth): anyone who can reach "
+            f"{host}:{port} can read and change every job.",
+            fg="red",
+            bold=True,
+            err=True,
+        )
+    elif not tracker.store.list_tokens():
+        click.echo("No API tokens yet: create one with `jobtrail tokens create`.", err=True)
+    web = create_app(tracker, no_auth=no_auth, run_worker=not no_worker, concurrency=concurrency)
+    click.echo(f"jobtrail API on http://{host}:{port}/api/v1 (docs at /docs)", err=True)
+    uvicorn.run(web, host=host, port=port, log_level="info")
+
+
+@main.group()
+def tokens() -> None:
+    """Manage API tokens (stored hashed; changes apply to running servers at once)."""
+
+
+@tokens.command("create")
+@database_option
+@click.option("--name", help="A name for the token (default: a random one).")
+@click.option("--owner", help="Restrict the token to this owner's jobs (default: admin).")
+def tokens_create(database_url: str | None, name: str | None, owner: str | None) -> None:
+    """Create a token and print it once."""
+    import secrets
+
+    with Tracker(database_url) as tracker:
+        secret = tracker.store.create_token(name or f"token-{secrets.token_hex(3)}", owner)
+    click.echo(secret)
+
+
+@tokens.command("ls")
+@database_option
+def tokens_ls(database_url: str | None) -> None:
+    """List tokens (never their secrets)."""
+    with Tracker(database_url) as tracker:
+        for token in tracker.store.list_tokens():
+            state = "revoked" if token.revoked_at else "live"
+            scope = f"owner={token.owner}" if token.owner else "admin"
+            click.echo(f"{token.name}\t{scope}\t{state}\t{token.created_at:%Y-%m-%d %H:%M}")
+
+
+@tokens.command("revoke")
+@database_option
+@click.argument("name")
+def tokens_revoke(database_url: str | None, name: str) -> None:
+    """Revoke a token by name."""
+    with Tracker(database_url) as tracker:
+        if not tracker.store.revoke_token(name):
+            raise click.ClickException(f"no live token named {name!r}")
+    click.echo(f"revoked {name}")
+
+
 @main.group()
 def db() -> None:
     """Manage the database schema."""

@@ -61,6 +61,10 @@ class UnknownKind(JobtrailError):
         super().__init__(f"unknown job kind {kind!r} (registered kinds: {listed})")
 
 
+class NotAllowed(JobtrailError):
+    """The caller may not do this (e.g. create a job for another owner)."""
+
+
 class UnknownSchedule(JobtrailError):
     """No schedule with this name is registered."""
 

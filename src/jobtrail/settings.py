@@ -29,4 +29,9 @@ class Settings(BaseSettings):
     retention_other_days: float = Field(7, gt=0, description="Keep other finished jobs this long.")
     retention_max_days: float = Field(30, gt=0, description="Keep any finished job at most this.")
     purge_interval: float = Field(3600, gt=0, description="Seconds between a worker's purges.")
+    rate_limit: str = Field(
+        "600/second", description="Requests per token (or client) in `limits` notation."
+    )
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest accepted request body.")
+    stream_poll_interval: float = Field(0.25, gt=0, description="Seconds between SSE polls.")
     max_error_chars: int = Field(32_768, ge=256, description="Longest stored traceback/message.")

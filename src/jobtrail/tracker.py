@@ -261,6 +261,32 @@ class Tracker:
 
         Raises ``UnknownKind`` or ``PayloadError`` here, not later in a worker.
         """
+        return self.submit_or_get(
+            kind,
+            payload,
+            owner=owner,
+            key=key,
+            priority=priority,
+            trigger=trigger,
+            run_after=run_after,
+            labels=labels,
+            actor=actor,
+        )[0]
+
+    def submit_or_get(
+        self,
+        kind: str,
+        payload: Mapping[str, JSON] | None = None,
+        *,
+        owner: str | None = None,
+        key: str | None = None,
+        priority: Priority | str | None = None,
+        trigger: str = "manual",
+        run_after: datetime | None = None,
+        labels: Mapping[str, JSON] | None = None,
+        actor: str | None = None,
+    ) -> tuple[Job, bool]:
+        """``submit``, also telling whether the job is new (False: ``key`` existed)."""
         new = self._new_job(
             kind,
             payload,
@@ -271,7 +297,7 @@ class Tracker:
             run_after=run_after,
             labels=labels,
         )
-        return self.store.add([new], actor=actor)[0]
+        return self.store.add_or_get([new], actor=actor)[0]
 
     def submit_many(
         self,

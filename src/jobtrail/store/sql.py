@@ -11,8 +11,20 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from jobtrail.exceptions import IllegalTransition, JobNotFound
-from jobtrail.jobs import Event, EventType, FailedItem, Job, Page, Stats, Status, sources_of
+from jobtrail.jobs import (
+    Event,
+    EventType,
+    FailedItem,
+    Job,
+    Page,
+    Stats,
+    Status,
+    can_transition,
+    sources_of,
+)
+from jobtrail.store.access import AccessWrites
 from jobtrail.store.base import HELD
+from jobtrail.store.gauges import Snapshot, snapshot
 from jobtrail.store.hot import progress_params
 from jobtrail.store.planning import PlanningWrites
 from jobtrail.store.prepared import RawSession, raw_transaction
@@ -31,7 +43,7 @@ class FlushResult:
     cancel_requested: bool
 
 
-class Store(RunWrites, PlanningWrites):
+class Store(RunWrites, PlanningWrites, AccessWrites):
     """The only place that talks to the database.
 
     Methods are named after the change they make. Every status change is a compare-and-set
@@ -43,6 +55,12 @@ class Store(RunWrites, PlanningWrites):
 
     def add(self, new_jobs: Sequence[NewJob], actor: str | None = None) -> list[Job]:
         """Insert jobs in one transaction; a job whose ``key`` exists yields the existing job."""
+        return [job for job, _created in self.add_or_get(new_jobs, actor)]
+
+    def add_or_get(
+        self, new_jobs: Sequence[NewJob], actor: str | None = None
+    ) -> list[tuple[Job, bool]]:
+        """Like ``add``, telling for each job whether it was created (False: its key existed)."""
         now = self.clock()
         rows = [_new_row(n, now) for n in new_jobs]
         with self.write() as conn:
@@ -50,8 +68,17 @@ class Store(RunWrites, PlanningWrites):
             inserted = {r.id for r in conn.execute(stmt.returning(jobs.c.id), rows)}
             created = NewEvent(EventType.CREATED, actor=actor)
             self._log_events(conn, now, [(r["id"], created) for r in rows if r["id"] in inserted])
+            started = NewEvent(EventType.STARTED, actor=actor)
+            self._log_events(
+                conn,
+                now,
+                [(r["id"], started) for r in rows if r["id"] in inserted and r["attempt"] == 1],
+            )
             existing = self._by_keys(conn, [r["key"] for r in rows if r["id"] not in inserted])
-        return [job_from_row(r, now) if r["id"] in inserted else existing[r["key"]] for r in rows]
+        return [
+            (job_from_row(r, now), True) if r["id"] in inserted else (existing[r["key"]], False)
+            for r in rows
+        ]
 
     def _by_keys(self, conn: Connection, keys: list[str]) -> dict[str, Job]:
         if not keys:
@@ -218,6 +245,55 @@ class Store(RunWrites, PlanningWrites):
             )
             return job_from_row(row._mapping, now)
 
+    def report(
+        self,
+        job_id: str,
+        values: dict[str, Any],
+        target: Status | None = None,
+        actor: str | None = None,
+    ) -> Job:
+        """Apply progress and/or a status change reported for a job that runs elsewhere.
+
+        Raises ``IllegalTransition`` for a terminal job or a change the state machine forbids.
+        """
+        with self.write() as conn:
+            job = self._get(conn, job_id)
+            moving = target is not None and target != job.status
+            if job.terminal or (moving and not can_transition(job.status, target or job.status)):
+                raise IllegalTransition(job_id, job.status, target or job.status)
+            now = self.clock()
+            values = dict(values, heartbeat_at=now)
+            events: list[NewEvent] = []
+            message = values.get("message")
+            if message is not None and message != job.message:
+                events.append(NewEvent(EventType.PROGRESS, message, actor=actor))
+            if target is None or not moving:
+                return self._update_in_place(conn, job, values, events)
+            if target is Status.RUNNING and job.started_at is None:
+                values["started_at"] = now
+            if target.terminal and job.started_at is not None:
+                values["duration_seconds"] = (now - job.started_at).total_seconds()
+            note = values.get("error_message")
+            events.append(NewEvent(EventType(target.value), note, actor=actor))
+            return self.transition(
+                job_id, target, from_=[job.status], values=values, events=events, conn=conn
+            )
+
+    def _update_in_place(
+        self, conn: Connection, job: Job, values: dict[str, Any], events: list[NewEvent]
+    ) -> Job:
+        now = self.clock()
+        row = conn.execute(
+            jobs.update()
+            .where(jobs.c.id == job.id, jobs.c.status == job.status.value)
+            .values(updated_at=now, **values)
+            .returning(*JOB_COLUMNS)
+        ).one_or_none()
+        if row is None:
+            raise IllegalTransition(job.id, job.status, job.status)
+        self._append_events(conn, job.id, now, events)
+        return job_from_row(row._mapping, now)
+
     def note(self, job_id: str, event: NewEvent) -> None:
         """Append an event to a job's history, whatever its state."""
         with self.write() as conn:
@@ -250,6 +326,24 @@ class Store(RunWrites, PlanningWrites):
         now = self.clock()
         found = [job_from_row(r._mapping, now) for r in rows]
         return Page(jobs=found, total_count=total, limit=limit, offset=offset)
+
+    def changes(self, since: datetime, filters: Filters, limit: int = 200) -> list[Job]:
+        """Jobs matching ``filters`` updated at or after ``since``, oldest change first."""
+        stmt = (
+            sa.select(*JOB_COLUMNS)
+            .where(jobs.c.updated_at >= since, *listing_conditions(filters))
+            .order_by(jobs.c.updated_at, jobs.c.id)
+            .limit(limit)
+        )
+        with self.read() as conn:
+            rows = conn.execute(stmt).all()
+        now = self.clock()
+        return [job_from_row(r._mapping, now) for r in rows]
+
+    def gauges(self) -> Snapshot:
+        """Every metric figure, read in one transaction."""
+        with self.read() as conn:
+            return snapshot(conn, self.clock())
 
     def events(self, job_id: str, after: int = 0, limit: int = 100) -> list[Event]:
         """A job's history in order, starting after event id ``after``."""
@@ -297,15 +391,15 @@ def _new_row(new: NewJob, now: datetime) -> dict[str, Any]:
         "error_message": None,
         "error_details": None,
         "labels": dict(new.labels),
-        "attempt": 0,
+        "attempt": 1 if new.status is Status.RUNNING else 0,
         "max_attempts": new.max_attempts,
         "timeout": new.timeout,
         "created_at": now,
         "updated_at": now,
-        "started_at": None,
+        "started_at": now if new.status is Status.RUNNING else None,
         "completed_at": None,
         "run_after": new.run_after or now,
-        "heartbeat_at": None,
+        "heartbeat_at": now if new.status is Status.RUNNING else None,
         "duration_seconds": None,
         "cancel_requested": False,
         "stalled": False,

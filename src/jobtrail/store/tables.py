@@ -163,3 +163,14 @@ job_rollups = sa.Table(
     sa.Column("duration_sum", sa.Float(), nullable=False),
     sa.Column("histogram", JSONType, nullable=False),
 )
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False),
+    sa.Column("owner", sa.String(200), nullable=True),
+    _ts("created_at", nullable=False),
+    _ts("revoked_at"),
+    sa.UniqueConstraint("token_hash"),
+)

@@ -1,0 +1,85 @@
+"""AccessWrites: API tokens — created once, looked up by hash on every request, revoked."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from jobtrail.exceptions import JobtrailError
+from jobtrail.store.base import StoreBase
+from jobtrail.store.tables import tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A token's record; ``owner`` None means an admin token that sees every job."""
+
+    name: str
+    owner: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @property
+    def admin(self) -> bool:
+        """Whether this token sees and acts on every owner's jobs."""
+        return self.owner is None
+
+
+class TokenExists(JobtrailError):
+    """A token with this name exists already."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"a token named {name!r} exists already")
+
+
+def hash_token(secret: str) -> str:
+    """The stored form of a token: tokens are long random strings, so SHA-256 suffices."""
+    return hashlib.sha256(secret.encode("utf-8", "replace")).hexdigest()
+
+
+class AccessWrites(StoreBase):
+    """Tokens in the store, so every server process sees a new or revoked token at once."""
+
+    def create_token(self, name: str, owner: str | None) -> str:
+        """Create a token and return its secret (shown once, stored only as a hash)."""
+        secret = "jt_" + secrets.token_urlsafe(32)
+        row = {
+            "name": name,
+            "token_hash": hash_token(secret),
+            "owner": owner,
+            "created_at": self.clock(),
+        }
+        with self.write() as conn:
+            if conn.execute(sa.select(tokens.c.name).where(tokens.c.name == name)).first():
+                raise TokenExists(name)
+            conn.execute(tokens.insert().values(row))
+        return secret
+
+    def find_token(self, secret: str) -> Token | None:
+        """The live token with this secret, or None (unknown or revoked)."""
+        stmt = sa.select(tokens.c.name, tokens.c.owner, tokens.c.created_at, tokens.c.revoked_at)
+        stmt = stmt.where(tokens.c.token_hash == hash_token(secret), tokens.c.revoked_at.is_(None))
+        with self.read() as conn:
+            row = conn.execute(stmt).one_or_none()
+        return None if row is None else Token(**row._mapping)
+
+    def list_tokens(self) -> list[Token]:
+        """Every token, live and revoked, by name."""
+        stmt = sa.select(tokens.c.name, tokens.c.owner, tokens.c.created_at, tokens.c.revoked_at)
+        with self.read() as conn:
+            return [Token(**r._mapping) for r in conn.execute(stmt.order_by(tokens.c.name))]
+
+    def revoke_token(self, name: str) -> bool:
+        """Revoke a token by name; False if there is no live token of that name."""
+        stmt = (
+            tokens.update()
+            .where(tokens.c.name == name, tokens.c.revoked_at.is_(None))
+            .values(revoked_at=self.clock())
+        )
+        with self.write() as conn:
+            return bool(conn.execute(stmt).rowcount == 1)

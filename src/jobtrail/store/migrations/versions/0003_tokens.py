@@ -1,0 +1,34 @@
+"""API tokens, stored as SHA-256 hashes.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-24
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from jobtrail.store.tables import UTCDateTime
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "tokens",
+        sa.Column("name", sa.String(200), primary_key=True),
+        sa.Column("token_hash", sa.String(64), nullable=False),
+        sa.Column("owner", sa.String(200), nullable=True),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("revoked_at", UTCDateTime(), nullable=True),
+        sa.UniqueConstraint("token_hash", name="uq_tokens_token_hash"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("tokens")

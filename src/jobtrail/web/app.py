@@ -1,0 +1,54 @@
+"""The standalone service: the API (and its embedded worker) as one FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+
+from anyio import to_thread
+from fastapi import FastAPI
+
+from jobtrail.tracker import Tracker
+from jobtrail.web.auth import open_auth
+from jobtrail.web.errors import BodyLimit, install_error_handlers
+from jobtrail.web.router import create_router
+
+DESCRIPTION = """What every background job is doing: submit jobs, report progress of work that
+runs elsewhere, follow jobs live (Server-Sent Events), cancel, retry, and read statistics.
+Every endpoint but `/health` and `/metrics` needs a bearer token (`jobtrail tokens create`);
+an owner token sees only its owner's jobs (others answer 404, exactly like absent ones)."""
+
+
+def create_app(
+    tracker: Tracker,
+    *,
+    no_auth: bool = False,
+    run_worker: bool = True,
+    concurrency: int | None = None,
+) -> FastAPI:
+    """The API under ``/api/v1``; with ``run_worker`` (and registered kinds) a worker runs in
+    the app's lifespan and drains gracefully on shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker = tracker.worker(concurrency) if run_worker and tracker.kinds else None
+        if worker is not None:
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                await to_thread.run_sync(worker.stop)
+
+    app = FastAPI(
+        title="jobtrail",
+        version=version("jobtrail"),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimit, max_bytes=tracker.settings.max_body_bytes)
+    install_error_handlers(app)
+    router = create_router(tracker, auth=open_auth if no_auth else None)
+    app.include_router(router, prefix="/api/v1")
+    return app

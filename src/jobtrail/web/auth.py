@@ -1,0 +1,117 @@
+"""Who is calling: bearer tokens looked up in the store per request, and per-caller rate limits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from limits import parse_many
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from jobtrail.jobs import Job
+from jobtrail.tracker import Tracker
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: a token's name, and its owner (None for an admin, who sees every job)."""
+
+    name: str
+    owner: str | None
+
+    @property
+    def admin(self) -> bool:
+        """Whether the caller sees and acts on every owner's jobs."""
+        return self.owner is None
+
+    def can_see(self, job: Job) -> bool:
+        """Whether ``job`` is visible to the caller (invisible jobs are reported as absent)."""
+        return self.owner is None or job.owner == self.owner
+
+
+Authenticate = Callable[[Request, str | None], Principal]
+"""Turns a request (and its bearer token, if any) into a Principal, or raises a 401."""
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def token_auth(tracker: Tracker) -> Authenticate:
+    """Admit bearer tokens found (unrevoked) in the tracker's store, looked up per request."""
+
+    def authenticate(request: Request, token: str | None) -> Principal:
+        if token is None:
+            raise _unauthorized("missing bearer token")
+        found = tracker.store.find_token(token)
+        if found is None:
+            raise _unauthorized("invalid or revoked token")
+        return Principal(found.name, found.owner)
+
+    return authenticate
+
+
+def open_auth(request: Request, token: str | None) -> Principal:
+    """Everyone is an admin: only for ``--no-auth`` on a loopback address."""
+    return Principal("anonymous", None)
+
+
+class RateLimit:
+    """Per-caller request limits (``limits`` moving windows); over the limit is a 429."""
+
+    def __init__(self, rates: str) -> None:
+        self._rates = parse_many(rates)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def check(self, key: str) -> None:
+        """Count a request of ``key``; raise a 429 with ``Retry-After`` when over a limit."""
+        for rate in self._rates:
+            if not self._limiter.hit(rate, key):
+                reset, _remaining = self._limiter.get_window_stats(rate, key)
+                retry = max(int(reset - time.time()) + 1, 1)
+                raise HTTPException(
+                    429,
+                    f"rate limit of {rate} exceeded; retry in {retry} s",
+                    headers={"Retry-After": str(retry)},
+                )
+
+
+class Gate:
+    """Authentication then rate limiting, as configured for one API router."""
+
+    def __init__(self, authenticate: Authenticate, limit: RateLimit) -> None:
+        self.authenticate = authenticate
+        self.limit = limit
+
+    def admit(self, request: Request, token: str | None) -> Principal:
+        """The caller of ``request``, counted against its rate limit."""
+        caller = self.authenticate(request, token)
+        key = caller.name
+        if caller.name == "anonymous" and request.client is not None:
+            key = request.client.host
+        self.limit.check(key)
+        return caller
+
+
+_bearer = HTTPBearer(auto_error=False, description="A token from `jobtrail tokens create`.")
+
+
+def current_caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The authenticated caller, through the gate of the API the endpoint belongs to."""
+    api: Any = getattr(request.scope.get("endpoint"), "__self__", None)
+    gate = getattr(api, "gate", None)
+    if not isinstance(gate, Gate):
+        raise RuntimeError("jobtrail endpoints must be added through create_router()")
+    return gate.admit(request, credentials.credentials if credentials else None)
+
+
+Caller = Annotated[Principal, Depends(current_caller)]
+"""An endpoint parameter receiving the authenticated caller."""

@@ -1,0 +1,93 @@
+"""The one table that maps jobtrail's errors to HTTP responses, and the body-size guard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from jobtrail.exceptions import (
+    IllegalTransition,
+    JobNotFound,
+    JobtrailError,
+    NotAllowed,
+    PayloadError,
+    StoreError,
+    UnknownKind,
+    UnknownSchedule,
+)
+from jobtrail.store.access import TokenExists
+
+STATUS_OF: dict[type[JobtrailError], int] = {
+    NotAllowed: 403,
+    JobNotFound: 404,
+    UnknownSchedule: 404,
+    IllegalTransition: 409,
+    TokenExists: 409,
+    UnknownKind: 422,
+    PayloadError: 422,
+    StoreError: 503,
+}
+
+
+def _status(exc: JobtrailError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_OF:
+            return STATUS_OF[cls]
+    return 400
+
+
+async def _handle(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, JobtrailError)
+    status = _status(exc)
+    detail = "the job store is unavailable; try again" if status == 503 else str(exc)
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer every ``JobtrailError`` with its status and ``{"detail": ...}``."""
+    app.add_exception_handler(JobtrailError, _handle)
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` with a 413, before reading them in full."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._refuse(send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = b'{"detail":"request body too large (limit %d bytes)"}' % self.max_bytes
+        headers: list[Any] = [(b"content-type", b"application/json")]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass

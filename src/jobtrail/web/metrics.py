@@ -1,0 +1,106 @@
+"""Prometheus metrics derived from the store at scrape time, so they are right across processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from jobtrail.store.queries import HISTOGRAM_BOUNDS
+from jobtrail.tracker import Tracker
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class StoreCollector(Collector):
+    """Reads one snapshot of the store per scrape and reports it as ``jobtrail_*`` metrics."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
+        shot = self.tracker.store.gauges()
+        jobs = GaugeMetricFamily(
+            "jobtrail_jobs", "Jobs in the store", labels=["kind", "trigger", "status"]
+        )
+        for (kind, trigger, status), n in sorted(shot.jobs.items()):
+            jobs.add_metric([kind, trigger, status], n)
+        yield jobs
+        created = CounterMetricFamily("jobtrail_jobs_created", "Jobs created", labels=["kind"])
+        for kind, n in sorted(shot.created.items()):
+            created.add_metric([kind], n)
+        yield created
+        finished = CounterMetricFamily(
+            "jobtrail_jobs_finished", "Jobs finished", labels=["kind", "status"]
+        )
+        for (kind, status), n in sorted(shot.finished.items()):
+            finished.add_metric([kind, status], n)
+        yield finished
+        yield self._durations(shot.durations)
+        active = GaugeMetricFamily("jobtrail_active_jobs", "Jobs not finished", labels=["status"])
+        for status in ("queued", "waiting", "running"):
+            n = sum(v for (_, _, s), v in shot.jobs.items() if s == status)
+            active.add_metric([status], n)
+        yield active
+        yield from self._queues(shot.queue_depth, shot.oldest_queued)
+        processed = CounterMetricFamily(
+            "jobtrail_items_processed", "Items processed by live jobs", labels=["kind"]
+        )
+        failed = CounterMetricFamily(
+            "jobtrail_items_failed", "Items failed by live jobs", labels=["kind"]
+        )
+        for kind, (done, bad) in sorted(shot.items.items()):
+            processed.add_metric([kind], done)
+            failed.add_metric([kind], bad)
+        yield processed
+        yield failed
+        yield CounterMetricFamily(
+            "jobtrail_rescues", "Jobs rescued from lost workers", shot.rescues
+        )
+        yield GaugeMetricFamily(
+            "jobtrail_stalled_jobs", "Running jobs flagged stalled", shot.stalled
+        )
+
+    @staticmethod
+    def _durations(durations: dict[str, tuple[list[int], float]]) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(
+            "jobtrail_job_duration_seconds", "Run time of finished jobs", labels=["kind"]
+        )
+        for kind, (buckets, total) in sorted(durations.items()):
+            cumulative, running = [], 0
+            for bound, n in zip([*map(str, HISTOGRAM_BOUNDS), "+Inf"], buckets, strict=True):
+                running += n
+                cumulative.append((bound, running))
+            family.add_metric([kind], cumulative, total)
+        return family
+
+    @staticmethod
+    def _queues(depth: dict[str, int], oldest: dict[str, float]) -> Iterator[GaugeMetricFamily]:
+        queued = GaugeMetricFamily("jobtrail_queue_depth", "Jobs due to run", labels=["queue"])
+        age = GaugeMetricFamily(
+            "jobtrail_oldest_queued_age_seconds", "Wait of the oldest due job", labels=["queue"]
+        )
+        for queue in sorted(depth):
+            queued.add_metric([queue], depth[queue])
+            age.add_metric([queue], oldest[queue])
+        yield queued
+        yield age
+
+
+def add_metrics_route(router: APIRouter, tracker: Tracker) -> None:
+    """Add ``GET /metrics`` (Prometheus text format; no token, like most exporters)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(tracker))
+
+    @router.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus metrics"}},
+        tags=["service"],
+    )
+    def metrics() -> Response:
+        """Every ``jobtrail_*`` metric, computed from the store at scrape time."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE)

@@ -1,0 +1,163 @@
+"""Live updates as Server-Sent Events, read from the store so every process's writes show."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, Any
+
+import anyio
+from anyio import to_thread
+from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import TypeAdapter
+
+from jobtrail.exceptions import JobNotFound
+from jobtrail.jobs import Job, Priority, Status
+from jobtrail.store.records import Filters
+from jobtrail.web.auth import Caller, Principal
+
+if TYPE_CHECKING:
+    from jobtrail.tracker import Tracker
+
+KEEPALIVE_SECONDS = 15.0
+OVERLAP = timedelta(seconds=2)
+"""How far back each poll of ``/stream`` looks again, so a write committed late is not missed."""
+PAGE = 500
+_job_json = TypeAdapter(Job)
+_STREAM: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}
+}
+_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def sse(job: Job, event_id: str | None = None) -> bytes:
+    """One Server-Sent Event carrying ``job`` as JSON."""
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: job\ndata: ".encode() + _job_json.dump_json(job) + b"\n\n"
+
+
+class StreamEndpoints:
+    """The SSE endpoints, mixed into the API class (which provides ``tracker`` and
+    ``visible``/``present``)."""
+
+    tracker: Tracker
+
+    def visible(self, job_id: str, caller: Principal) -> Job:
+        raise NotImplementedError
+
+    def present(self, job: Job) -> Job:
+        raise NotImplementedError
+
+    async def stream_job(
+        self,
+        job_id: Annotated[str, Path(pattern=r"^[\w.:-]{1,64}$")],
+        request: Request,
+        caller: Caller,
+    ) -> StreamingResponse:
+        """The job on every change; the stream ends after a terminal state."""
+        job = await to_thread.run_sync(self.visible, job_id, caller)
+        poll = self.tracker.settings.stream_poll_interval
+        return StreamingResponse(
+            _follow_job(self, job, request, poll), media_type="text/event-stream", headers=_HEADERS
+        )
+
+    async def stream_jobs(
+        self,
+        request: Request,
+        caller: Caller,
+        owner: Annotated[str | None, Query(max_length=200)] = None,
+        status: Annotated[list[Status] | None, Query()] = None,
+        kind: Annotated[str | None, Query(max_length=200)] = None,
+        priority: Priority | None = None,
+        trigger: Annotated[str | None, Query(max_length=50)] = None,
+        last_event_id: Annotated[str | None, Header(max_length=64)] = None,
+    ) -> StreamingResponse:
+        """Every visible job change, filterable like ``/jobs``; resumes from ``Last-Event-ID``."""
+        if caller.owner is not None and owner not in (None, caller.owner):
+            owner = "\x00none"
+        filters = Filters(
+            owner=caller.owner or owner,
+            statuses=status or (),
+            kind=kind,
+            priority=priority,
+            trigger=trigger,
+        )
+        start = _resume_point(last_event_id) or self.tracker.store.clock()
+        poll = self.tracker.settings.stream_poll_interval
+        return StreamingResponse(
+            _follow_changes(self, filters, start, request, poll),
+            media_type="text/event-stream",
+            headers=_HEADERS,
+        )
+
+
+def add_stream_routes(router: APIRouter, api: StreamEndpoints) -> None:
+    """Add ``GET /jobs/{id}/stream`` and ``GET /stream`` to ``router``."""
+    common: dict[str, Any] = {
+        "response_class": StreamingResponse,
+        "responses": _STREAM,
+        "tags": ["streams"],
+    }
+    router.add_api_route("/jobs/{job_id}/stream", api.stream_job, methods=["GET"], **common)
+    router.add_api_route("/stream", api.stream_jobs, methods=["GET"], **common)
+
+
+def _resume_point(last_event_id: str | None) -> datetime | None:
+    if not last_event_id:
+        return None
+    try:
+        value = datetime.fromisoformat(last_event_id)
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else None
+
+
+async def _follow_job(
+    api: StreamEndpoints, job: Job, request: Request, poll: float
+) -> AsyncIterator[bytes]:
+    yield sse(api.present(job), job.updated_at.isoformat())
+    last, quiet = job.updated_at, 0.0
+    while not job.terminal:
+        await anyio.sleep(poll)
+        if await request.is_disconnected():
+            return
+        try:
+            job = await to_thread.run_sync(api.tracker.get, job.id)
+        except JobNotFound:
+            return
+        if job.updated_at != last:
+            yield sse(api.present(job), job.updated_at.isoformat())
+            last, quiet = job.updated_at, 0.0
+        else:
+            quiet += poll
+            if quiet >= KEEPALIVE_SECONDS:
+                yield b": keepalive\n\n"
+                quiet = 0.0
+
+
+async def _follow_changes(
+    api: StreamEndpoints, filters: Filters, start: datetime, request: Request, poll: float
+) -> AsyncIterator[bytes]:
+    cursor, quiet = start, 0.0
+    sent: dict[tuple[str, datetime], None] = {}
+    yield b": stream open\n\n"
+    while not await request.is_disconnected():
+        since = cursor - OVERLAP
+        changes = await to_thread.run_sync(api.tracker.store.changes, since, filters, PAGE)
+        fresh = [j for j in changes if (j.id, j.updated_at) not in sent]
+        for job in fresh:
+            sent[(job.id, job.updated_at)] = None
+            cursor = max(cursor, job.updated_at)
+            yield sse(api.present(job), job.updated_at.isoformat())
+        for key in [k for k in sent if k[1] < cursor - OVERLAP]:
+            del sent[key]
+        if fresh:
+            quiet = 0.0
+        else:
+            quiet += poll
+            if quiet >= KEEPALIVE_SECONDS:
+                yield b": keepalive\n\n"
+                quiet = 0.0
+        if len(changes) < PAGE:
+            await anyio.sleep(poll)
