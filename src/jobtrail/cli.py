@@ -192,9 +192,13 @@ def db_upgrade(database_url: str | None, revision: str) -> None:
 
 @main.command()
 @database_option
-@click.option("--jobs", "count", default=0, type=int, help="Stop after this many jobs (0: never).")
-def demo(database_url: str | None, count: int) -> None:
-    """Run a stream of realistic demo jobs and show them live in the terminal."""
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--jobs", "count", default=0, type=int, help="Stop submitting after this many.")
+def demo(database_url: str | None, host: str, port: int, count: int) -> None:
+    """Serve the dashboard with a stream of realistic demo jobs (open mode, loopback only)."""
     from jobtrail.demo import run_demo
 
-    run_demo(database_url or "sqlite:///jobtrail-demo.db", count)
+    if not _is_loopback(host):
+        raise click.UsageError("the demo runs without authentication: use a loopback address")
+    run_demo(database_url or "sqlite:///jobtrail-demo.db", host, port, count)

@@ -1,4 +1,4 @@
-"""The demo: realistic jobs (partial failures, retries, stages, a long cancellable one) run live."""
+"""The demo: the dashboard with realistic jobs — partial failures, retries, stages, a long one."""
 
 from __future__ import annotations
 
@@ -6,23 +6,9 @@ import random
 import threading
 import time
 
-from rich.console import Group
-from rich.live import Live
-from rich.table import Table
-
 from jobtrail.context import Context
-from jobtrail.jobs import Job, Status
+from jobtrail.jobs import Job
 from jobtrail.tracker import Tracker
-
-STATUS_STYLE = {
-    Status.QUEUED: "cyan",
-    Status.WAITING: "magenta",
-    Status.RUNNING: "yellow",
-    Status.SUCCEEDED: "green",
-    Status.PARTIAL: "dark_orange",
-    Status.FAILED: "red",
-    Status.CANCELLED: "grey50",
-}
 
 
 def register_demo_jobs(tracker: Tracker, pace: float = 1.0) -> None:
@@ -50,7 +36,7 @@ def register_demo_jobs(tracker: Tracker, pace: float = 1.0) -> None:
         return {"document": document, "chunks": str(random.randint(5, 80))}
 
     @tracker.job("media_sync", timeout=600)
-    def media_sync(ctx: Context, library: str, files: int = 240) -> dict[str, int]:
+    def media_sync(ctx: Context, library: str, files: int = 120) -> dict[str, int]:
         ctx.set_total(files)
         for n in range(files):
             ctx.check()
@@ -74,39 +60,22 @@ def submit_demo_job(tracker: Tracker) -> Job:
     choice = random.random()
     if choice < 0.45:
         return tracker.submit("listing_sync", {"account_id": account}, owner=account)
-    if choice < 0.85:
+    if choice < 0.9:
         doc = f"contract-{random.randint(100, 999)}.pdf"
         return tracker.submit("document_ingest", {"document": doc}, owner=account, priority="high")
     return tracker.submit("media_sync", {"library": account}, owner=account, trigger="scheduled")
 
 
-def _table(tracker: Tracker) -> Group:
-    active = Table(title="Active jobs", expand=True)
-    for column in ("kind", "owner", "status", "progress", "message"):
-        active.add_column(column)
-    for job in tracker.active(limit=12):
-        bar = "█" * int(job.progress / 5) + "·" * (20 - int(job.progress / 5))
-        style = STATUS_STYLE[job.status]
-        active.add_row(job.kind, job.owner or "", f"[{style}]{job.status}", bar, job.message or "")
-    recent = Table(title="Recently finished", expand=True)
-    for column in ("kind", "owner", "status", "items", "error"):
-        recent.add_column(column)
-    for job in tracker.list(status=["succeeded", "partial", "failed", "cancelled"], limit=8).jobs:
-        items = f"{job.items_succeeded or 0}/{job.items_total}" if job.items_total else ""
-        style = STATUS_STYLE[job.status]
-        recent.add_row(
-            job.kind, job.owner or "", f"[{style}]{job.status}", items, job.error_message or ""
-        )
-    return Group(active, recent)
-
-
-def run_demo(url: str, count: int = 0) -> None:
-    """Run the demo worker and a job generator on ``url``; show them until Ctrl-C."""
+def run_demo(url: str, host: str = "127.0.0.1", port: int = 8000, count: int = 0) -> None:
+    """Serve the dashboard (open mode, loopback only) with a worker and a stream of demo jobs."""
     import logging
 
     import structlog
+    import uvicorn
 
-    # The live table is the demo's output; job logs would scroll it away.
+    from jobtrail.web.app import create_app
+
+    # The dashboard is the demo's output; per-item warnings would flood the terminal.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     tracker = Tracker(url)
     register_demo_jobs(tracker)
@@ -114,21 +83,19 @@ def run_demo(url: str, count: int = 0) -> None:
 
     def generate() -> None:
         submitted = 0
-        while not stop.wait(random.uniform(0.5, 2.5)) and (count == 0 or submitted < count):
+        for _ in range(6):  # something to look at straight away
+            submit_demo_job(tracker)
+        while not stop.wait(random.uniform(0.8, 3.0)) and (count == 0 or submitted < count):
             submit_demo_job(tracker)
             submitted += 1
 
     generator = threading.Thread(target=generate, name="demo-generator")
-    with tracker.worker(concurrency=4, grace_period=5) as worker:
-        generator.start()
-        try:
-            with Live(_table(tracker), refresh_per_second=4) as live:
-                while worker.alive:
-                    time.sleep(0.25)
-                    live.update(_table(tracker))
-        except KeyboardInterrupt:
-            pass
-        finally:
-            stop.set()
-            generator.join()
-    tracker.close()
+    generator.start()
+    print(f"jobtrail demo: open http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
+    try:
+        app = create_app(tracker, no_auth=True, concurrency=6)
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        stop.set()
+        generator.join()
+        tracker.close()

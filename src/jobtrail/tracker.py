@@ -394,8 +394,10 @@ class Tracker:
         q: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        order: str = "created",
     ) -> Page:
-        """Jobs matching every given filter, newest first; ``limit`` 1–1000."""
+        """Jobs matching every given filter, newest first (``order="duration"``: longest
+        first); ``limit`` 1–1000."""
         if not 1 <= limit <= 1000:
             raise ValueError("limit must be between 1 and 1000")
         if offset < 0:
@@ -411,7 +413,9 @@ class Tracker:
             created_to=created_to,
             q=q,
         )
-        return self.store.find(filters, limit=limit, offset=offset)
+        if order not in ("created", "duration"):
+            raise ValueError("order must be 'created' or 'duration'")
+        return self.store.find(filters, limit=limit, offset=offset, order=order)
 
     def active(self, owner: str | None = None, limit: int = 1000) -> builtins.list[Job]:
         """Queued, waiting and running jobs, newest first."""

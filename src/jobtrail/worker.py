@@ -62,9 +62,9 @@ class _Periodic:
         for task in self.tasks:
             try:
                 task()
-            except StoreError as exc:
+            except Exception as exc:  # the heartbeat thread must outlive any one failure
                 name = getattr(task, "__name__", repr(task))
-                log.warning("maintenance task failed", task=name, error=str(exc))
+                log.exception("maintenance task failed", task=name, error=str(exc))
 
 
 class Worker:

@@ -59,7 +59,7 @@ class PlanningWrites(StoreBase):
 
         with self.read() as conn:
             row = conn.execute(sa.select(schedules).where(schedules.c.name == name)).one_or_none()
-        return None if row is None else ScheduleState(**row._mapping)
+        return None if row is None else ScheduleState(**_state(row._mapping))
 
     def list_schedules(self) -> list[ScheduleState]:
         """Every stored schedule, by name."""
@@ -67,7 +67,7 @@ class PlanningWrites(StoreBase):
 
         with self.read() as conn:
             rows = conn.execute(sa.select(schedules).order_by(schedules.c.name)).all()
-        return [ScheduleState(**r._mapping) for r in rows]
+        return [ScheduleState(**_state(r._mapping)) for r in rows]
 
     def advance_schedule(
         self, name: str, last: datetime, latest: datetime, next_run_at: datetime
@@ -192,3 +192,7 @@ class PlanningWrites(StoreBase):
                 histogram=merged,
             )
         )
+
+
+def _state(row: Any) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "updated_at"}

@@ -78,7 +78,7 @@ class StatsQuery:
     owner: str | None
     kind: str | None
 
-    def _where(self) -> list[sa.ColumnElement[bool]]:
+    def conditions(self) -> list[sa.ColumnElement[bool]]:
         conditions: list[sa.ColumnElement[bool]] = [jobs.c.created_at >= self.since]
         if self.owner is not None:
             conditions.append(jobs.c.owner == self.owner)
@@ -87,7 +87,7 @@ class StatsQuery:
         return conditions
 
     def _counts(self, conn: Connection, column: sa.Column[Any]) -> dict[str, int]:
-        stmt = sa.select(column, sa.func.count()).where(*self._where()).group_by(column)
+        stmt = sa.select(column, sa.func.count()).where(*self.conditions()).group_by(column)
         return {str(key): int(n) for key, n in conn.execute(stmt)}
 
     def _percentile(self, conn: Connection, n: int, fraction: float) -> float | None:
@@ -98,7 +98,7 @@ class StatsQuery:
         duration = jobs.c.duration_seconds
         stmt = (
             sa.select(duration)
-            .where(*self._where(), duration.is_not(None))
+            .where(*self.conditions(), duration.is_not(None))
             .order_by(duration)
             .limit(1)
             .offset(rank)
@@ -115,7 +115,7 @@ class StatsQuery:
         stmt = sa.select(sa.func.count()).select_from(jobs).where(*conditions)
         return int(conn.execute(stmt).scalar_one())
 
-    def _rollups(self, conn: Connection) -> list[sa.Row[Any]]:
+    def rollups(self, conn: Connection) -> list[sa.Row[Any]]:
         """Daily rollups of purged jobs in the window (day × kind × owner × status rows)."""
         r = job_rollups.c
         conditions: list[sa.ColumnElement[bool]] = [r.day >= self.since.date()]
@@ -128,7 +128,7 @@ class StatsQuery:
     def _live_histogram(self, conn: Connection) -> list[int]:
         duration = jobs.c.duration_seconds
         cumulative = [sa.func.sum(sa.case((duration <= b, 1), else_=0)) for b in HISTOGRAM_BOUNDS]
-        stmt = sa.select(*cumulative, sa.func.count(duration)).where(*self._where())
+        stmt = sa.select(*cumulative, sa.func.count(duration)).where(*self.conditions())
         *below, total = (int(v or 0) for v in conn.execute(stmt).one())
         edges = [0, *below, total]
         return [edges[i + 1] - edges[i] for i in range(len(edges) - 1)]
@@ -143,10 +143,10 @@ class StatsQuery:
         by_kind = self._counts(conn, jobs.c.kind)
         duration = jobs.c.duration_seconds
         n, total = conn.execute(
-            sa.select(sa.func.count(duration), sa.func.sum(duration)).where(*self._where())
+            sa.select(sa.func.count(duration), sa.func.sum(duration)).where(*self.conditions())
         ).one()
         n, total = int(n), float(total or 0.0)
-        rollups = self._rollups(conn)
+        rollups = self.rollups(conn)
         for r in rollups:
             by_status[r.status] = by_status.get(r.status, 0) + r.job_count
             by_kind[r.kind] = by_kind.get(r.kind, 0) + r.job_count
@@ -187,3 +187,27 @@ def _from_histogram(histogram: list[int], fraction: float) -> float | None:
         if seen >= rank:
             return float(bound)
     return float(HISTOGRAM_BOUNDS[-1])
+
+
+def daily_counts(
+    conn: Connection, since: datetime, owner: str | None, kind: str | None
+) -> dict[str, dict[str, int]]:
+    """``{day: {status: count}}`` for jobs created since ``since``, live and purged."""
+    c = jobs.c
+    if conn.dialect.name == "postgresql":
+        day: sa.ColumnElement[Any] = sa.func.to_char(
+            sa.func.timezone("UTC", c.created_at), "YYYY-MM-DD"
+        )
+    else:
+        day = sa.func.strftime("%Y-%m-%d", c.created_at)
+    live = StatsQuery(since, owner, kind)
+    stmt = (
+        sa.select(day, c.status, sa.func.count()).where(*live.conditions()).group_by(day, c.status)
+    )
+    counts: dict[str, dict[str, int]] = {}
+    for d, status, n in conn.execute(stmt):
+        counts.setdefault(str(d), {})[status] = int(n)
+    for r in live.rollups(conn):
+        bucket = counts.setdefault(r.day.isoformat(), {})
+        bucket[r.status] = bucket.get(r.status, 0) + r.job_count
+    return dict(sorted(counts.items()))

@@ -28,7 +28,7 @@ from jobtrail.store.gauges import Snapshot, snapshot
 from jobtrail.store.hot import progress_params
 from jobtrail.store.planning import PlanningWrites
 from jobtrail.store.prepared import RawSession, raw_transaction
-from jobtrail.store.queries import StatsQuery, listing_conditions
+from jobtrail.store.queries import StatsQuery, daily_counts, listing_conditions
 from jobtrail.store.records import Filters, NewEvent, NewFailedItem, NewJob, Progress
 from jobtrail.store.rows import JOB_COLUMNS, event_from_row, failed_item_from_row, job_from_row
 from jobtrail.store.runs import RunWrites
@@ -309,16 +309,19 @@ class Store(RunWrites, PlanningWrites, AccessWrites):
             raise JobNotFound(job_id)
         return job_from_row(rows[0], self.clock())
 
-    def find(self, filters: Filters, limit: int = 50, offset: int = 0) -> Page:
-        """A page of jobs matching ``filters``, newest first, with the exact total count."""
+    def find(
+        self, filters: Filters, limit: int = 50, offset: int = 0, order: str = "created"
+    ) -> Page:
+        """A page of jobs matching ``filters`` with the exact total count: newest first, or
+        longest first with ``order="duration"``."""
         conditions = listing_conditions(filters)
         count = sa.select(sa.func.count()).select_from(jobs).where(*conditions)
+        newest = (jobs.c.created_at.desc(), jobs.c.id.desc())
+        sort: list[sa.UnaryExpression[Any]] = list(newest)
+        if order == "duration":
+            sort.insert(0, jobs.c.duration_seconds.desc().nulls_last())
         page = (
-            sa.select(*JOB_COLUMNS)
-            .where(*conditions)
-            .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
-            .limit(limit)
-            .offset(offset)
+            sa.select(*JOB_COLUMNS).where(*conditions).order_by(*sort).limit(limit).offset(offset)
         )
         with self.read() as conn:
             total = conn.execute(count).scalar_one()
@@ -339,6 +342,15 @@ class Store(RunWrites, PlanningWrites, AccessWrites):
             rows = conn.execute(stmt).all()
         now = self.clock()
         return [job_from_row(r._mapping, now) for r in rows]
+
+    def timeline(
+        self, days: int, owner: str | None = None, kind: str | None = None
+    ) -> dict[str, dict[str, int]]:
+        """Jobs created per day (``YYYY-MM-DD``) and status over the last ``days`` days,
+        including jobs already purged (from the daily rollups)."""
+        since = self.clock() - timedelta(days=days)
+        with self.read() as conn:
+            return daily_counts(conn, since, owner, kind)
 
     def gauges(self) -> Snapshot:
         """Every metric figure, read in one transaction."""

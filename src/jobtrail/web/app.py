@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from jobtrail.tracker import Tracker
 from jobtrail.web.auth import open_auth
+from jobtrail.web.dashboard import create_dashboard, static_files
 from jobtrail.web.errors import BodyLimit, install_error_handlers
 from jobtrail.web.router import create_router
 
@@ -26,9 +27,10 @@ def create_app(
     no_auth: bool = False,
     run_worker: bool = True,
     concurrency: int | None = None,
+    dashboard: bool = True,
 ) -> FastAPI:
-    """The API under ``/api/v1``; with ``run_worker`` (and registered kinds) a worker runs in
-    the app's lifespan and drains gracefully on shutdown."""
+    """The API under ``/api/v1`` and the dashboard at ``/``; with ``run_worker`` (and
+    registered kinds) a worker runs in the app's lifespan and drains gracefully on shutdown."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -51,4 +53,7 @@ def create_app(
     install_error_handlers(app)
     router = create_router(tracker, auth=open_auth if no_auth else None)
     app.include_router(router, prefix="/api/v1")
+    if dashboard:
+        app.mount("/static", static_files(), name="static")
+        app.include_router(create_dashboard(tracker, no_auth=no_auth))
     return app

@@ -98,6 +98,9 @@ class Gate:
         return caller
 
 
+COOKIE = "jobtrail_token"
+"""The dashboard keeps the token in this http-only cookie; the API accepts it too."""
+
 _bearer = HTTPBearer(auto_error=False, description="A token from `jobtrail tokens create`.")
 
 
@@ -110,7 +113,8 @@ def current_caller(
     gate = getattr(api, "gate", None)
     if not isinstance(gate, Gate):
         raise RuntimeError("jobtrail endpoints must be added through create_router()")
-    return gate.admit(request, credentials.credentials if credentials else None)
+    token = credentials.credentials if credentials else request.cookies.get(COOKIE)
+    return gate.admit(request, token)
 
 
 Caller = Annotated[Principal, Depends(current_caller)]

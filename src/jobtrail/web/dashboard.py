@@ -1,0 +1,279 @@
+"""The dashboard: server-rendered pages (Jinja2) kept live by a little JavaScript over SSE."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from html import escape
+from pathlib import Path as FilePath
+from typing import Annotated, Any
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from jobtrail.exceptions import JobNotFound
+from jobtrail.jobs import ACTIVE, RETRYABLE, TERMINAL, Job, Status
+from jobtrail.tracker import Tracker
+from jobtrail.web.auth import COOKIE, Principal
+from jobtrail.web.charts import bar_chart, line_chart
+
+HERE = FilePath(__file__).parent
+PAGE_SIZE = 50
+_STATUSES = [s.value for s in Status]
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _when(value: datetime | None) -> str:
+    return "–" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+class NeedsLogin(Exception):
+    """No valid token cookie: the page redirects to the login form."""
+
+
+class Dashboard:
+    """The pages, bound to one tracker."""
+
+    def __init__(self, tracker: Tracker, no_auth: bool) -> None:
+        self.tracker = tracker
+        self.no_auth = no_auth
+        self.templates = Jinja2Templates(directory=HERE / "templates")
+        env = self.templates.env
+        env.filters["duration"] = _duration
+        env.filters["when"] = _when
+        env.globals["active_statuses"] = [s.value for s in ACTIVE]
+
+    def caller(self, request: Request) -> Principal:
+        """The signed-in caller (or the anonymous admin of ``--no-auth``)."""
+        if self.no_auth:
+            return Principal("anonymous", None)
+        secret = request.cookies.get(COOKIE)
+        token = self.tracker.store.find_token(secret) if secret else None
+        if token is None:
+            raise NeedsLogin
+        return Principal(token.name, token.owner)
+
+    def render(self, request: Request, name: str, caller: Principal, **context: Any) -> Response:
+        context |= {"caller": caller, "no_auth": self.no_auth}
+        return self.templates.TemplateResponse(request, name, context)
+
+    def visible(self, job_id: str, caller: Principal) -> Job:
+        job = self.tracker.get(job_id)
+        if not caller.can_see(job):
+            raise JobNotFound(job_id)
+        return job
+
+    # -- pages --------------------------------------------------------------------------
+
+    def overview(self, request: Request) -> Response:
+        caller = self.caller(request)
+        owner = caller.owner
+        active = self.tracker.active(owner=owner, limit=100)
+        failures = self.tracker.list(owner=owner, status=["failed", "partial"], limit=8).jobs
+        stats = self.tracker.stats(days=1, owner=owner)
+        return self.render(
+            request, "overview.html", caller, active=active, failures=failures, stats=stats
+        )
+
+    def history(self, request: Request, filters: dict[str, Any], page: int, order: str) -> Response:
+        caller = self.caller(request)
+        limit = PAGE_SIZE
+        listing = self.tracker.list(
+            owner=caller.owner or filters.get("owner"),
+            status=filters.get("status") or None,
+            kind=filters.get("kind"),
+            trigger=filters.get("trigger"),
+            created_from=filters.get("created_from"),
+            created_to=filters.get("created_to"),
+            q=filters.get("q"),
+            limit=limit,
+            offset=(page - 1) * limit,
+            order=order,
+        )
+        pages = max(math.ceil(listing.total_count / limit), 1)
+        query = {k: v for k, v in request.query_params.multi_items() if k != "page"}
+
+        def link(n: int) -> str:
+            return "?" + urlencode([*query.items(), ("page", str(n))])
+
+        return self.render(
+            request,
+            "history.html",
+            caller,
+            listing=listing,
+            page=page,
+            pages=pages,
+            link=link,
+            filters=filters,
+            order=order,
+            statuses=_STATUSES,
+        )
+
+    def job(self, request: Request, job_id: str) -> Response:
+        caller = self.caller(request)
+        job = self.visible(job_id, caller)
+        return self.render(
+            request,
+            "job.html",
+            caller,
+            job=job,
+            payload=self.tracker.redactor.json(job.payload),
+            events=self.tracker.events(job_id, limit=500),
+            failed_items=self.tracker.failed_items(job_id),
+            cancellable=job.status in ACTIVE,
+            retryable=job.status in RETRYABLE,
+            terminal=job.status in TERMINAL,
+        )
+
+    def stats(self, request: Request, days: int) -> Response:
+        caller = self.caller(request)
+        owner = caller.owner
+        stats = self.tracker.stats(days=days, owner=owner)
+        counted = self.tracker.store.timeline(days, owner=owner)
+        today = self.tracker.store.clock().date()
+        window = [(today - timedelta(days=n)).isoformat() for n in range(days - 1, -1, -1)]
+        daily = {day: counted.get(day, {}) for day in window}
+        kinds = sorted(stats.jobs_by_kind, key=lambda k: -stats.jobs_by_kind[k])[:12]
+        per_kind = {k: self.tracker.stats(days=days, owner=owner, kind=k) for k in kinds}
+        rates = {}
+        for day, counts in daily.items():
+            done = sum(counts.get(s, 0) for s in ("succeeded", "partial", "failed"))
+            if done:
+                rates[day] = 100.0 * counts.get("succeeded", 0) / done
+        return self.render(
+            request,
+            "stats.html",
+            caller,
+            days=days,
+            stats=stats,
+            per_kind=per_kind,
+            throughput=bar_chart(daily, _STATUSES),
+            success=line_chart(rates, "% succeeded"),
+        )
+
+    def schedules(self, request: Request) -> Response:
+        caller = self.caller(request)
+        schedules = [
+            (s, self.tracker.store.schedule_runs(s.name, 10))
+            for s in self.tracker.store.list_schedules()
+            if caller.admin or s.owner == caller.owner
+        ]
+        return self.render(request, "schedules.html", caller, schedules=schedules)
+
+    async def login(self, request: Request) -> Response:
+        if request.method == "GET":
+            return self.templates.TemplateResponse(request, "login.html", {"error": None})
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        secret = (form.get("token") or [""])[0].strip()
+        if not secret or self.tracker.store.find_token(secret) is None:
+            return self.templates.TemplateResponse(
+                request, "login.html", {"error": "That token is not valid."}, status_code=401
+            )
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(
+            COOKIE,
+            secret,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            max_age=int(timedelta(days=7).total_seconds()),
+        )
+        return response
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def create_dashboard(tracker: Tracker, *, no_auth: bool = False) -> APIRouter:
+    """The dashboard's pages (mount at ``/``); they call the API under ``/api/v1``."""
+    board = Dashboard(tracker, no_auth)
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/", response_class=HTMLResponse)
+    def overview(request: Request) -> Response:
+        return _guard(board.overview, request)
+
+    @router.get("/jobs", response_class=HTMLResponse)
+    def history(
+        request: Request,
+        status: Annotated[list[Status] | None, Query()] = None,
+        kind: Annotated[str | None, Query(max_length=200)] = None,
+        owner: Annotated[str | None, Query(max_length=200)] = None,
+        trigger: Annotated[str | None, Query(max_length=50)] = None,
+        created_from: Annotated[str | None, Query(max_length=40)] = None,
+        created_to: Annotated[str | None, Query(max_length=40)] = None,
+        q: Annotated[str | None, Query(max_length=200)] = None,
+        order: Annotated[str, Query(pattern="^(created|duration)$")] = "created",
+        page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    ) -> Response:
+        filters = {
+            "status": status or [],
+            "kind": kind or None,
+            "owner": owner or None,
+            "trigger": trigger or None,
+            "created_from": _parse_time(created_from),
+            "created_to": _parse_time(created_to),
+            "q": q or None,
+            "raw_from": created_from or "",
+            "raw_to": created_to or "",
+        }
+        return _guard(board.history, request, filters, page, order)
+
+    @router.get("/jobs/{job_id}", response_class=HTMLResponse)
+    def job(request: Request, job_id: Annotated[str, Path(pattern=r"^[\w.:-]{1,64}$")]) -> Response:
+        return _guard(board.job, request, job_id)
+
+    @router.get("/stats", response_class=HTMLResponse)
+    def stats(request: Request, days: Annotated[int, Query(ge=1, le=365)] = 14) -> Response:
+        return _guard(board.stats, request, days)
+
+    @router.get("/schedules", response_class=HTMLResponse)
+    def schedules(request: Request) -> Response:
+        return _guard(board.schedules, request)
+
+    router.add_api_route("/login", board.login, methods=["GET", "POST"])
+
+    @router.get("/logout")
+    def logout() -> Response:
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE)
+        return response
+
+    return router
+
+
+def _guard(page: Any, request: Request, *args: Any) -> Response:
+    try:
+        response: Response = page(request, *args)
+    except NeedsLogin:
+        return RedirectResponse("/login", status_code=303)
+    except JobNotFound as exc:
+        body = f"<!doctype html><title>Not found</title><p>{escape(str(exc))}. "
+        return HTMLResponse(body + '<a href="/jobs">History</a>', status_code=404)
+    return response
+
+
+def static_files() -> StaticFiles:
+    """The dashboard's CSS and JavaScript (all local, no CDN)."""
+    return StaticFiles(directory=HERE / "static")

@@ -1,0 +1,170 @@
+// jobtrail dashboard: live updates over Server-Sent Events, and the cancel/retry buttons.
+"use strict";
+
+const TERMINAL = new Set(["succeeded", "partial", "failed", "cancelled"]);
+
+function fmtDuration(s) {
+  if (s === null || s === undefined) return "–";
+  if (s < 1) return Math.round(s * 1000) + " ms";
+  if (s < 120) return s.toFixed(1) + " s";
+  if (s < 7200) return Math.round(s / 60) + " min";
+  return (s / 3600).toFixed(1) + " h";
+}
+
+function badge(status) {
+  const span = document.createElement("span");
+  span.className = "badge s-" + status;
+  span.textContent = status;
+  return span;
+}
+
+function itemsText(job) {
+  if (job.items_total !== null) {
+    let text = (job.items_done || 0) + "/" + job.items_total;
+    if (job.items_failed) text += " (" + job.items_failed + " failed)";
+    return text;
+  }
+  return job.items_done ? String(job.items_done) : "";
+}
+
+function paint(root, job) {
+  root.dataset.status = job.status;
+  const status = root.querySelector(".js-status");
+  if (status) {
+    status.replaceChildren(badge(job.status));
+    if (job.stalled) { status.append(" ", Object.assign(badge("stalled"), { className: "badge s-stalled" })); }
+  }
+  const bar = root.querySelector(".js-progress .bar");
+  if (bar) {
+    bar.setAttribute("aria-valuenow", job.progress.toFixed(1));
+    bar.firstElementChild.style.width = job.progress + "%";
+  }
+  const pct = root.querySelector(".js-progress .pct");
+  if (pct) pct.textContent = (root.tagName === "TR" ? Math.round(job.progress) : job.progress.toFixed(1)) + "%";
+  const set = (sel, text) => { const el = root.querySelector(sel); if (el) el.textContent = text; };
+  set(".js-message", job.message || "");
+  set(".js-items", itemsText(job));
+  set(".js-eta", job.eta_seconds === null ? "–" : fmtDuration(job.eta_seconds));
+  if (job.completed_at) set(".js-completed", job.completed_at.replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC"));
+  if (job.duration_seconds !== null) set(".js-duration", fmtDuration(job.duration_seconds));
+}
+
+function newRow(job) {
+  const row = document.getElementById("row-template").content.firstElementChild.cloneNode(true);
+  row.dataset.job = job.id;
+  const link = row.querySelector("a");
+  link.href = "/jobs/" + job.id;
+  link.textContent = job.kind;
+  row.querySelector(".mono").textContent = job.id.slice(0, 8);
+  row.children[1].textContent = job.owner || "–";
+  return row;
+}
+
+function liveOverview(table) {
+  const body = table.tBodies[0];
+  const empty = document.getElementById("no-active");
+  const counter = document.getElementById("active-count");
+  const source = new EventSource(table.dataset.stream, { withCredentials: true });
+  source.addEventListener("job", (event) => {
+    const job = JSON.parse(event.data);
+    let row = body.querySelector(`tr[data-job="${job.id}"]`);
+    if (!row) {
+      if (TERMINAL.has(job.status)) return;
+      row = newRow(job);
+      body.prepend(row);
+    }
+    paint(row, job);
+    if (TERMINAL.has(job.status)) {
+      row.classList.add("done");
+      setTimeout(() => { row.remove(); refreshCount(); }, 8000);
+    }
+    refreshCount();
+  });
+  function refreshCount() {
+    const live = body.querySelectorAll("tr:not(.done)").length;
+    counter.textContent = live;
+    empty.hidden = body.rows.length > 0;
+  }
+}
+
+function appendEvents(article) {
+  const after = article.dataset.lastEvent || "0";
+  fetch(`/api/v1/jobs/${article.dataset.job}/events?after=${after}`, { credentials: "same-origin" })
+    .then((r) => (r.ok ? r.json() : null))
+    .then((page) => {
+      if (!page) return;
+      const list = document.getElementById("timeline");
+      for (const e of page.events) {
+        const li = document.createElement("li");
+        li.className = "ev-" + e.type;
+        const time = document.createElement("time");
+        time.textContent = e.at.replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC");
+        const strong = document.createElement("strong");
+        strong.textContent = e.type;
+        li.append(time, " ", strong, " " + (e.message || ""));
+        if (e.actor) { const by = document.createElement("span"); by.className = "sub"; by.textContent = " by " + e.actor; li.append(by); }
+        list.append(li);
+      }
+      article.dataset.lastEvent = String(page.next_after);
+    });
+}
+
+function liveJob(article) {
+  const buttons = {
+    cancel: document.getElementById("cancel"),
+    retry: document.getElementById("retry"),
+    retryFailed: document.getElementById("retry-failed"),
+  };
+  const result = document.getElementById("action-result");
+  function setButtons(job) {
+    const terminal = TERMINAL.has(job.status);
+    buttons.cancel.hidden = terminal;
+    buttons.retry.hidden = !(job.status === "failed" || job.status === "partial" || job.status === "cancelled");
+    buttons.retryFailed.hidden = buttons.retry.hidden || !job.items_failed;
+  }
+  if (article.dataset.terminal !== "true") {
+    const source = new EventSource(`/api/v1/jobs/${article.dataset.job}/stream`, { withCredentials: true });
+    source.addEventListener("job", (event) => {
+      const job = JSON.parse(event.data);
+      paint(article, job);
+      setButtons(job);
+      appendEvents(article);
+      if (TERMINAL.has(job.status)) source.close();
+    });
+  }
+  async function act(path, confirmText, done) {
+    if (!window.confirm(confirmText)) return;
+    const response = await fetch(path, { method: "POST", credentials: "same-origin" });
+    const body = await response.json();
+    if (!response.ok) { result.textContent = body.detail || "failed"; return; }
+    done(body);
+  }
+  const id = article.dataset.job;
+  buttons.cancel.addEventListener("click", () =>
+    act(`/api/v1/jobs/${id}/cancel`, "Cancel this job?", (job) => {
+      paint(article, job);
+      setButtons(job);
+      result.textContent = job.status === "cancelled" ? "Cancelled." : "Cancel requested; the job stops at its next checkpoint.";
+      appendEvents(article);
+    }));
+  for (const [button, query] of [[buttons.retry, ""], [buttons.retryFailed, "?only_failed_items=true"]]) {
+    button.addEventListener("click", () =>
+      act(`/api/v1/jobs/${id}/retry${query}`, "Queue a retry of this job?", (job) => {
+        result.replaceChildren("Retry queued: ");
+        const link = document.createElement("a");
+        link.href = "/jobs/" + job.id;
+        link.textContent = job.id.slice(0, 8);
+        link.id = "retry-link";
+        result.append(link);
+        appendEvents(article);
+      }));
+  }
+}
+
+
+document.addEventListener("DOMContentLoaded", () => {
+  const overview = document.getElementById("active");
+  if (overview) liveOverview(overview);
+  const article = document.getElementById("job");
+  if (article) liveJob(article);
+});
