@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the servers the test suite runs against (PostgreSQL) when they are missing.
+# Installs what the test suite runs against when it is missing: PostgreSQL and Redis servers
+# (started by the tests on free loopback ports) and Chromium (driven by Playwright).
 # Needs root for apt-get; without it, prints what is missing and leaves the decision to the tests
 # (which skip locally and fail in CI when a server is absent).
 set -euo pipefail
@@ -8,6 +9,9 @@ missing=()
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   missing+=(postgresql)
 fi
+
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
@@ -22,5 +26,5 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # The packaged services are not needed: the tests start their own servers on free ports.
 if command -v systemctl >/dev/null 2>&1; then
-  systemctl disable --now postgresql >/dev/null 2>&1 || true
+  systemctl disable --now postgresql redis-server >/dev/null 2>&1 || true
 fi
