@@ -313,6 +313,8 @@ class Context:
             if status is Status.SUCCEEDED and not self._total:
                 self._percent, self._derive = 100.0, False
             progress, events, items = self._snapshot()
+        if error_message is not None:
+            error_message = self._redactor.text(error_message, 4096)
         events.append(NewEvent(EventType(status.value), error_message))
         return self._store.finish(
             self.job_id,

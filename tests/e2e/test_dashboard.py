@@ -1,0 +1,271 @@
+"""The dashboard in a real headless Chromium, against the real `jobtrail serve` over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+import jobtrail
+from tests.servers import require
+from tests.waiting import until
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@dataclass(frozen=True)
+class Served:
+    """A running `jobtrail serve` with its store and an admin token."""
+
+    base: str
+    url: str
+    token: str
+    tracker: jobtrail.Tracker
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('dash') / 'jobtrail.db'}"
+    tracker = jobtrail.Tracker(url, flush_interval=0.05)
+    token = tracker.store.create_token("browser", None)
+    port = _free_port()
+    env = os.environ | {
+        "JOBTRAIL_DATABASE_URL": url,
+        "JOBTRAIL_FLUSH_INTERVAL": "0.05",
+        "JOBTRAIL_POLL_INTERVAL": "0.05",
+        "JOBTRAIL_STREAM_POLL_INTERVAL": "0.1",
+        "JOBTRAIL_GRACE_PERIOD": "2",
+    }
+    command = [str(Path(sys.executable).parent / "jobtrail"), "serve"]
+    command += ["--app", "tests.apps.dashboard_app:tracker", "--port", str(port), "-c", "3"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        until(lambda: _healthy(base), 30, what="jobtrail serve to answer")
+        yield Served(base, url, token, tracker)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        # uvicorn drains (the worker stops gracefully), then re-raises the signal it caught.
+        assert process.wait(timeout=20) in (0, -signal.SIGTERM)
+        tracker.close()
+
+
+def _healthy(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/api/v1/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    require("Chromium", CHROMIUM if Path(CHROMIUM).exists() else None)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, served: Served) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    signed_in = context.new_page()
+    signed_in.goto(f"{served.base}/login")
+    signed_in.fill("#token", served.token)
+    signed_in.click("button[type=submit]")
+    expect(signed_in.locator("h2#active-h")).to_be_visible()
+    yield signed_in
+    context.close()
+
+
+def _submit(served: Served, kind: str, payload: dict[str, object]) -> str:
+    """Submit through the API: the server's process has the handlers registered."""
+    response = httpx.post(
+        f"{served.base}/api/v1/jobs",
+        json={"kind": kind, "payload": payload, "owner": "acme"},
+        headers={"Authorization": f"Bearer {served.token}"},
+    )
+    assert response.status_code == 202, response.text
+    job_id: str = response.json()["job_id"]
+    return job_id
+
+
+def _shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def test_login_refuses_a_wrong_token_and_pages_need_a_sign_in(
+    browser: Browser, served: Served
+) -> None:
+    context = browser.new_context()
+    anonymous = context.new_page()
+    anonymous.goto(f"{served.base}/jobs")
+    assert anonymous.url.endswith("/login")
+    anonymous.fill("#token", "jt_not-a-real-token")
+    anonymous.click("button[type=submit]")
+    expect(anonymous.locator(".error")).to_have_text("That token is not valid.")
+    cookies = context.cookies()
+    assert not [c for c in cookies if c["name"] == "jobtrail_token"]
+    context.close()
+
+
+def test_the_session_cookie_is_http_only_and_same_site(page: Page) -> None:
+    cookie = next(c for c in page.context.cookies() if c["name"] == "jobtrail_token")
+    assert cookie["httpOnly"] is True
+    assert cookie["sameSite"] == "Strict"
+
+
+def test_a_progress_bar_advances_live_while_another_process_reports(
+    page: Page, served: Served
+) -> None:
+    steps = threading.Event()
+    finish = threading.Event()
+    started: list[str] = []
+
+    def report() -> None:
+        # This test process is not the server: its writes reach the page through the store.
+        with served.tracker.track("import", owner="u1", total=10) as ctx:
+            started.append(ctx.job_id)
+            ctx.advance(2)
+            ctx.flush()
+            steps.wait(20)
+            ctx.advance(5)
+            ctx.progress(message="Importing row 7 of 10")
+            ctx.flush()
+            finish.wait(20)
+
+    writer = threading.Thread(target=report)
+    writer.start()
+    try:
+        until(lambda: started, what="the tracked job to start")
+        job_id = started[0]
+        page.goto(f"{served.base}/")
+        row = page.locator(f'#active tr[data-job="{job_id}"]')
+        expect(row.locator(".bar")).to_have_attribute("aria-valuenow", "20.0")
+        steps.set()
+        expect(row.locator(".bar")).to_have_attribute("aria-valuenow", "70.0", timeout=5000)
+        expect(row.locator(".js-message")).to_have_text("Importing row 7 of 10")
+        _shot(page, "overview")
+        page.goto(f"{served.base}/jobs/{job_id}")
+        expect(page.locator(".js-items")).to_have_text("7/10")
+    finally:
+        steps.set()
+        finish.set()
+        writer.join()
+    expect(page.locator(".js-status .badge")).to_have_text("succeeded", timeout=5000)
+
+
+def test_history_filters_by_status_and_kind_and_keeps_them_in_the_url(
+    page: Page, served: Served
+) -> None:
+    partial = _submit(served, "listing_sync", {"bad": ["L1"]})
+    crashed = _submit(served, "crash", {"password": "hunter2"})
+    served.tracker.wait(partial, 20)
+    served.tracker.wait(crashed, 20)
+    page.goto(f"{served.base}/jobs")
+    page.check("input[name=status][value=failed]")
+    page.fill("input[name=kind]", "crash")
+    page.click(".filters button[type=submit]")
+    assert "status=failed" in page.url
+    assert "kind=crash" in page.url
+    rows = page.locator("#history tbody tr")
+    expect(rows.first).to_be_visible()
+    kinds = rows.locator("td[data-label=Job] a").all_inner_texts()
+    assert kinds
+    assert set(kinds) == {"crash"}
+    expect(page.locator(f'#history tr[data-job="{crashed}"]')).to_be_visible()
+    expect(page.locator(f'#history tr[data-job="{partial}"]')).to_have_count(0)
+    _shot(page, "history")
+
+
+def test_a_failed_job_shows_its_redacted_traceback(page: Page, served: Served) -> None:
+    crashed = _submit(served, "crash", {"password": "hunter2"})
+    served.tracker.wait(crashed, 20)
+    page.goto(f"{served.base}/jobs/{crashed}")
+    expect(page.locator(".js-status .badge")).to_have_text("failed")
+    traceback = page.locator("pre.traceback")
+    expect(traceback).to_contain_text("ValueError")
+    expect(traceback).to_contain_text("password=[redacted]")
+    assert "hunter2" not in page.content()
+
+
+def test_a_partial_job_shows_its_failed_items_and_retries_only_them(
+    page: Page, served: Served
+) -> None:
+    job = _submit(served, "listing_sync", {"bad": ["L2", "L4"]})
+    assert served.tracker.wait(job, 20).status is jobtrail.Status.PARTIAL
+    page.goto(f"{served.base}/jobs/{job}")
+    items = page.locator("#failed-items tbody tr td.mono")
+    expect(items).to_have_text(["L2", "L4"])
+    _shot(page, "job")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#retry-failed")
+    link = page.locator("#retry-link")
+    expect(link).to_be_visible()
+    href = link.get_attribute("href")
+    assert href is not None
+    retried = served.tracker.wait(href.rsplit("/", 1)[1], 20)
+    assert retried.retry_of == job
+    assert retried.result == {"ran": 2}
+    assert retried.items_total == 6
+    assert retried.items_failed == 2
+    expect(page.locator("#timeline")).to_contain_text("retried as")
+
+
+def test_cancelling_a_running_job_from_the_page_ends_it_cancelled(
+    page: Page, served: Served
+) -> None:
+    job = _submit(served, "long_job", {})
+    until(lambda: served.tracker.get(job).status is jobtrail.Status.RUNNING, 20)
+    page.goto(f"{served.base}/jobs/{job}")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#cancel")
+    expect(page.locator("#action-result")).to_contain_text("Cancel")
+    expect(page.locator(".js-status .badge")).to_have_text("cancelled", timeout=10_000)
+    assert served.tracker.get(job).status is jobtrail.Status.CANCELLED
+    events = served.tracker.events(job)
+    requested = [e for e in events if e.type == "cancel_requested"]
+    assert requested
+    assert requested[0].actor == "browser"
+
+
+def test_stats_and_schedules_pages_render_at_phone_width(
+    browser: Browser, page: Page, served: Served
+) -> None:
+    page.goto(f"{served.base}/stats")
+    expect(page.locator("svg.chart").first).to_be_visible()
+    _shot(page, "stats")
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.goto(f"{served.base}/jobs")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 400
+    page.goto(f"{served.base}/schedules")
+    expect(page.locator("h1")).to_have_text("Schedules")
