@@ -1,0 +1,1 @@
+"""End-to-end tests: real processes started the way users start them."""
