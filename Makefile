@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps demo test check lint format bench clean
+.PHONY: install system-deps demo test check lint format bench screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,11 @@ format: install
 	$(BIN)/ruff format src tests bench
 
 bench: install
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.calls
+
+screenshots: system-deps install
+	$(BIN)/pytest tests/e2e/test_dashboard.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
