@@ -112,6 +112,7 @@ class Context:
         """Count ``n`` more items as processed successfully."""
         with self._lock:
             self._succeeded = (self._succeeded or 0) + n
+            self._failed = self._failed or 0
             self._derive = True
             self._dirty = True
         if time.monotonic() >= self._next_flush:
@@ -264,6 +265,7 @@ class Context:
         with self._lock:
             self._derive = True
             self._dirty = True
+            self._failed = self._failed or 0
             if error is None:
                 self._succeeded = (self._succeeded or 0) + 1
                 return

@@ -120,6 +120,8 @@ def raw_transaction(engine: Engine, write: bool | None) -> Iterator[RawSession]:
         conn = engine.raw_connection()
     except sa.exc.DBAPIError as exc:
         raise StoreError(f"database error: {exc.orig!r}") from exc
+    except dbapi.Error as exc:  # a reconnect inside the pool surfaces the driver's own error
+        raise StoreError(f"database error: {exc!r}") from exc
     cursor = None
     try:
         cursor = conn.cursor()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -64,6 +64,15 @@ def listing_conditions(filters: Filters) -> list[sa.ColumnElement[bool]]:
             )
         )
     return conditions
+
+
+def window_start(now: datetime, days: int) -> datetime:
+    """The start of a ``days``-day statistics window: UTC midnight, ``days - 1`` days ago.
+
+    Whole days, so live jobs and the daily rollups of purged ones share one boundary.
+    """
+    midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight - timedelta(days=days - 1)
 
 
 def _escape_like(text: str) -> str:

@@ -71,6 +71,8 @@ class RunWrites(StoreBase):
                 (r["id"], NewEvent(EventType.STARTED, f"attempt {r['attempt']}")) for r in rows
             ]
             self.hot.append(session, now, started)
+        # RETURNING gives rows in no particular order; hand them out in claim order.
+        rows.sort(key=lambda r: (-r["priority"], r["run_after"], r["id"]))
         return [Claimed(job_from_row(r, now), lease, r["only_items"]) for r in rows]
 
     def heartbeat(self, leases: dict[str, str]) -> list[Beat]:
@@ -142,7 +144,11 @@ class RunWrites(StoreBase):
             jobs.update()
             .where(*stale, c.attempt < c.max_attempts)
             .values(
-                status=Status.QUEUED.value, run_after=now, lease=None, worker=None, updated_at=now
+                # ``worker`` keeps the lost worker's name; the next claim replaces it.
+                status=Status.QUEUED.value,
+                run_after=now,
+                lease=None,
+                updated_at=now,
             )
             .returning(*JOB_COLUMNS)
         )

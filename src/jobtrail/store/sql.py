@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,7 +28,7 @@ from jobtrail.store.gauges import Snapshot, snapshot
 from jobtrail.store.hot import progress_params
 from jobtrail.store.planning import PlanningWrites
 from jobtrail.store.prepared import RawSession, raw_transaction
-from jobtrail.store.queries import StatsQuery, daily_counts, listing_conditions
+from jobtrail.store.queries import StatsQuery, daily_counts, listing_conditions, window_start
 from jobtrail.store.records import Filters, NewEvent, NewFailedItem, NewJob, Progress
 from jobtrail.store.rows import JOB_COLUMNS, event_from_row, failed_item_from_row, job_from_row
 from jobtrail.store.runs import RunWrites
@@ -348,7 +348,7 @@ class Store(RunWrites, PlanningWrites, AccessWrites):
     ) -> dict[str, dict[str, int]]:
         """Jobs created per day (``YYYY-MM-DD``) and status over the last ``days`` days,
         including jobs already purged (from the daily rollups)."""
-        since = self.clock() - timedelta(days=days)
+        since = window_start(self.clock(), days)
         with self.read() as conn:
             return daily_counts(conn, since, owner, kind)
 
@@ -376,7 +376,7 @@ class Store(RunWrites, PlanningWrites, AccessWrites):
 
     def stats(self, days: int = 30, owner: str | None = None, kind: str | None = None) -> Stats:
         """Aggregates over the jobs created in the last ``days`` days, computed in SQL."""
-        since = self.clock() - timedelta(days=days)
+        since = window_start(self.clock(), days)
         with self.read() as conn:
             return StatsQuery(since, owner, kind).run(conn, days)
 
