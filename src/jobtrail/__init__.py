@@ -1,5 +1,7 @@
 """jobtrail: durable records and a reliable runner for every background job in your service."""
 
+from typing import TYPE_CHECKING
+
 from jobtrail.context import Context
 from jobtrail.exceptions import (
     Cancelled,
@@ -8,6 +10,7 @@ from jobtrail.exceptions import (
     JobNotFound,
     JobTimeout,
     JobtrailError,
+    NotAllowed,
     PayloadError,
     SchemaError,
     ShuttingDown,
@@ -19,7 +22,6 @@ from jobtrail.exceptions import (
 from jobtrail.jobs import Event, EventType, FailedItem, Job, Page, Priority, Stats, Status
 from jobtrail.tracker import JobHandle, Tracker
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from jobtrail.settings import Settings
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from jobtrail.exceptions import Cancelled, Interrupt, ShuttingDown, StoreError, TimedOut
 from jobtrail.jobs import JSON, EventType, Job, Status, outcome
-from jobtrail.redaction import Redactor
+from jobtrail.redaction import Redactor, clean_text
 from jobtrail.store.records import NewEvent, NewFailedItem, Progress
 
 if TYPE_CHECKING:
@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _MAX_LISTED_ITEMS = 100
+MAX_MESSAGE = 4000
+MAX_ITEM_ID = 500
+
+
+def item_key(item_id: object) -> str:
+    """How an item id is stored: text the database accepts, at most 500 characters."""
+    return clean_text(str(item_id))[:MAX_ITEM_ID]
 
 
 class Context:
@@ -94,7 +101,7 @@ class Context:
                 self._percent = min(max(float(percent), 0.0), 100.0)
                 self._derive = False
             if message is not None:
-                self._message = message
+                self._message = clean_text(message)[:MAX_MESSAGE]
             if data:
                 self._data.update(data)
             self._dirty = True
@@ -135,7 +142,7 @@ class Context:
         Stop requests are checked on entry. ``Interrupt`` exceptions (cancel, timeout,
         shutdown) and non-``Exception`` errors pass through unrecorded.
         """
-        return ItemScope(self, str(item_id))
+        return ItemScope(self, item_key(item_id))
 
     def items(self, iterable: Iterable[T], key: Callable[[T], object] = str) -> Iterator[T]:
         """Yield the items this job should process, counting ``total`` if it is not set yet.
@@ -146,7 +153,7 @@ class Context:
         if self._total is None and isinstance(iterable, Collection):
             self.set_total(len(iterable))
         for element in iterable:
-            if self._only_items is not None and str(key(element)) not in self._only_items:
+            if self._only_items is not None and item_key(key(element)) not in self._only_items:
                 self.advance()
                 continue
             yield element
@@ -272,7 +279,7 @@ class Context:
             self._failed = (self._failed or 0) + 1
             self._succeeded = self._succeeded or 0
             message = self._redactor.text(str(error), 4096)
-            error_type = type(error).__name__
+            error_type = type(error).__name__[:200]
             self._items.append(NewFailedItem(item_id, error_type, message))
             self._failed_ids.append(item_id)
             self._events.append(
@@ -311,27 +318,28 @@ class Context:
         """Write the terminal state with the last progress; False if someone else decided first."""
         with self._flush_lock, self._lock:
             if message is not None:
-                self._message = message
+                self._message = clean_text(message)[:MAX_MESSAGE]
             if status is Status.SUCCEEDED and not self._total:
                 self._percent, self._derive = 100.0, False
             progress, events, items = self._snapshot()
         if error_message is not None:
             error_message = self._redactor.text(error_message, 4096)
-        events.append(NewEvent(EventType(status.value), error_message))
-        return self._store.finish(
-            self.job_id,
-            self._lease,
-            status,
-            progress,
-            started_at=self.started_at,
-            result=result,
-            error_message=None
-            if error_message is None
-            else self._redactor.text(error_message, 4096),
-            error_details=self._redactor.json(error_details),
-            events=events,
-            items=items,
-        )
+        try:
+            return self._store.finish(
+                self.job_id,
+                self._lease,
+                status,
+                progress,
+                started_at=self.started_at,
+                result=result,
+                error_message=error_message,
+                error_details=self._redactor.json(error_details),
+                events=[*events, NewEvent(EventType(status.value), error_message)],
+                items=items,
+            )
+        except StoreError:
+            self._restore(events, items)  # a retried finish writes them all again
+            raise
 
 
 class ItemScope:

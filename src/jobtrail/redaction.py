@@ -22,13 +22,21 @@ class Redactor:
     def __init__(self, patterns: Iterable[str] = (), max_chars: int = 32_768) -> None:
         names = [re.escape(k) for k in DEFAULT_KEYS] + list(patterns)
         self._key = re.compile("|".join(f"(?:{n})" for n in names), re.IGNORECASE)
-        key_words = r"[\w.-]*(?:" + "|".join(names) + r")[\w.-]*"
-        # key=value, key: value, "key": "value", Authorization: Bearer xyz, Cookie: a=b; c=d
+        # A key starts at a word boundary and is matched lazily then possessively, so a long
+        # run of word characters costs linear time, not quadratic backtracking.
+        key_words = r"(?<![\w.-])[\w.-]*?(?:" + "|".join(names) + r")[\w.-]*+"
+        plain = r"""[^\s,;&'"(){}\[\]]+"""
+        # key=value, key: value, "key": "value", Authorization: Bearer xyz, and every pair of
+        # a Cookie header (a=b; c=d).
         self._pair = re.compile(
             r"""(?P<key>["']?"""
             + key_words
             + r"""["']?\s*[:=]\s*)"""
-            + r"""(?P<value>(?:bearer|basic|token)\s+\S+|"[^"]*"|'[^']*'|[^\s,;&'"(){}\[\]]+)""",
+            + r"""(?P<value>(?:bearer|basic|token)\s+\S+|"[^"]*"|'[^']*'|"""
+            + plain
+            + r"(?:;\s*"
+            + plain
+            + r")*)",
             re.IGNORECASE,
         )
         self.max_chars = max_chars
@@ -41,11 +49,11 @@ class Redactor:
         """``value`` with secrets masked, undecodable characters replaced, and length capped."""
         limit = self.max_chars if max_chars is None else max_chars
         clean = clean_text(value)
+        cut = len(clean) - limit
+        if cut > 0:  # cut first, so masking never scans more than ``limit`` characters
+            clean = clean[:limit]
         clean = self._pair.sub(lambda m: m.group("key") + MASK, clean)
-        if len(clean) > limit:
-            cut = len(clean) - limit
-            clean = clean[:limit] + f"… [{cut} characters truncated]"
-        return clean
+        return clean + f"… [{cut} characters truncated]" if cut > 0 else clean
 
     def json(self, value: JSON, _depth: int = 0) -> JSON:
         """A copy of ``value`` with secret keys masked and every string cleaned."""

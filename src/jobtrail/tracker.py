@@ -117,6 +117,14 @@ class JobHandle(Generic[P, R]):
         )
 
 
+def _require_aware(**values: datetime | None) -> None:
+    for name, value in values.items():
+        if value is not None and value.tzinfo is None:
+            raise ValueError(
+                f"{name} is a naive datetime; give it a time zone (jobtrail stores UTC)"
+            )
+
+
 def runner_identity() -> str:
     """``host:pid:thread`` of the code running a job."""
     return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
@@ -157,6 +165,8 @@ class Tracker:
         self.kinds: dict[str, JobKind] = {}
         self.schedules: dict[str, Schedule] = {}
         self.startup: list[tuple[str, dict[str, JSON], str | None]] = []
+        self.cancel_hooks: list[Callable[[Job], object]] = []
+        """Called with the job after each ``cancel`` (the Celery integration revokes there)."""
 
     def close(self) -> None:
         """Close the store's connections."""
@@ -230,6 +240,7 @@ class Tracker:
         spec = self._kind(kind)
         body = dict(payload or {})
         spec.validate(body)
+        _require_aware(run_after=run_after)
         return NewJob(
             kind=kind,
             payload=body,
@@ -402,6 +413,7 @@ class Tracker:
             raise ValueError("limit must be between 1 and 1000")
         if offset < 0:
             raise ValueError("offset must not be negative")
+        _require_aware(created_from=created_from, created_to=created_to)
         statuses = [status] if isinstance(status, str) else builtins.list(status or [])
         filters = Filters(
             owner=owner,
@@ -440,7 +452,10 @@ class Tracker:
 
         Raises ``IllegalTransition`` for a job that already ended.
         """
-        return self.store.cancel(job_id, actor=actor)
+        job = self.store.cancel(job_id, actor=actor)
+        for hook in self.cancel_hooks:
+            hook(job)
+        return job
 
     def wait(self, job_id: str, timeout: float = 60.0, poll: float = 0.05) -> Job:
         """Block until the job reaches a terminal state; raises ``JobTimeout`` after ``timeout``."""

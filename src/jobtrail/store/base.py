@@ -55,8 +55,12 @@ class StoreBase:
         self._group: GroupCommit | None = None
         self._group_users = 0
         self._group_lock = threading.Lock()
-        with self._errors():
-            ensure_schema(self.engine, auto_migrate)
+        try:
+            with self._errors():
+                ensure_schema(self.engine, auto_migrate)
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def close(self) -> None:
         """Release every pooled connection."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import weakref
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,11 +32,32 @@ def normalize_url(url: str) -> URL:
     return parsed
 
 
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _forget_connections_after_fork() -> None:
+    # A forked child (Celery prefork, gunicorn --preload) must not use the parent's pooled
+    # connections: it drops them, without closing the parent's, and opens its own.
+    for engine in list(_ENGINES):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_connections_after_fork)
+
+
 def create_engine(url: str, pool_size: int = 10) -> Engine:
     """An engine for ``url``: SQLite in WAL mode with write locks taken up front, or PostgreSQL."""
     parsed = normalize_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(parsed, pool_size)
+    engine = (
+        _sqlite_engine(parsed, pool_size)
+        if parsed.get_backend_name() == "sqlite"
+        else _postgresql_engine(parsed, pool_size)
+    )
+    _ENGINES.add(engine)
+    return engine
+
+
+def _postgresql_engine(parsed: URL, pool_size: int) -> Engine:
     return sa.create_engine(
         parsed,
         pool_size=pool_size,

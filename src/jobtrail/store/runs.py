@@ -75,6 +75,42 @@ class RunWrites(StoreBase):
         rows.sort(key=lambda r: (-r["priority"], r["run_after"], r["id"]))
         return [Claimed(job_from_row(r, now), lease, r["only_items"]) for r in rows]
 
+    def take_over(self, job_id: str, lease: str, worker: str) -> Job | None:
+        """Start (or, after a redelivery, restart) a job whose run another engine dispatched.
+
+        A queued or waiting job starts; a running one is taken from its previous runner (a
+        ``rescued`` event, and the old lease stops working). None for a job that already
+        ended — a finished job never runs again — or that does not exist.
+        """
+        now = self.clock()
+        c = jobs.c
+        pick = sa.select(c.status, c.worker).where(c.id == job_id)
+        if self.dialect == "postgresql":
+            pick = pick.with_for_update()
+        with self.write() as conn:
+            found = conn.execute(pick).one_or_none()
+            if found is None or Status(found.status).terminal:
+                return None
+            row = conn.execute(
+                jobs.update()
+                .where(c.id == job_id)
+                .values(
+                    status=Status.RUNNING.value,
+                    attempt=c.attempt + 1,
+                    lease=lease,
+                    worker=worker,
+                    started_at=now,
+                    heartbeat_at=self.db_now(now),
+                    updated_at=now,
+                )
+                .returning(*JOB_COLUMNS)
+            ).one()
+            events = [NewEvent(EventType.STARTED, f"attempt {row.attempt} on {worker}")]
+            if found.status == Status.RUNNING.value:
+                events.insert(0, _rescued(found.worker))
+            self._append_events(conn, job_id, now, events)
+        return job_from_row(row._mapping, now)
+
     def heartbeat(self, leases: dict[str, str]) -> list[Beat]:
         """Refresh the heartbeat of held jobs (``{job_id: lease}``); report pending cancels.
 

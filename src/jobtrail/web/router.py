@@ -78,7 +78,7 @@ class JobsApi(StreamEndpoints):
             key=body.key,
             priority=body.priority,
             trigger=body.trigger,
-            run_after=body.run_after,
+            run_after=_aware(body.run_after),
             labels=body.labels,
             actor=caller.name,
         )

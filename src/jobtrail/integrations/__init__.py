@@ -1,0 +1,1 @@
+"""Optional integrations: Celery, and rate-limited calls from jobs."""

@@ -1,0 +1,186 @@
+"""The Celery integration against a real Redis broker and real Celery workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
+
+import jobtrail
+from jobtrail import Status
+from jobtrail.integrations.celery import CeleryTracking
+from tests.apps.celery_app import make_app
+from tests.servers import RedisServer, require, start_redis
+from tests.waiting import event_types, until
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = require("redis-server", start_redis())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_app(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Celery:
+    # Celery registers task names process-wide, so one app serves every test; each test
+    # points its tracking at that test's store.
+    placeholder = jobtrail.Tracker(f"sqlite:///{tmp_path_factory.mktemp('celery') / 'x.db'}")
+    return make_app(redis_server.url(), placeholder)
+
+
+@pytest.fixture
+def celery_app(shared_app: Celery, tracker: jobtrail.Tracker) -> Celery:
+    tracking: CeleryTracking = shared_app.jobtrail  # type: ignore[attr-defined]
+    tracking.tracker = tracker
+    tracker.cancel_hooks.append(tracking.revoke)
+    with shared_app.connection_for_write() as conn:
+        channel: Any = conn.default_channel
+        channel.queue_purge("celery")
+    return shared_app
+
+
+@pytest.fixture
+def worker(celery_app: Celery) -> Iterator[None]:
+    with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False):
+        yield
+
+
+def test_a_published_task_is_a_queued_job_with_the_task_id(
+    celery_app: Celery, tracker: jobtrail.Tracker
+) -> None:
+    result = celery_app.send_task(
+        "sync_listings",
+        kwargs={"listings": ["a"], "bad": []},
+        headers={"jobtrail_owner": "acme"},
+        priority=9,
+    )
+    job = tracker.get(result.id)
+    assert job.status is Status.QUEUED
+    assert job.kind == "sync_listings"
+    assert job.owner == "acme"
+    assert job.priority is jobtrail.Priority.URGENT
+    assert job.payload == {"args": [], "kwargs": {"listings": ["a"], "bad": []}}
+    assert job.labels == {"engine": "celery"}
+
+
+@pytest.mark.usefixtures("worker")
+def test_items_and_result_of_a_task_land_in_its_job(
+    celery_app: Celery, tracker: jobtrail.Tracker
+) -> None:
+    result = celery_app.send_task(
+        "sync_listings", kwargs={"listings": ["a", "b", "c", "d"], "bad": ["c"]}
+    )
+    job = tracker.wait(result.id, timeout=30)
+    assert job.status is Status.PARTIAL
+    assert (job.items_total, job.items_succeeded, job.items_failed) == (4, 3, 1)
+    assert job.result == {"listings": 4}
+    assert [i.item_id for i in tracker.failed_items(job.id)] == ["c"]
+    assert job.attempt == 1
+    assert event_types(tracker, job.id)[:2] == ["created", "started"]
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_failing_task_ends_failed_with_a_redacted_traceback(
+    celery_app: Celery, tracker: jobtrail.Tracker
+) -> None:
+    result = celery_app.send_task("explode", kwargs={"secret": "s3cr3t"})
+    job = tracker.wait(result.id, timeout=30)
+    assert job.status is Status.FAILED
+    assert job.error_message is not None
+    assert job.error_message.startswith("ValueError")
+    assert "s3cr3t" not in job.error_message
+    assert "ValueError" in job.error_details["traceback"]
+    assert "s3cr3t" not in job.error_details["traceback"]
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_retried_task_goes_back_to_queued_then_succeeds_on_the_same_job(
+    celery_app: Celery, tracker: jobtrail.Tracker
+) -> None:
+    result = celery_app.send_task("flaky")
+    job = tracker.wait(result.id, timeout=30)
+    assert job.status is Status.SUCCEEDED
+    assert job.result == "ok"
+    assert job.attempt == 2
+    types = event_types(tracker, job.id)
+    assert types.count("retrying") == 1
+    assert types.count("started") == 2
+    assert len(tracker.list(kind="flaky").jobs) == 1
+
+
+@pytest.mark.usefixtures("worker")
+def test_cancelling_a_running_task_from_jobtrail_stops_it_at_its_next_check(
+    celery_app: Celery, tracker: jobtrail.Tracker, tmp_path: Path
+) -> None:
+    started = tmp_path / "started"
+    result = celery_app.send_task("wait_forever", kwargs={"started_file": str(started)})
+    until(started.exists, 30, what="the task to start")
+    tracker.cancel(result.id, actor="ops")
+    job = tracker.wait(result.id, timeout=30)
+    assert job.status is Status.CANCELLED
+    assert "cancel_requested" in event_types(tracker, job.id)
+
+
+def test_a_task_cancelled_while_queued_never_runs(
+    celery_app: Celery, tracker: jobtrail.Tracker, tmp_path: Path
+) -> None:
+    started = tmp_path / "started"
+    result = celery_app.send_task("wait_forever", kwargs={"started_file": str(started)})
+    assert tracker.cancel(result.id).status is Status.CANCELLED
+    with start_worker(celery_app, pool="threads", concurrency=1, perform_ping_check=False):
+        until(lambda: not _pending(celery_app), 30, what="the broker queue to drain")
+    assert not started.exists()
+    assert tracker.get(result.id).status is Status.CANCELLED
+
+
+def _pending(app: Celery) -> int:
+    with app.connection_for_write() as conn:
+        channel: Any = conn.default_channel
+        return int(channel.client.llen("celery"))
+
+
+@pytest.mark.usefixtures("worker")
+def test_untracked_tasks_are_not_mirrored(celery_app: Celery, tracker: jobtrail.Tracker) -> None:
+    result = celery_app.send_task("untracked")
+    until(lambda: not _pending(celery_app), 30, what="the task to be taken")
+    with pytest.raises(jobtrail.JobNotFound):
+        tracker.get(result.id)
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_process_killed_mid_task_is_redelivered_and_counted_once(
+    celery_app: Celery, tracker: jobtrail.Tracker, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    marker = tmp_path / "died"
+    result = celery_app.send_task("die_once", kwargs={"marker": str(marker)})
+    env = os.environ | {
+        "CELERY_TEST_BROKER": redis_server.url(),
+        "JOBTRAIL_DATABASE_URL": tracker.store.url,
+        "JOBTRAIL_FLUSH_INTERVAL": "0.05",
+    }
+    command = [str(Path(sys.executable).parent / "celery"), "-A", "tests.apps.celery_app"]
+    command += ["worker", "--pool", "prefork", "--concurrency", "1", "--loglevel", "WARNING"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    try:
+        job = tracker.wait(result.id, timeout=90)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    assert marker.exists()
+    assert job.status is Status.SUCCEEDED
+    assert job.result != int(marker.read_text())  # the second child ran it to the end
+    assert job.attempt == 2
+    types = event_types(tracker, job.id)
+    assert types.count("rescued") == 1
+    assert types.count("succeeded") == 1
