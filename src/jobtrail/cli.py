@@ -123,7 +123,9 @@ def serve(
         click.echo("No API tokens yet: create one with `jobtrail tokens create`.", err=True)
     web = create_app(tracker, no_auth=no_auth, run_worker=not no_worker, concurrency=concurrency)
     click.echo(f"jobtrail API on http://{host}:{port}/api/v1 (docs at /docs)", err=True)
-    uvicorn.run(web, host=host, port=port, log_level="info")
+    # Open SSE streams (a dashboard tab) must not hold a deploy: after SIGTERM, connections
+    # get a few seconds, then the app shuts down (its worker drains in the lifespan).
+    uvicorn.run(web, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
 
 
 @main.group()

@@ -94,7 +94,7 @@ def run_demo(url: str, host: str = "127.0.0.1", port: int = 8000, count: int = 0
     print(f"jobtrail demo: open http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
     try:
         app = create_app(tracker, no_auth=True, concurrency=6)
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
     finally:
         stop.set()
         generator.join()

@@ -15,6 +15,14 @@ class StoreError(JobtrailError):
     """The store could not do what was asked (the driver's error is chained)."""
 
 
+class InvalidData(JobtrailError):
+    """The database refused a value (e.g. a NUL character, or a number out of range)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"the store cannot hold this value: {reason}")
+
+
 class SchemaError(StoreError):
     """The database schema is not one this version of jobtrail knows how to use."""
 
@@ -63,6 +71,14 @@ class UnknownKind(JobtrailError):
 
 class NotAllowed(JobtrailError):
     """The caller may not do this (e.g. create a job for another owner)."""
+
+
+class KeyInUse(JobtrailError):
+    """An idempotency key already names a job the caller may not see."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"the key {key!r} is already in use")
 
 
 class UnknownSchedule(JobtrailError):

@@ -219,3 +219,8 @@ class Stats:
     p95_duration_seconds: float | None
     total_processing_seconds: float
     active_jobs: int
+
+    @classmethod
+    def empty(cls, days: int) -> Stats:
+        """Statistics of no jobs at all."""
+        return cls(days, 0, {}, {}, None, None, None, None, 0.0, 0)

@@ -12,7 +12,7 @@ import structlog
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
 from jobtrail.context import Context
-from jobtrail.exceptions import Cancelled, ShuttingDown, StoreError, TimedOut
+from jobtrail.exceptions import Cancelled, InvalidData, ShuttingDown, StoreError, TimedOut
 from jobtrail.jobs import JSON, EventType, Status
 from jobtrail.store.records import NewEvent
 from jobtrail.store.runs import Claimed
@@ -114,16 +114,26 @@ class Runner:
         )
 
     def succeed(self, ctx: Context, result: JSON) -> bool:
-        """End a job whose code returned: its outcome follows from its items."""
+        """End a job whose code returned: its outcome follows from its items.
+
+        A result the database refuses (e.g. text with NUL characters on PostgreSQL) fails
+        the job with the reason instead of leaving it running.
+        """
         status = ctx.outcome()
-        if status is Status.SUCCEEDED:
-            return _durably("finish", lambda: ctx.finish(status, result=result))
-        details = ctx.error_details(None) or {}
-        message = f"{details.get('failed_items_count', 0)} items failed"
-        return _durably(
-            "finish",
-            lambda: ctx.finish(status, result=result, error_message=message, error_details=details),
+        details = None if status is Status.SUCCEEDED else ctx.error_details(None) or {}
+        message = (
+            None if details is None else f"{details.get('failed_items_count', 0)} items failed"
         )
+        try:
+            return _durably(
+                "finish",
+                lambda: ctx.finish(
+                    status, result=result, error_message=message, error_details=details
+                ),
+            )
+        except InvalidData as exc:
+            refused = f"the result could not be stored: {exc.reason}"
+            return _durably("fail", lambda: ctx.finish(Status.FAILED, error_message=refused))
 
     def fail(self, ctx: Context, exc: BaseException) -> bool:
         """End a job whose code raised: ``cancelled`` for a cancel, ``failed`` otherwise."""

@@ -221,6 +221,8 @@ class Worker:
         started = time.monotonic()
         try:
             self._runner.run(claimed, ctx)
+        except Exception:  # recording failed for good: the rescue rules take the job back
+            log.exception("could not record a job's outcome", job_id=claimed.job.id)
         finally:
             elapsed = time.monotonic() - started
             with self._lock:

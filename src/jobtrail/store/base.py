@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from jobtrail.exceptions import JobNotFound, StoreError
+from jobtrail.exceptions import InvalidData, JobNotFound, StoreError
 from jobtrail.jobs import Job, Status
 from jobtrail.store.engine import READONLY, create_engine
 from jobtrail.store.grouping import GroupCommit
@@ -97,6 +97,8 @@ class StoreBase:
     def _errors(self) -> Iterator[None]:
         try:
             yield
+        except sa.exc.DataError as exc:
+            raise InvalidData(str(exc.orig).splitlines()[0]) from exc
         except sa.exc.DBAPIError as exc:
             raise StoreError(f"database error: {exc.orig!r}") from exc
 

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from jobtrail.exceptions import StoreError
+from jobtrail.exceptions import InvalidData, StoreError
 
 Processor = Callable[[Any], Any] | None
 
@@ -129,6 +129,9 @@ def raw_transaction(engine: Engine, write: bool | None) -> Iterator[RawSession]:
             cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         yield RawSession(cursor)
         conn.commit()
+    except dbapi.DataError as exc:
+        _rollback(conn)
+        raise InvalidData(str(exc).splitlines()[0]) from exc
     except dbapi.Error as exc:
         _rollback(conn)
         raise StoreError(f"database error: {exc!r}") from exc

@@ -40,6 +40,8 @@ def listing_conditions(filters: Filters) -> list[sa.ColumnElement[bool]]:
     """WHERE clauses for ``filters``."""
     c = jobs.c
     conditions: list[sa.ColumnElement[bool]] = []
+    if filters.nothing:
+        conditions.append(sa.false())
     if filters.owner is not None:
         conditions.append(c.owner == filters.owner)
     if filters.statuses:

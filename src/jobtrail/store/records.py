@@ -99,3 +99,5 @@ class Filters:
     created_from: datetime | None = None
     created_to: datetime | None = None
     q: str | None = None
+    nothing: bool = False
+    """Match no job at all (e.g. a filter on an owner the caller may not see)."""

@@ -273,8 +273,7 @@ class Store(RunWrites, PlanningWrites, AccessWrites):
                 values["started_at"] = now
             if target.terminal and job.started_at is not None:
                 values["duration_seconds"] = (now - job.started_at).total_seconds()
-            note = values.get("error_message")
-            events.append(NewEvent(EventType(target.value), note, actor=actor))
+            events.append(_status_event(target, values.get("error_message"), actor))
             return self.transition(
                 job_id, target, from_=[job.status], values=values, events=events, conn=conn
             )
@@ -421,3 +420,14 @@ def _new_row(new: NewJob, now: datetime) -> dict[str, Any]:
         "retry_of": new.retry_of,
         "only_items": list(new.only_items) if new.only_items is not None else None,
     }
+
+
+def _status_event(target: Status, note: str | None, actor: str | None) -> NewEvent:
+    """The history entry of a reported status change."""
+    if target.terminal:
+        return NewEvent(EventType(target.value), note, actor=actor)
+    if target is Status.RUNNING:
+        return NewEvent(EventType.STARTED, "reported running", actor=actor)
+    if target is Status.WAITING:
+        return NewEvent(EventType.WAITING, note, actor=actor)
+    return NewEvent(EventType.LOG, "reported back to queued", actor=actor)

@@ -29,6 +29,10 @@ class Principal:
         """Whether the caller sees and acts on every owner's jobs."""
         return self.owner is None
 
+    def may_filter(self, owner: str | None) -> bool:
+        """Whether a filter on ``owner`` can match anything this caller may see."""
+        return self.owner is None or owner in (None, self.owner)
+
     def can_see(self, job: Job) -> bool:
         """Whether ``job`` is visible to the caller (invisible jobs are reported as absent)."""
         return self.owner is None or job.owner == self.owner

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobtrail.exceptions import (
     IllegalTransition,
+    InvalidData,
     JobNotFound,
     JobtrailError,
+    KeyInUse,
     NotAllowed,
     PayloadError,
     StoreError,
@@ -25,8 +29,10 @@ STATUS_OF: dict[type[JobtrailError], int] = {
     JobNotFound: 404,
     UnknownSchedule: 404,
     IllegalTransition: 409,
+    KeyInUse: 409,
     TokenExists: 409,
     UnknownKind: 422,
+    InvalidData: 422,
     PayloadError: 422,
     StoreError: 503,
 }
@@ -39,11 +45,27 @@ def _status(exc: JobtrailError) -> int:
     return 400
 
 
-async def _handle(request: Request, exc: Exception) -> JSONResponse:
+async def _handle(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, JobtrailError)
     status = _status(exc)
     detail = "the job store is unavailable; try again" if status == 503 else str(exc)
     return JSONResponse({"detail": detail}, status_code=status)
+
+
+class JobtrailRoute(APIRoute):
+    """A route that answers ``JobtrailError`` itself, so the router works in any host app
+    without ``install_error_handlers``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except JobtrailError as exc:
+                return await _handle(request, exc)
+
+        return handle
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -67,19 +89,25 @@ class BodyLimit:
             await self._refuse(send)
             return
         seen = 0
+        refused = False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, refused
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise _TooLarge
+            if seen > self.max_bytes and not refused:
+                # Answer now and tell the app the client went away; whatever it sends
+                # after that is dropped.
+                refused = True
+                await self._refuse(send)
+                return {"type": "http.disconnect"}
             return message
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._refuse(send)
+        async def guarded_send(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, counted, guarded_send)
 
     async def _refuse(self, send: Send) -> None:
         body = b'{"detail":"request body too large (limit %d bytes)"}' % self.max_bytes
@@ -87,7 +115,3 @@ class BodyLimit:
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass

@@ -9,13 +9,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from jobtrail.exceptions import IllegalTransition, JobNotFound, NotAllowed, UnknownSchedule
-from jobtrail.jobs import ACTIVE, Job, Page, Priority, Stats, Status
+from jobtrail.exceptions import JobNotFound, KeyInUse, NotAllowed, UnknownSchedule
+from jobtrail.jobs import Job, Page, Priority, Stats, Status
 from jobtrail.store.records import NewJob
 from jobtrail.tracker import Tracker
 from jobtrail.web.auth import Authenticate, Caller, Gate, Principal, RateLimit, token_auth
+from jobtrail.web.errors import JobtrailRoute
 from jobtrail.web.metrics import add_metrics_route
 from jobtrail.web.schemas import (
+    NO_NUL,
     ErrorResponse,
     EventsResponse,
     ExternalJobRequest,
@@ -40,6 +42,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorResponse, "description": "Not allowed in the job's current state"}
+}
+BODY: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "The body could not be read (e.g. not UTF-8)"},
+    413: {"model": ErrorResponse, "description": "The body is larger than allowed"},
+}
+KEY_TAKEN: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorResponse, "description": "The key names another owner's job"}
 }
 
 
@@ -84,15 +93,14 @@ class JobsApi(StreamEndpoints):
         )
         if not created:
             if not caller.can_see(job):
-                raise IllegalTransition(job.id, job.status, Status.QUEUED)
+                raise KeyInUse(body.key or "")
             return JSONResponse(_dump(self.present(job)), status_code=200)
         url = str(request.url_for("get_job", job_id=job.id))
         return SubmitResponse(job_id=job.id, status=job.status, status_url=url)
 
-    def create_external_job(self, body: ExternalJobRequest, caller: Caller) -> Job:
-        """Create a tracking-only job for work that runs elsewhere and reports with PATCH."""
-        if body.status not in ACTIVE:
-            raise IllegalTransition("(new)", Status.QUEUED, body.status)
+    def create_external_job(self, body: ExternalJobRequest, caller: Caller) -> Any:
+        """Create a tracking-only job for work that runs elsewhere and reports with PATCH;
+        200 with the existing job when its ``key`` exists."""
         new = NewJob(
             kind=body.kind,
             payload=body.payload,
@@ -101,11 +109,16 @@ class JobsApi(StreamEndpoints):
             trigger=body.trigger,
             priority=body.priority,
             labels=body.labels,
-            status=body.status,
+            status=Status(body.status),
             items_total=body.items_total,
             message=body.message,
         )
-        return self.present(self.tracker.store.add([new], actor=caller.name)[0])
+        job, created = self.tracker.store.add_or_get([new], actor=caller.name)[0]
+        if created:
+            return self.present(job)
+        if not caller.can_see(job):
+            raise KeyInUse(body.key or "")
+        return JSONResponse(_dump(self.present(job)), status_code=200)
 
     def report_job(self, job_id: JobId, body: PatchJobRequest, caller: Caller) -> Job:
         """Report progress and/or a new status of an external job."""
@@ -162,19 +175,19 @@ class JobsApi(StreamEndpoints):
     def list_jobs(
         self,
         caller: Caller,
-        owner: Annotated[str | None, Query(max_length=200)] = None,
+        owner: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
         status: Annotated[list[Status] | None, Query()] = None,
-        kind: Annotated[str | None, Query(max_length=200)] = None,
+        kind: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
         priority: Priority | None = None,
-        trigger: Annotated[str | None, Query(max_length=50)] = None,
+        trigger: Annotated[str | None, Query(max_length=50, pattern=NO_NUL)] = None,
         created_from: datetime | None = None,
         created_to: datetime | None = None,
-        q: Annotated[str | None, Query(max_length=200)] = None,
+        q: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     ) -> Page:
         """Jobs matching every filter, newest first, with the exact total count."""
-        if caller.owner is not None and owner not in (None, caller.owner):
+        if not caller.may_filter(owner):
             return Page(jobs=[], total_count=0, limit=limit, offset=offset)
         page = self.tracker.list(
             owner=caller.owner or owner,
@@ -205,12 +218,12 @@ class JobsApi(StreamEndpoints):
         self,
         caller: Caller,
         days: Annotated[int, Query(ge=1, le=3650)] = 30,
-        owner: Annotated[str | None, Query(max_length=200)] = None,
-        kind: Annotated[str | None, Query(max_length=200)] = None,
+        owner: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
+        kind: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
     ) -> Stats:
         """Counts, success rate and durations of jobs created in the last ``days`` days."""
-        if caller.owner is not None and owner not in (None, caller.owner):
-            owner = "\x00none"  # another owner's figures are simply empty
+        if not caller.may_filter(owner):
+            return Stats.empty(days)  # another owner's figures are simply not visible
         return self.tracker.stats(days=days, owner=caller.owner or owner, kind=kind)
 
     def list_schedules(self, caller: Caller) -> list[ScheduleOut]:
@@ -269,15 +282,19 @@ def create_router(
     """
     limit = RateLimit(rate_limit or tracker.settings.rate_limit)
     api = JobsApi(tracker, Gate(auth or token_auth(tracker), limit))
-    protected = APIRouter(responses=ERRORS)
-    public = APIRouter()
+    protected = APIRouter(responses=ERRORS, route_class=JobtrailRoute)
+    public = APIRouter(route_class=JobtrailRoute)
     protected.add_api_route(
         "/jobs",
         api.submit_job,
         methods=["POST"],
         status_code=202,
         response_model=SubmitResponse,
-        responses={200: {"model": Job, "description": "The job that already has this key"}},
+        responses={
+            200: {"model": Job, "description": "The job that already has this key"},
+            **BODY,
+            **KEY_TAKEN,
+        },
         tags=["jobs"],
     )
     protected.add_api_route(
@@ -286,6 +303,11 @@ def create_router(
         methods=["POST"],
         status_code=201,
         response_model=Job,
+        responses={
+            200: {"model": Job, "description": "The job that already has this key"},
+            **BODY,
+            **KEY_TAKEN,
+        },
         tags=["jobs"],
     )
     protected.add_api_route(
@@ -293,7 +315,7 @@ def create_router(
         api.report_job,
         methods=["PATCH"],
         response_model=Job,
-        responses=CONFLICT,
+        responses={**CONFLICT, **BODY},
         tags=["jobs"],
     )
     protected.add_api_route(
@@ -356,7 +378,12 @@ def create_router(
         tags=["schedules"],
     )
     public.add_api_route(
-        "/health", api.health, methods=["GET"], response_model=HealthResponse, tags=["service"]
+        "/health",
+        api.health,
+        methods=["GET"],
+        response_model=HealthResponse,
+        responses={503: {"model": HealthResponse, "description": "The store is unreachable"}},
+        tags=["service"],
     )
     add_stream_routes(protected, api)
     add_metrics_route(public, tracker)

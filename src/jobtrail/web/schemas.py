@@ -3,11 +3,38 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from jobtrail.jobs import Event, Priority, Status
+
+INT32 = 2**31 - 1
+NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, StringConstraints(pattern=NO_NUL)]
+"""Text a database can store: no NUL characters."""
+
+
+def _storable(value: Any, depth: int = 0) -> Any:
+    """``value`` if every string and key in it can be stored (no NUL, nesting ≤ 64)."""
+    if depth > 64:
+        raise ValueError("nested more than 64 levels deep")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text must not contain NUL characters")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(key, depth + 1)
+            _storable(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _storable(item, depth + 1)
+    return value
+
+
+Storable = Annotated[Any, AfterValidator(_storable)]
+StorableObject = Annotated[dict[str, Any], AfterValidator(_storable)]
+Count = Annotated[int, Field(ge=0, le=INT32)]
 
 
 class _Body(BaseModel):
@@ -17,14 +44,14 @@ class _Body(BaseModel):
 class SubmitRequest(_Body):
     """A job to queue for a registered kind."""
 
-    kind: str = Field(min_length=1, max_length=200, examples=["listing_sync"])
-    payload: dict[str, Any] = Field(default_factory=dict, examples=[{"account_id": "A1"}])
-    owner: str | None = Field(None, min_length=1, max_length=200, examples=["A1"])
-    key: str | None = Field(None, min_length=1, max_length=255, examples=["msg-8c1f"])
+    kind: Text = Field(min_length=1, max_length=200, examples=["listing_sync"])
+    payload: StorableObject = Field(default_factory=dict, examples=[{"account_id": "A1"}])
+    owner: Text | None = Field(None, min_length=1, max_length=200, examples=["A1"])
+    key: Text | None = Field(None, min_length=1, max_length=255, examples=["msg-8c1f"])
     priority: Priority | None = None
-    trigger: str = Field("api", min_length=1, max_length=50)
+    trigger: Text = Field("api", min_length=1, max_length=50)
     run_after: datetime | None = None
-    labels: dict[str, Any] = Field(default_factory=dict)
+    labels: StorableObject = Field(default_factory=dict)
 
 
 class SubmitResponse(BaseModel):
@@ -38,31 +65,31 @@ class SubmitResponse(BaseModel):
 class ExternalJobRequest(_Body):
     """A tracking-only job for work that runs elsewhere and reports here."""
 
-    kind: str = Field(min_length=1, max_length=200, examples=["nightly_export"])
-    owner: str | None = Field(None, min_length=1, max_length=200)
-    key: str | None = Field(None, min_length=1, max_length=255)
-    trigger: str = Field("external", min_length=1, max_length=50)
-    status: Status = Field(Status.RUNNING, description="queued, waiting or running")
+    kind: Text = Field(min_length=1, max_length=200, examples=["nightly_export"])
+    owner: Text | None = Field(None, min_length=1, max_length=200)
+    key: Text | None = Field(None, min_length=1, max_length=255)
+    trigger: Text = Field("external", min_length=1, max_length=50)
+    status: Literal["queued", "waiting", "running"] = "running"
     priority: Priority = Priority.NORMAL
-    payload: dict[str, Any] = Field(default_factory=dict)
-    labels: dict[str, Any] = Field(default_factory=dict)
-    items_total: int | None = Field(None, ge=0)
-    message: str | None = Field(None, max_length=4000)
+    payload: StorableObject = Field(default_factory=dict)
+    labels: StorableObject = Field(default_factory=dict)
+    items_total: Count | None = None
+    message: Text | None = Field(None, max_length=4000)
 
 
 class PatchJobRequest(_Body):
     """Progress and/or a status change reported by the code running an external job."""
 
     progress: float | None = Field(None, ge=0, le=100)
-    message: str | None = Field(None, max_length=4000)
-    items_total: int | None = Field(None, ge=0)
-    items_succeeded: int | None = Field(None, ge=0)
-    items_failed: int | None = Field(None, ge=0)
-    progress_data: dict[str, Any] | None = None
+    message: Text | None = Field(None, max_length=4000)
+    items_total: Count | None = None
+    items_succeeded: Count | None = None
+    items_failed: Count | None = None
+    progress_data: StorableObject | None = None
     status: Status | None = None
-    result: Any = None
-    error_message: str | None = Field(None, max_length=4000)
-    error_details: Any = None
+    result: Storable = None
+    error_message: Text | None = Field(None, max_length=4000)
+    error_details: Storable = None
 
 
 class ProgressResponse(BaseModel):

@@ -16,6 +16,7 @@ from jobtrail.exceptions import JobNotFound
 from jobtrail.jobs import Job, Priority, Status
 from jobtrail.store.records import Filters
 from jobtrail.web.auth import Caller, Principal
+from jobtrail.web.schemas import NO_NUL
 
 if TYPE_CHECKING:
     from jobtrail.tracker import Tracker
@@ -66,18 +67,17 @@ class StreamEndpoints:
         self,
         request: Request,
         caller: Caller,
-        owner: Annotated[str | None, Query(max_length=200)] = None,
+        owner: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
         status: Annotated[list[Status] | None, Query()] = None,
-        kind: Annotated[str | None, Query(max_length=200)] = None,
+        kind: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
         priority: Priority | None = None,
-        trigger: Annotated[str | None, Query(max_length=50)] = None,
+        trigger: Annotated[str | None, Query(max_length=50, pattern=NO_NUL)] = None,
         last_event_id: Annotated[str | None, Header(max_length=64)] = None,
     ) -> StreamingResponse:
         """Every visible job change, filterable like ``/jobs``; resumes from ``Last-Event-ID``."""
-        if caller.owner is not None and owner not in (None, caller.owner):
-            owner = "\x00none"
         filters = Filters(
             owner=caller.owner or owner,
+            nothing=not caller.may_filter(owner),
             statuses=status or (),
             kind=kind,
             priority=priority,
