@@ -35,6 +35,8 @@ format: install
 bench: install
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.calls
+	$(BIN)/python -m bench.api
+	$(BIN)/python -m bench.celery
 
 screenshots: system-deps install
 	$(BIN)/pytest tests/e2e/test_dashboard.py

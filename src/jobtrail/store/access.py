@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from jobtrail.exceptions import JobtrailError
 from jobtrail.store.base import StoreBase
+from jobtrail.store.prepared import raw_transaction
 from jobtrail.store.tables import tokens
 
 
@@ -62,11 +63,10 @@ class AccessWrites(StoreBase):
 
     def find_token(self, secret: str) -> Token | None:
         """The live token with this secret, or None (unknown or revoked)."""
-        stmt = sa.select(tokens.c.name, tokens.c.owner, tokens.c.created_at, tokens.c.revoked_at)
-        stmt = stmt.where(tokens.c.token_hash == hash_token(secret), tokens.c.revoked_at.is_(None))
-        with self.read() as conn:
-            row = conn.execute(stmt).one_or_none()
-        return None if row is None else Token(**row._mapping)
+        # Every API request asks this, so it runs as a prepared statement.
+        with raw_transaction(self.engine, write=None) as session:
+            rows = session.execute(self.hot.token, {"token_hash": hash_token(secret)})
+        return Token(**rows[0]) if rows else None
 
     def list_tokens(self) -> list[Token]:
         """Every token, live and revoked, by name."""

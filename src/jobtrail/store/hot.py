@@ -13,7 +13,7 @@ from jobtrail.jobs import TERMINAL, Status, sources_of
 from jobtrail.store.prepared import Prepared, RawSession, param
 from jobtrail.store.records import NewEvent, NewFailedItem, Progress
 from jobtrail.store.rows import JOB_COLUMNS
-from jobtrail.store.tables import job_events, job_items, jobs
+from jobtrail.store.tables import job_events, job_items, jobs, tokens
 
 c = jobs.c
 HELD_VALUES = (Status.RUNNING.value, Status.WAITING.value)
@@ -95,6 +95,15 @@ class HotStatements:
         self.item = Prepared(
             job_items.insert().values({col: param(col) for col in job_items.c if col.name != "id"}),
             dialect,
+        )
+        self.token = Prepared(
+            sa.select(
+                tokens.c.name, tokens.c.owner, tokens.c.created_at, tokens.c.revoked_at
+            ).where(
+                tokens.c.token_hash == param(tokens.c.token_hash), tokens.c.revoked_at.is_(None)
+            ),
+            dialect,
+            [tokens.c.name, tokens.c.owner, tokens.c.created_at, tokens.c.revoked_at],
         )
         self.forget_items = Prepared(
             job_items.delete().where(job_items.c.job_id == param(job_items.c.job_id)), dialect

@@ -1,0 +1,151 @@
+"""The served API: GET /jobs/{id} latency and throughput under 50 concurrent clients, and the
+delay from a write in another process to the Server-Sent Event that carries it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+import jobtrail
+from bench.servers import ROOT, database
+
+WRITER = """
+import sys, time, jobtrail
+tracker = jobtrail.Tracker(sys.argv[1], flush_interval=0)
+job_id = sys.argv[2]
+with tracker.track("bench_stream", key=job_id) as ctx:
+    print(ctx.job_id, flush=True)
+    time.sleep(1.0)
+    for n in range(int(sys.argv[3])):
+        ctx.progress(n, f"step {n}")
+        time.sleep(0.2)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve(url: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    env = os.environ | {"JOBTRAIL_DATABASE_URL": url, "JOBTRAIL_RATE_LIMIT": "1000000/second"}
+    command = [str(Path(sys.executable).parent / "jobtrail"), "serve", "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--no-worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if httpx.get(f"{base}/api/v1/health").status_code == 200:
+                return process, base
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit("jobtrail serve did not start")
+
+
+async def hammer(base: str, token: str, job_id: str, clients: int, seconds: float) -> None:
+    latencies: list[float] = []
+    headers = {"Authorization": f"Bearer {token}"}
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits) as client:
+
+        async def one_client() -> None:
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                response = await client.get(f"/api/v1/jobs/{job_id}")
+                latencies.append(time.perf_counter() - started)
+                assert response.status_code == 200
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    p50 = statistics.median(latencies) * 1000
+    p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
+    print(
+        f"  GET /jobs/{{id}}, {clients} clients: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+        f"{len(latencies) / elapsed:,.0f} requests/s"
+    )
+
+
+def hammer_with_wrk(base: str, token: str, job_id: str, clients: int, seconds: float) -> None:
+    """The same load from wrk (C), which leaves more of the 2 cores to the server."""
+    command = ["wrk", "-t2", f"-c{clients}", f"-d{int(seconds)}s", "--latency"]
+    command += ["-H", f"Authorization: Bearer {token}", f"{base}/api/v1/jobs/{job_id}"]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    wanted = ("50%", "99%", "Requests/sec", "Non-2xx")
+    figures = [
+        " ".join(line.split()) for line in output.splitlines() if line.strip().startswith(wanted)
+    ]
+    print(f"  GET /jobs/{{id}}, {clients} connections (wrk): " + "; ".join(figures))
+
+
+def stream_delay(base: str, token: str, url: str, writes: int) -> None:
+    key = f"stream-{time.time_ns()}"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, url, key, str(writes)], stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout is not None
+    job_id = writer.stdout.readline().strip()
+    delays: list[float] = []
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.stream("GET", f"{base}/api/v1/jobs/{job_id}/stream", headers=headers) as response:
+        for line in response.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            job = json.loads(line[6:])
+            if job["message"] and job["message"].startswith("step"):
+                written = datetime.fromisoformat(job["updated_at"]).timestamp()
+                delays.append(time.time() - written)
+            if job["status"] != "running":
+                break
+    writer.wait()
+    print(
+        f"  SSE delay from another process's write: median {statistics.median(delays) * 1000:.0f}"
+        f" ms, max {max(delays) * 1000:.0f} ms ({len(delays)} updates)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--writes", type=int, default=20)
+    args = parser.parse_args()
+    with database("sqlite", "api") as url:
+        tracker = jobtrail.Tracker(url)
+        token = tracker.store.create_token("bench", None)
+        with tracker.track("bench_get") as ctx:
+            ctx.progress(50, "half way")
+        process, base = serve(url)
+        try:
+            print("sqlite, jobtrail serve (1 process):")
+            asyncio.run(hammer(base, token, ctx.job_id, args.clients, args.seconds))
+            if shutil.which("wrk"):
+                hammer_with_wrk(base, token, ctx.job_id, args.clients, args.seconds)
+            stream_delay(base, token, url, args.writes)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+            tracker.close()
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()
