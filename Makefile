@@ -36,7 +36,7 @@ bench: install
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.calls
 	$(BIN)/python -m bench.api
-	$(BIN)/python -m bench.celery
+	$(BIN)/python -m bench.celery_overhead
 
 screenshots: system-deps install
 	$(BIN)/pytest tests/e2e/test_dashboard.py

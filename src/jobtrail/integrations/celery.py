@@ -26,6 +26,7 @@ from jobtrail.exceptions import Cancelled, IllegalTransition, JobNotFound
 from jobtrail.jobs import JSON, EventType, Job, Priority, Status
 from jobtrail.runner import Heartbeat, Runner
 from jobtrail.store.records import NewEvent, NewJob
+from jobtrail.store.sql import Store
 from jobtrail.tracker import Tracker
 
 ENGINE_LABEL = {"engine": "celery"}
@@ -121,13 +122,15 @@ class CeleryTracking:
         if not self.tracked(task):
             return
         store = self.tracker.store
-        request = task.request
-        headers = {OWNER_HEADER: getattr(request, OWNER_HEADER, None)}
-        body = (kw.get("args") or (), kw.get("kwargs") or {})
-        store.add_or_get([self._new_job(task_id, task.name, headers, body, None)])
         lease = uuid.uuid4().hex
         worker = f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
         job = store.take_over(task_id, lease, worker)
+        if job is None and not _exists(store, task_id):
+            # Published before jobtrail saw it (or by another service): create it on sight.
+            headers = {OWNER_HEADER: getattr(task.request, OWNER_HEADER, None)}
+            body = (kw.get("args") or (), kw.get("kwargs") or {})
+            store.add_or_get([self._new_job(task_id, task.name, headers, body, None)])
+            job = store.take_over(task_id, lease, worker)
         if job is None:  # it ended already (e.g. cancelled while queued): never run it again
             with self._lock:
                 self._runs[task_id] = _Run(
@@ -289,6 +292,14 @@ def _json(value: Any) -> JSON:
         return json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError):
         return repr(value)
+
+
+def _exists(store: Store, job_id: str) -> bool:
+    try:
+        store.get(job_id)
+    except JobNotFound:
+        return False
+    return True
 
 
 def _detached(tracker: Tracker, task_id: str) -> Context:
