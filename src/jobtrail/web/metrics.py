@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Response
@@ -104,3 +105,21 @@ def add_metrics_route(router: APIRouter, tracker: Tracker) -> None:
     def metrics() -> Response:
         """Every ``jobtrail_*`` metric, computed from the store at scrape time."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE)
+
+
+def _limiter_waits() -> Iterator[CounterMetricFamily]:
+    """This process's rate-limiter waits, when job code here uses the limiters at all."""
+    module = sys.modules.get("jobtrail.integrations.ratelimit")
+    if module is None:
+        return
+    waits = CounterMetricFamily(
+        "jobtrail_ratelimit_waits", "Acquisitions that had to wait", labels=["limiter"]
+    )
+    seconds = CounterMetricFamily(
+        "jobtrail_ratelimit_wait_seconds", "Seconds spent waiting", labels=["limiter"]
+    )
+    for name, stats in sorted(module.wait_stats().items()):
+        waits.add_metric([name], stats.waits)
+        seconds.add_metric([name], stats.seconds)
+    yield waits
+    yield seconds
