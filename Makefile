@@ -39,7 +39,7 @@ bench: install
 	$(BIN)/python -m bench.celery_overhead
 
 screenshots: system-deps install
-	$(BIN)/pytest tests/e2e/test_dashboard.py
+	JOBTRAIL_SCREENSHOTS=1 $(BIN)/pytest tests/e2e/test_dashboard.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

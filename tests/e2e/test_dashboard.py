@@ -118,6 +118,9 @@ def _submit(served: Served, kind: str, payload: dict[str, object]) -> str:
 
 
 def _shot(page: Page, name: str) -> None:
+    """Refresh docs/screenshots (only under `make screenshots`, so tests leave the tree alone)."""
+    if os.environ.get("JOBTRAIL_SCREENSHOTS") != "1":
+        return
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
