@@ -161,7 +161,7 @@ def test_a_failing_item_is_recorded_and_the_loop_goes_on(tracker: Tracker) -> No
     assert job.status is Status.PARTIAL
     assert (job.items_total, job.items_done) == (4, 4)
     assert (job.items_succeeded, job.items_failed) == (2, 2)
-    assert job.error_message == "2 items failed"
+    assert job.error_message == "2 of 4 items failed"
     assert job.error_details == {"failed_items": ["b", "d"], "failed_items_count": 2}
     failed = [(i.item_id, i.error_type, i.message) for i in tracker.failed_items(job.id)]
     assert failed == [

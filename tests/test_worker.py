@@ -149,7 +149,7 @@ def test_a_job_whose_items_partly_fail_ends_partial_and_one_whose_items_all_fail
     assert job.status is Status.PARTIAL
     assert (job.items_total, job.items_done, job.items_succeeded, job.items_failed) == (4, 4, 2, 2)
     assert job.result == 4
-    assert job.error_message == "2 items failed"
+    assert job.error_message == "2 of 4 items failed"
     assert job.error_details["failed_items"] == ["b", "d"]
     assert [(i.item_id, i.error_type, i.message) for i in tracker.failed_items(partial.id)] == [
         ("b", "LookupError", "b is gone"),

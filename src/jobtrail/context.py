@@ -294,6 +294,13 @@ class Context:
         with self._lock:
             return outcome(self._succeeded or 0, self._failed or 0)
 
+    def failure_summary(self) -> str:
+        """E.g. "3 of 20 items failed"."""
+        with self._lock:
+            failed, total = self._failed or 0, self._total
+        counted = f"{failed} of {total}" if total else str(failed)
+        return f"{counted} item{'' if failed == 1 and not total else 's'} failed"
+
     def error_details(self, error: BaseException | None) -> dict[str, JSON] | None:
         """Redacted details of ``error`` and of the failed items, for the job record."""
         details: dict[str, JSON] = {}

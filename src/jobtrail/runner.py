@@ -121,9 +121,7 @@ class Runner:
         """
         status = ctx.outcome()
         details = None if status is Status.SUCCEEDED else ctx.error_details(None) or {}
-        message = (
-            None if details is None else f"{details.get('failed_items_count', 0)} items failed"
-        )
+        message = None if details is None else ctx.failure_summary()
         try:
             return _durably(
                 "finish",

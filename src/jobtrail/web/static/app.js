@@ -45,6 +45,7 @@ function paint(root, job) {
   set(".js-message", job.message || "");
   set(".js-items", itemsText(job));
   set(".js-eta", job.eta_seconds === null ? "–" : fmtDuration(job.eta_seconds));
+  if (job.started_at && root.tagName === "TR") set(".js-elapsed", job.started_at.replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC"));
   if (job.completed_at) set(".js-completed", job.completed_at.replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC"));
   if (job.duration_seconds !== null) set(".js-duration", fmtDuration(job.duration_seconds));
 }
