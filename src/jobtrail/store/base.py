@@ -18,10 +18,10 @@ from jobtrail.store.engine import READONLY, create_engine
 from jobtrail.store.grouping import GroupCommit
 from jobtrail.store.hot import HotStatements
 from jobtrail.store.prepared import RawSession, raw_transaction
-from jobtrail.store.records import NewEvent, NewFailedItem
+from jobtrail.store.records import NewEvent
 from jobtrail.store.rows import JOB_COLUMNS, job_from_row
 from jobtrail.store.schema import ensure_schema
-from jobtrail.store.tables import job_events, job_items, jobs
+from jobtrail.store.tables import job_events, jobs
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")
@@ -123,17 +123,7 @@ class StoreBase:
     @staticmethod
     def _log_events(conn: Connection, at: datetime, events: Iterable[tuple[str, NewEvent]]) -> None:
         """Append events of any jobs in one statement."""
-        rows = [
-            {
-                "job_id": job_id,
-                "at": at,
-                "type": str(e.type),
-                "message": e.message,
-                "data": e.data,
-                "actor": e.actor,
-            }
-            for job_id, e in events
-        ]
+        rows = [e.row(job_id, at) for job_id, e in events]
         if rows:
             conn.execute(job_events.insert(), rows)
 
@@ -142,23 +132,6 @@ class StoreBase:
         cls, conn: Connection, job_id: str, at: datetime, events: Iterable[NewEvent]
     ) -> None:
         cls._log_events(conn, at, ((job_id, e) for e in events))
-
-    @staticmethod
-    def _append_items(
-        conn: Connection, job_id: str, at: datetime, items: Iterable[NewFailedItem]
-    ) -> None:
-        rows = [
-            {
-                "job_id": job_id,
-                "item_id": i.item_id,
-                "error_type": i.error_type,
-                "message": i.message,
-                "at": at,
-            }
-            for i in items
-        ]
-        if rows:
-            conn.execute(job_items.insert(), rows)
 
     def _get(self, conn: Connection, job_id: str) -> Job:
         row = conn.execute(sa.select(*JOB_COLUMNS).where(jobs.c.id == job_id)).one_or_none()

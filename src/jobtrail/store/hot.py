@@ -173,30 +173,5 @@ class HotStatements:
         items: Collection[tuple[str, NewFailedItem]] = (),
     ) -> None:
         """Insert events and failed items of any jobs, one batch each."""
-        session.execute_many(
-            self.event,
-            [
-                {
-                    "job_id": job_id,
-                    "at": at,
-                    "type": str(e.type),
-                    "message": e.message,
-                    "data": e.data,
-                    "actor": e.actor,
-                }
-                for job_id, e in events
-            ],
-        )
-        session.execute_many(
-            self.item,
-            [
-                {
-                    "job_id": job_id,
-                    "item_id": i.item_id,
-                    "error_type": i.error_type,
-                    "message": i.message,
-                    "at": at,
-                }
-                for job_id, i in items
-            ],
-        )
+        session.execute_many(self.event, [e.row(job_id, at) for job_id, e in events])
+        session.execute_many(self.item, [i.row(job_id, at) for job_id, i in items])

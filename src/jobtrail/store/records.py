@@ -44,6 +44,17 @@ class NewEvent:
     data: JSON = None
     actor: str | None = None
 
+    def row(self, job_id: str, at: datetime) -> dict[str, Any]:
+        """The ``job_events`` row of this event."""
+        return {
+            "job_id": job_id,
+            "at": at,
+            "type": str(self.type),
+            "message": self.message,
+            "data": self.data,
+            "actor": self.actor,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class NewFailedItem:
@@ -52,6 +63,16 @@ class NewFailedItem:
     item_id: str
     error_type: str
     message: str
+
+    def row(self, job_id: str, at: datetime) -> dict[str, Any]:
+        """The ``job_items`` row of this failed item."""
+        return {
+            "job_id": job_id,
+            "item_id": self.item_id,
+            "error_type": self.error_type,
+            "message": self.message,
+            "at": at,
+        }
 
 
 @dataclass(frozen=True, slots=True)
