@@ -35,6 +35,10 @@ def retry_delay(attempt: int, base: float) -> float:
 
 def _durably(action: str, write: Callable[[], bool]) -> bool:
     """Run a store write, retrying through a database outage so an outcome is never lost."""
+    try:
+        return write()  # the common case, without building a retry loop
+    except StoreError as exc:
+        log.warning("recording a job outcome failed; retrying", action=action, error=str(exc))
     retrying = Retrying(
         retry=retry_if_exception_type(StoreError),
         wait=wait_exponential_jitter(multiplier=0.1, max=5.0),
