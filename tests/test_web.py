@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 import schemathesis
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from schemathesis import GenerationMode
+from starlette.requests import HTTPConnection
 
 from jobtrail import Tracker
 from jobtrail.web import Principal, create_app, create_router
@@ -907,7 +908,7 @@ def test_a_body_that_is_not_utf8_is_refused_with_a_documented_4xx(api: Api) -> N
 # -- a host app -----------------------------------------------------------------------------
 
 
-def users(request: Request, token: str | None) -> Principal:
+def users(request: HTTPConnection, token: str | None) -> Principal:
     """A host app's own users: ``X-User`` names them, ``root`` is an admin; a bearer
     ``let-me-in`` is an admin too."""
     if token == "let-me-in":
@@ -970,3 +971,27 @@ def test_a_host_app_that_mounts_only_the_router_answers_404_and_409(
         assert client.patch(f"{API}/jobs/{job_id}", json={"status": "succeeded"}, headers=admin)
         late = client.patch(f"{API}/jobs/{job_id}", json={"status": "failed"}, headers=admin)
         assert late.status_code == 409, late.text
+
+
+def test_the_websocket_carries_every_visible_change_as_job_json(api: Api) -> None:
+    theirs = api.external(api.bob, kind="export")
+    with api.client.websocket_connect(f"{API}/ws", headers=api.alice) as socket:
+        mine = api.external(api.alice, kind="export")
+        assert api.patch(theirs["id"], api.bob, message="not for alice").status_code == 200
+        assert api.patch(mine["id"], api.alice, status="succeeded").status_code == 200
+        seen: list[dict[str, Any]] = []
+        while not any(j["status"] == "succeeded" for j in seen):
+            seen.append(socket.receive_json())
+    assert {j["id"] for j in seen} == {mine["id"]}
+    assert seen[0]["kind"] == "export"
+
+
+def test_the_websocket_refuses_a_missing_token(api: Api) -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        api.client.websocket_connect(f"{API}/ws") as socket,
+    ):
+        socket.receive_json()
+    assert refused.value.code == 4401

@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from limits import parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
+from starlette.requests import HTTPConnection
 
 from jobtrail.jobs import Job
 from jobtrail.tracker import Tracker
@@ -38,7 +39,7 @@ class Principal:
         return self.owner is None or job.owner == self.owner
 
 
-Authenticate = Callable[[Request, str | None], Principal]
+Authenticate = Callable[[HTTPConnection, str | None], Principal]
 """Turns a request (and its bearer token, if any) into a Principal, or raises a 401."""
 
 
@@ -49,7 +50,7 @@ def _unauthorized(detail: str) -> HTTPException:
 def token_auth(tracker: Tracker) -> Authenticate:
     """Admit bearer tokens found (unrevoked) in the tracker's store, looked up per request."""
 
-    def authenticate(request: Request, token: str | None) -> Principal:
+    def authenticate(request: HTTPConnection, token: str | None) -> Principal:
         if token is None:
             raise _unauthorized("missing bearer token")
         found = tracker.store.find_token(token)
@@ -60,7 +61,7 @@ def token_auth(tracker: Tracker) -> Authenticate:
     return authenticate
 
 
-def open_auth(request: Request, token: str | None) -> Principal:
+def open_auth(request: HTTPConnection, token: str | None) -> Principal:
     """Everyone is an admin: only for ``--no-auth`` on a loopback address."""
     return Principal("anonymous", None)
 
@@ -92,7 +93,7 @@ class Gate:
         self.authenticate = authenticate
         self.limit = limit
 
-    def admit(self, request: Request, token: str | None) -> Principal:
+    def admit(self, request: HTTPConnection, token: str | None) -> Principal:
         """The caller of ``request``, counted against its rate limit."""
         caller = self.authenticate(request, token)
         key = caller.name

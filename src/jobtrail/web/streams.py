@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 from anyio import to_thread
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import (
+    APIRouter,
+    Header,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    WebSocket,
+    WebSocketDisconnect,
+)
 from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter
 
 from jobtrail.exceptions import JobNotFound
 from jobtrail.jobs import Job, Priority, Status
 from jobtrail.store.records import Filters
-from jobtrail.web.auth import Caller, Principal
+from jobtrail.web.auth import COOKIE, Caller, Gate, Principal
 from jobtrail.web.schemas import NO_NUL
 
 if TYPE_CHECKING:
@@ -43,6 +53,7 @@ class StreamEndpoints:
     ``visible``/``present``)."""
 
     tracker: Tracker
+    gate: Gate
 
     def visible(self, job_id: str, caller: Principal) -> Job:
         raise NotImplementedError
@@ -91,6 +102,38 @@ class StreamEndpoints:
             headers=_HEADERS,
         )
 
+    async def socket_jobs(
+        self,
+        websocket: WebSocket,
+        owner: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
+        status: Annotated[list[Status] | None, Query()] = None,
+        kind: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
+        token: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> None:
+        """The messages of ``/stream`` (job JSON per change) over a WebSocket. The token comes
+        from the ``Authorization`` header, the ``token`` query parameter or the cookie."""
+        bearer = websocket.headers.get("authorization", "")
+        secret = bearer[7:] if bearer.lower().startswith("bearer ") else token
+        try:
+            caller = await to_thread.run_sync(
+                self.gate.admit, websocket, secret or websocket.cookies.get(COOKIE)
+            )
+        except HTTPException as exc:
+            await websocket.close(code=4000 + exc.status_code, reason=str(exc.detail))
+            return
+        await websocket.accept()
+        filters = Filters(
+            owner=caller.owner or owner,
+            nothing=not caller.may_filter(owner),
+            statuses=status or (),
+            kind=kind,
+        )
+        poll = self.tracker.settings.stream_poll_interval
+        with suppress(WebSocketDisconnect):
+            async for batch in changes(self, filters, self.tracker.store.clock(), poll):
+                for job in batch:
+                    await websocket.send_text(_job_json.dump_json(job).decode())
+
 
 def add_stream_routes(router: APIRouter, api: StreamEndpoints) -> None:
     """Add ``GET /jobs/{id}/stream`` and ``GET /stream`` to ``router``."""
@@ -101,6 +144,7 @@ def add_stream_routes(router: APIRouter, api: StreamEndpoints) -> None:
     }
     router.add_api_route("/jobs/{job_id}/stream", api.stream_job, methods=["GET"], **common)
     router.add_api_route("/stream", api.stream_jobs, methods=["GET"], **common)
+    router.add_api_websocket_route("/ws", api.socket_jobs)
 
 
 def _resume_point(last_event_id: str | None) -> datetime | None:
@@ -136,28 +180,40 @@ async def _follow_job(
                 quiet = 0.0
 
 
-async def _follow_changes(
-    api: StreamEndpoints, filters: Filters, start: datetime, request: Request, poll: float
-) -> AsyncIterator[bytes]:
-    cursor, quiet = start, 0.0
+async def changes(
+    api: StreamEndpoints, filters: Filters, start: datetime, poll: float
+) -> AsyncIterator[list[Job]]:
+    """Batches of changed jobs from ``start`` on, forever (an empty batch on a quiet poll).
+
+    Each poll looks ``OVERLAP`` back and skips what it already sent, so a write that
+    commits late (its ``updated_at`` is older than the cursor) is still seen.
+    """
+    cursor = start
     sent: dict[tuple[str, datetime], None] = {}
-    yield b": stream open\n\n"
-    while not await request.is_disconnected():
-        since = cursor - OVERLAP
-        changes = await to_thread.run_sync(api.tracker.store.changes, since, filters, PAGE)
-        fresh = [j for j in changes if (j.id, j.updated_at) not in sent]
+    while True:
+        found = await to_thread.run_sync(api.tracker.store.changes, cursor - OVERLAP, filters, PAGE)
+        fresh = [j for j in found if (j.id, j.updated_at) not in sent]
         for job in fresh:
             sent[(job.id, job.updated_at)] = None
             cursor = max(cursor, job.updated_at)
-            yield sse(api.present(job), job.updated_at.isoformat())
         for key in [k for k in sent if k[1] < cursor - OVERLAP]:
             del sent[key]
-        if fresh:
-            quiet = 0.0
-        else:
-            quiet += poll
-            if quiet >= KEEPALIVE_SECONDS:
-                yield b": keepalive\n\n"
-                quiet = 0.0
-        if len(changes) < PAGE:
+        yield [api.present(job) for job in fresh]
+        if len(found) < PAGE:
             await anyio.sleep(poll)
+
+
+async def _follow_changes(
+    api: StreamEndpoints, filters: Filters, start: datetime, request: Request, poll: float
+) -> AsyncIterator[bytes]:
+    quiet = 0.0
+    yield b": stream open\n\n"
+    async for batch in changes(api, filters, start, poll):
+        if await request.is_disconnected():
+            return
+        for job in batch:
+            yield sse(job, job.updated_at.isoformat())
+        quiet = 0.0 if batch else quiet + poll
+        if quiet >= KEEPALIVE_SECONDS:
+            yield b": keepalive\n\n"
+            quiet = 0.0
