@@ -1,0 +1,410 @@
+"""The command line for people: the real ``jobtrail`` executable reading and changing jobs in the
+store directly, and through a real ``jobtrail serve`` with ``--url``/``--token``."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import pty
+import queue
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pydantic_core
+import pytest
+
+from jobtrail import Status, Tracker
+from jobtrail.redaction import MASK
+from jobtrail.store.records import NewJob
+from tests.waiting import until
+
+REPO = Path(__file__).resolve().parents[2]
+JOBTRAIL = str(Path(sys.executable).parent / "jobtrail")
+ACTOR = f"cli:{getpass.getuser()}"
+APP = "tests.apps.api_app:tracker"
+
+Json = dict[str, Any]
+
+
+def environment(database_url: str) -> dict[str, str]:
+    """This store, and no ``JOBTRAIL_*`` setting (server, token) leaking in from outside."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBTRAIL_")}
+    return env | {"JOBTRAIL_DATABASE_URL": database_url, "COLUMNS": "160"}
+
+
+def jobtrail(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run one ``jobtrail`` command to its end."""
+    return subprocess.run(
+        [JOBTRAIL, *args],
+        cwd=REPO,
+        env=environment(database_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def json_of(database_url: str, *args: str) -> Any:
+    """The JSON a ``jobtrail … --json`` command prints (it must succeed)."""
+    done = jobtrail(database_url, *args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    for word in words:
+        assert word in done.stderr
+
+
+def listed(database_url: str, *args: str) -> set[str]:
+    """The ids ``jobtrail jobs ls --json`` prints."""
+    return {job["id"] for job in json_of(database_url, "jobs", "ls", *args)["jobs"]}
+
+
+# -- a job that runs in this process until the test lets it end -------------------------------
+
+
+@dataclass
+class HeldJob:
+    """A job tracked in a thread of the test: it reports one item, then waits for ``release``."""
+
+    id: str
+    release: threading.Event
+
+
+@contextmanager
+def held_job(tracker: Tracker, *, fail: bool) -> Iterator[HeldJob]:
+    started: queue.Queue[str] = queue.Queue()
+    release = threading.Event()
+
+    def run() -> None:
+        try:
+            with tracker.track("export", owner="A", total=2) as ctx:
+                started.put(ctx.job_id)
+                with ctx.item("first"):
+                    ctx.progress(message="exported the first file")
+                ctx.flush()
+                release.wait(30)
+                if fail:
+                    raise RuntimeError("the upstream refused the second file")
+                with ctx.item("second"):
+                    ctx.progress(message="exported the second file")
+        except RuntimeError:
+            pass  # recorded as the job's failure; the thread has nothing more to do
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        yield HeldJob(started.get(timeout=10), release)
+    finally:
+        release.set()
+        thread.join(10)
+
+
+class Terminal:
+    """A ``jobtrail`` command attached to a pseudo-terminal, as a person would run it."""
+
+    def __init__(self, database_url: str, *args: str) -> None:
+        self.master, replica = pty.openpty()
+        self.process = subprocess.Popen(
+            [JOBTRAIL, *args],
+            cwd=REPO,
+            env=environment(database_url),
+            stdin=subprocess.DEVNULL,
+            stdout=replica,
+            stderr=replica,
+        )
+        os.close(replica)
+        self.screen = ""
+
+    def read_until(self, text: str, timeout: float = 20.0) -> str:
+        """Read the output until ``text`` appears (or the command ends); all of it so far."""
+        deadline = time.monotonic() + timeout
+        while text not in self.screen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {text!r} on the terminal within {timeout} s:\n{self.screen}"
+            ready, _, _ = select.select([self.master], [], [], left)
+            try:
+                chunk = os.read(self.master, 65536) if ready else b""
+            except OSError:  # the command ended and closed the terminal
+                break
+            if ready and not chunk:
+                break
+            self.screen += chunk.decode(errors="replace")
+        return self.screen
+
+    def exit_code(self, timeout: float = 20.0) -> int:
+        self.read_until("\0never\0", timeout)  # drain the terminal to the end
+        return self.process.wait(timeout)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        os.close(self.master)
+
+
+@contextmanager
+def terminal(database_url: str, *args: str) -> Iterator[Terminal]:
+    session = Terminal(database_url, *args)
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def watch_until_it_ends(database_url: str, job: HeldJob, *options: str) -> tuple[int, str]:
+    """``jobs watch`` a held job: see the live bar while it runs, then let it end."""
+    with terminal(database_url, "jobs", "watch", job.id, *options) as watcher:
+        watcher.read_until("exported the first file")
+        job.release.set()
+        code = watcher.exit_code()
+        return code, watcher.screen
+
+
+# -- the store, directly ----------------------------------------------------------------------
+
+
+def test_jobs_ls_json_filters_by_status_kind_and_owner(tracker: Tracker, database_url: str) -> None:
+    queued_a, running_b, waiting_a = tracker.store.add(
+        [
+            NewJob(kind="export", owner="A", payload={"account": "A1", "password": "hunter2"}),
+            NewJob(kind="import", owner="B", status=Status.RUNNING),
+            NewJob(kind="import", owner="A", status=Status.WAITING),
+        ]
+    )
+    with tracker.track("export", owner="B") as ctx:
+        succeeded_b = ctx.job_id
+
+    page = json_of(database_url, "jobs", "ls")
+    assert page["total_count"] == 4
+    assert page["jobs"][0]["id"] == succeeded_b  # newest first
+    assert {job["status"] for job in page["jobs"]} == {"queued", "running", "waiting", "succeeded"}
+    [shown] = [job for job in page["jobs"] if job["id"] == queued_a.id]
+    assert shown["payload"] == {"account": "A1", "password": MASK}  # as the API shows it
+    assert listed(database_url, "--status", "queued", "--status", "waiting") == {
+        queued_a.id,
+        waiting_a.id,
+    }
+    assert listed(database_url, "--kind", "import") == {running_b.id, waiting_a.id}
+    assert listed(database_url, "--owner", "B") == {running_b.id, succeeded_b}
+    assert listed(database_url, "--owner", "A", "--kind", "export") == {queued_a.id}
+    limited = json_of(database_url, "jobs", "ls", "--limit", "1", "--offset", "1")
+    assert (limited["total_count"], len(limited["jobs"]), limited["offset"]) == (4, 1, 1)
+
+    table = jobtrail(database_url, "jobs", "ls", "--owner", "B")
+    assert table.returncode == 0, table.stderr
+    assert running_b.id[:8] in table.stdout
+    assert "succeeded" in table.stdout
+    assert "1–2 of 2 jobs" in table.stdout
+
+
+def partial_job(tracker: Tracker) -> str:
+    """A finished job whose item ``b`` failed and the others succeeded."""
+    with tracker.track("import", owner="A", total=3) as ctx:
+        for item in ("a", "b", "c"):
+            with ctx.item(item):
+                if item == "b":
+                    raise ValueError("row 7 of b is not a date")
+    return ctx.job_id
+
+
+def test_jobs_show_json_includes_the_events_and_failed_items(
+    tracker: Tracker, database_url: str
+) -> None:
+    job_id = partial_job(tracker)
+
+    shown = json_of(database_url, "jobs", "show", job_id[:8])  # a recent job's id prefix will do
+    assert (shown["id"], shown["status"], shown["items_failed"]) == (job_id, "partial", 1)
+    types = [event["type"] for event in shown["events"]]
+    assert types[:2] == ["created", "started"]
+    assert "item_failed" in types
+    assert types[-1] == "partial"
+    assert [(i["item_id"], i["error_type"]) for i in shown["failed_items"]] == [("b", "ValueError")]
+    assert shown["failed_items"][0]["message"] == "row 7 of b is not a date"
+
+    page = jobtrail(database_url, "jobs", "show", job_id)
+    assert page.returncode == 0, page.stderr
+    assert "Failed items (1)" in page.stdout
+    assert "row 7 of b is not a date" in page.stdout
+    missing = jobtrail(database_url, "jobs", "show", "no-such-job")
+    assert missing.returncode == 1
+    assert_one_line_error(missing, "no-such-job", "not found")
+
+
+def test_jobs_watch_exits_0_when_the_job_it_follows_succeeds(
+    tracker: Tracker, database_url: str
+) -> None:
+    with held_job(tracker, fail=False) as job:
+        code, screen = watch_until_it_ends(database_url, job)
+    assert code == 0, screen
+    assert "running" in screen  # the live bar, drawn while the job ran
+    assert "1/2" in screen
+    assert f"✔ {job.id} succeeded" in screen
+
+
+def test_jobs_watch_exits_1_when_the_job_it_follows_fails(
+    tracker: Tracker, database_url: str
+) -> None:
+    with held_job(tracker, fail=True) as job:
+        code, screen = watch_until_it_ends(database_url, job)
+    assert code == 1, screen
+    assert f"✘ {job.id} failed" in screen
+    assert "the upstream refused the second file" in screen
+
+    unknown = jobtrail(database_url, "jobs", "watch", "no-such-job")
+    assert unknown.returncode == 2
+    assert_one_line_error(unknown, "no-such-job", "not found")
+
+
+def test_jobs_cancel_cancels_a_queued_job_and_names_the_os_user(
+    tracker: Tracker, database_url: str
+) -> None:
+    [job] = tracker.store.add([NewJob(kind="export", owner="A")])
+
+    done = jobtrail(database_url, "jobs", "cancel", job.id)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"cancelled {job.id}"
+    assert tracker.get(job.id).status is Status.CANCELLED
+    assert [e.actor for e in tracker.events(job.id) if e.type == "cancelled"] == [ACTOR]
+
+    again = jobtrail(database_url, "jobs", "cancel", job.id)
+    assert again.returncode == 1
+    assert_one_line_error(again, "cancelled")
+
+
+def test_jobs_retry_failed_items_queues_a_job_that_points_at_the_old_one(
+    tracker: Tracker, database_url: str
+) -> None:
+    old = partial_job(tracker)
+
+    new = json_of(database_url, "jobs", "retry", old, "--failed-items")
+    assert (new["retry_of"], new["status"], new["trigger"]) == (old, "queued", "retry")
+    assert tracker.get(new["id"]).retry_of == old
+    [note] = [e for e in tracker.events(old) if e.type == "log"]
+    assert note.message == f"retried as {new['id']} (failed items only)"
+    assert note.actor == ACTOR
+
+
+def test_stats_json_matches_the_trackers_stats(tracker: Tracker, database_url: str) -> None:
+    partial_job(tracker)
+    with tracker.track("export", owner="B"):
+        pass
+    tracker.store.add([NewJob(kind="export", owner="A"), NewJob(kind="import", owner="B")])
+
+    assert json_of(database_url, "stats") == pydantic_core.to_jsonable_python(tracker.stats())
+    narrowed = json_of(database_url, "stats", "--days", "7", "--kind", "export", "--owner", "B")
+    expected = tracker.stats(days=7, kind="export", owner="B")
+    assert narrowed == pydantic_core.to_jsonable_python(expected)
+    assert narrowed["total_jobs"] == 1
+
+
+def test_submit_queues_a_kind_registered_in_the_app_and_refuses_unknown_ones(
+    tracker: Tracker, database_url: str
+) -> None:
+    payload = '{"name": "Ada"}'
+    job = json_of(
+        database_url, "submit", "greet", "--payload", payload, "--app", APP, "--key", "k1"
+    )
+    assert (job["kind"], job["status"], job["payload"]) == ("greet", "queued", {"name": "Ada"})
+    assert tracker.get(job["id"]).key == "k1"
+
+    unknown = jobtrail(database_url, "submit", "nope", "--app", APP)
+    assert unknown.returncode == 1
+    assert_one_line_error(unknown, "unknown job kind 'nope'", "greet")
+    no_app = jobtrail(database_url, "submit", "greet", "--payload", payload)
+    assert no_app.returncode == 2
+    assert "--app" in no_app.stderr
+
+
+# -- through a server -------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def server(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """The base URL of a real ``jobtrail serve`` (API only, no worker) on the test's store."""
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [JOBTRAIL, "serve", "--app", APP, "--port", str(port), "--no-worker"],
+            cwd=REPO,
+            env=environment(database_url),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        assert process.poll() is None, log.read_text(errors="replace")
+        try:
+            return httpx.get(f"{url}/api/v1/health", timeout=1.0).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        until(healthy, 30, what="jobtrail serve to answer /health", poll=0.05)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_the_same_commands_work_against_a_server_with_url_and_token(
+    tracker: Tracker, database_url: str, server: str
+) -> None:
+    admin = tracker.store.create_token("ops", None)
+    alice = tracker.store.create_token("alice", "A")
+    mine, theirs = tracker.store.add([NewJob(kind="export", owner="A"), NewJob(kind="export")])
+    as_admin = ("--url", server, "--token", admin)
+
+    # The store URL in the environment is ignored once --url is given.
+    assert listed(database_url, *as_admin) == {mine.id, theirs.id}
+    assert listed(database_url, "--owner", "A", *as_admin) == {mine.id}
+    assert listed(database_url, "--url", server, "--token", alice) == {mine.id}
+
+    with held_job(tracker, fail=False) as job:
+        code, screen = watch_until_it_ends(database_url, job, *as_admin)
+    assert code == 0, screen
+    assert f"✔ {job.id} succeeded" in screen
+    finished = jobtrail(database_url, "jobs", "watch", job.id, "--json", *as_admin)
+    assert finished.returncode == 0, finished.stderr
+    assert json.loads(finished.stdout)["status"] == "succeeded"
+
+    hidden = jobtrail(database_url, "jobs", "watch", theirs.id, "--url", server, "--token", alice)
+    assert hidden.returncode == 2
+    assert_one_line_error(hidden, "not found")
+    submitted = json_of(database_url, "submit", "greet", "--payload", '{"name": "Bo"}', *as_admin)
+    assert (submitted["status"], submitted["trigger"]) == ("queued", "manual")
+    assert [e.actor for e in tracker.events(submitted["id"])] == ["ops"]
+
+    refused = jobtrail(database_url, "jobs", "ls", "--url", server, "--token", "jt_forged")
+    assert refused.returncode == 1
+    assert_one_line_error(refused, "refused the token")
