@@ -20,7 +20,8 @@ from jobtrail.exceptions import (
     UnknownSchedule,
 )
 from jobtrail.jobs import Event, EventType, FailedItem, Job, Page, Priority, Stats, Status
-from jobtrail.tracker import JobHandle, Tracker
+from jobtrail.kinds import JobHandle
+from jobtrail.tracker import Tracker
 
 if TYPE_CHECKING:
     from jobtrail.settings import Settings

@@ -18,8 +18,9 @@ from jobtrail.store.records import NewEvent
 from jobtrail.store.runs import Claimed
 
 if TYPE_CHECKING:
+    from jobtrail.kinds import JobKind
     from jobtrail.store.sql import Store
-    from jobtrail.tracker import JobKind, Tracker
+    from jobtrail.tracker import Tracker
 
 log = structlog.get_logger("jobtrail.runner")
 

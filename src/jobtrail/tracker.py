@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import inspect
-import json
 import os
 import socket
 import threading
@@ -12,15 +10,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from jobtrail.context import Context
 from jobtrail.exceptions import (
     IllegalTransition,
     JobTimeout,
-    PayloadError,
     UnknownKind,
     UnknownSchedule,
 )
@@ -37,6 +34,7 @@ from jobtrail.jobs import (
     Stats,
     Status,
 )
+from jobtrail.kinds import JobHandle, JobKind
 from jobtrail.redaction import Redactor
 from jobtrail.store.records import Filters, NewEvent, NewJob
 
@@ -47,74 +45,7 @@ if TYPE_CHECKING:
     from jobtrail.store.sql import Store
     from jobtrail.worker import Worker
 
-P = ParamSpec("P")
 R = TypeVar("R")
-
-RESERVED_OPTIONS = frozenset(
-    {"owner", "key", "priority", "trigger", "run_after", "labels", "queue", "max_attempts"}
-)
-
-
-@dataclass(frozen=True)
-class JobKind:
-    """A registered job kind: its handler and how it runs."""
-
-    name: str
-    handler: Callable[..., Any]
-    max_attempts: int = 1
-    timeout: float | None = None
-    queue: str = "default"
-    priority: Priority = Priority.NORMAL
-    stall_after: float | None = None
-    retry_backoff: float = 1.0
-
-    def validate(self, payload: Mapping[str, JSON]) -> None:
-        """Raise ``PayloadError`` unless ``payload`` binds to the handler and is JSON."""
-        try:
-            inspect.signature(self.handler).bind(None, **payload)
-        except TypeError as exc:
-            raise PayloadError(self.name, str(exc)) from None
-        try:
-            json.dumps(payload, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise PayloadError(self.name, f"not JSON-serializable: {exc}") from None
-
-
-class JobHandle(Generic[P, R]):
-    """What ``@tracker.job`` returns: the handler, still callable, plus ``submit``."""
-
-    def __init__(self, tracker: Tracker, kind: JobKind, func: Callable[..., R]) -> None:
-        self.tracker = tracker
-        self.kind = kind
-        self.func = func
-        self.__doc__ = func.__doc__
-        self.__name__ = getattr(func, "__name__", kind.name)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> R:
-        return self.func(*args, **kwargs)
-
-    def submit(
-        self,
-        *,
-        owner: str | None = None,
-        key: str | None = None,
-        priority: Priority | str | None = None,
-        trigger: str = "manual",
-        run_after: datetime | None = None,
-        labels: Mapping[str, JSON] | None = None,
-        **payload: JSON,
-    ) -> Job:
-        """Queue a job of this kind with ``payload`` as the handler's keyword arguments."""
-        return self.tracker.submit(
-            self.kind.name,
-            payload,
-            owner=owner,
-            key=key,
-            priority=priority,
-            trigger=trigger,
-            run_after=run_after,
-            labels=labels,
-        )
 
 
 def _require_aware(**values: datetime | None) -> None:
