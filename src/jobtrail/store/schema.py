@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,7 @@ def _config(conn: Connection | None = None) -> Config:
     return cfg
 
 
+@functools.cache
 def head_revision() -> str:
     """The newest schema revision this version of jobtrail ships."""
     from alembic.script import ScriptDirectory
@@ -34,6 +36,14 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None, "jobtrail ships at least one migration"
     return head
+
+
+@functools.cache
+def known_revisions() -> frozenset[str]:
+    """Every schema revision this version of jobtrail ships."""
+    from alembic.script import ScriptDirectory
+
+    return frozenset(r.revision for r in ScriptDirectory.from_config(_config()).walk_revisions())
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -64,10 +74,7 @@ def ensure_schema(engine: Engine, auto_migrate: bool) -> None:
     found = current_revision(engine)
     if found == head:
         return
-    from alembic.script import ScriptDirectory
-
-    known = {rev.revision for rev in ScriptDirectory.from_config(_config()).walk_revisions()}
-    if found is not None and found not in known:
+    if found is not None and found not in known_revisions():
         raise SchemaError(found, head)
     if not auto_migrate:
         raise SchemaError(found, head)
