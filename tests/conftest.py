@@ -5,13 +5,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from jobtrail import Tracker
 from jobtrail.store.engine import create_engine
 from jobtrail.store.schema import upgrade
-from tests.servers import PostgresServer, require, start_postgres
+from tests.servers import PostgresServer, RedisServer, require, start_postgres, start_redis
 
 TEMPLATE = "jobtrail_template"
 _databases = itertools.count()
@@ -50,3 +51,21 @@ def tracker(database_url: str) -> Iterator[Tracker]:
     """A tracker on a fresh store, writing progress at most every 50 ms."""
     with Tracker(database_url, flush_interval=0.05) as t:
         yield t
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server per test run (the Celery broker, and shared rate limits)."""
+    server = require("redis-server", start_redis())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_celery(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The one Celery app of the test run: Celery registers task names process-wide, so every
+    test uses this app and points its tracking at that test's store (``use_tracker``)."""
+    from tests.apps.celery_app import make_app
+
+    placeholder = Tracker(f"sqlite:///{tmp_path_factory.mktemp('celery') / 'unused.db'}")
+    return make_app(redis_server.url(), placeholder)

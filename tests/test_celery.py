@@ -16,38 +16,16 @@ from celery.contrib.testing.worker import start_worker
 
 import jobtrail
 from jobtrail import Status
-from jobtrail.integrations.celery import CeleryTracking
-from tests.apps.celery_app import make_app
-from tests.servers import RedisServer, require, start_redis
+from tests.apps.celery_app import use_tracker
+from tests.servers import RedisServer
 from tests.waiting import event_types, until
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    server = require("redis-server", start_redis())
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def shared_app(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Celery:
-    # Celery registers task names process-wide, so one app serves every test; each test
-    # points its tracking at that test's store.
-    placeholder = jobtrail.Tracker(f"sqlite:///{tmp_path_factory.mktemp('celery') / 'x.db'}")
-    return make_app(redis_server.url(), placeholder)
-
-
 @pytest.fixture
-def celery_app(shared_app: Celery, tracker: jobtrail.Tracker) -> Celery:
-    tracking: CeleryTracking = shared_app.jobtrail  # type: ignore[attr-defined]
-    tracking.tracker = tracker
-    tracker.cancel_hooks.append(tracking.revoke)
-    with shared_app.connection_for_write() as conn:
-        channel: Any = conn.default_channel
-        channel.queue_purge("celery")
-    return shared_app
+def celery_app(shared_celery: Celery, tracker: jobtrail.Tracker) -> Celery:
+    return use_tracker(shared_celery, tracker)
 
 
 @pytest.fixture

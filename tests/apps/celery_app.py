@@ -11,7 +11,7 @@ from typing import Any
 from celery import Celery
 
 import jobtrail
-from jobtrail.integrations.celery import TrackedTask, install
+from jobtrail.integrations.celery import TrackedTask, install, tracking_of
 
 
 def make_app(broker_url: str, tracker: jobtrail.Tracker) -> Celery:
@@ -27,6 +27,17 @@ def make_app(broker_url: str, tracker: jobtrail.Tracker) -> Celery:
     )
     install(app, tracker)
     define_tasks(app)
+    return app
+
+
+def use_tracker(app: Celery, tracker: jobtrail.Tracker) -> Celery:
+    """Point ``app``'s jobtrail tracking at ``tracker`` (one test's store), with an empty queue."""
+    tracking = tracking_of(app)
+    tracking.tracker = tracker
+    tracker.cancel_hooks.append(tracking.revoke)
+    with app.connection_for_write() as conn:
+        channel: Any = conn.default_channel
+        channel.queue_purge("celery")
     return app
 
 

@@ -22,9 +22,9 @@ from celery import Celery
 
 import jobtrail
 from jobtrail import Status
-from tests.apps.celery_app import make_app
+from tests.apps.celery_app import use_tracker
 from tests.apps.handlers import register
-from tests.servers import PostgresServer, RedisServer, require, start_redis
+from tests.servers import PostgresServer, RedisServer
 from tests.waiting import until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,8 +51,9 @@ class Layout:
 
 
 @pytest.fixture
-def layout(postgres: PostgresServer, tmp_path: Path) -> Iterator[Layout]:
-    redis_server: RedisServer = require("redis-server", start_redis())
+def layout(
+    postgres: PostgresServer, redis_server: RedisServer, shared_celery: Celery, tmp_path: Path
+) -> Iterator[Layout]:
     name = f"layout_{uuid.uuid4().hex[:12]}"
     url = postgres.create_database(name)
     tracker = register(jobtrail.Tracker(url, flush_interval=0.05))
@@ -73,7 +74,7 @@ def layout(postgres: PostgresServer, tmp_path: Path) -> Iterator[Layout]:
     ]
     processes = [subprocess.Popen(c, cwd=ROOT, env=env) for c in commands]
     base = f"http://127.0.0.1:{port}"
-    celery = make_app(redis_server.url(), tracker)
+    celery = use_tracker(shared_celery, tracker)
     found = Layout(url, base, token, tracker, celery)
     stop = threading.Event()
     try:
@@ -87,9 +88,7 @@ def layout(postgres: PostgresServer, tmp_path: Path) -> Iterator[Layout]:
             process.send_signal(signal.SIGTERM)
         for process in processes:
             process.wait(timeout=60)
-        celery.close()
         tracker.close()
-        redis_server.stop()
         postgres.drop_database(name)
 
 

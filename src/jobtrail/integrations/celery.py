@@ -119,8 +119,8 @@ class CeleryTracking:
 
     def on_prerun(self, task_id: str, task: Task[Any, Any], **kw: Any) -> None:
         """A worker starts the task: its job becomes ``running`` (created on first sight)."""
-        if not self.tracked(task):
-            return
+        if task.app is not self.app or not self.tracked(task):
+            return  # another app's task (several apps can live in one process)
         store = self.tracker.store
         lease = uuid.uuid4().hex
         worker = f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
@@ -223,6 +223,14 @@ def install(app: Celery, tracker: Tracker, *, track_all: bool = False) -> Celery
     tracking = CeleryTracking(app, tracker, track_all)
     tracking.connect()
     app.jobtrail = tracking  # type: ignore[attr-defined]
+    return tracking
+
+
+def tracking_of(app: Celery) -> CeleryTracking:
+    """The tracking ``install`` attached to ``app``."""
+    tracking: CeleryTracking | None = getattr(app, "jobtrail", None)
+    if tracking is None:
+        raise RuntimeError("jobtrail.integrations.celery.install() was not called for this app")
     return tracking
 
 
