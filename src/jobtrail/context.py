@@ -321,8 +321,11 @@ class Context:
         error_message: str | None = None,
         error_details: JSON = None,
         message: str | None = None,
+        wait: bool = True,
     ) -> bool:
-        """Write the terminal state with the last progress; False if someone else decided first."""
+        """Write the terminal state with the last progress; False if someone else decided first.
+
+        ``wait=False`` queues the write for the worker's next group commit."""
         with self._flush_lock, self._lock:
             if message is not None:
                 self._message = clean_text(message)[:MAX_MESSAGE]
@@ -343,6 +346,7 @@ class Context:
                 error_details=self._redactor.json(error_details),
                 events=[*events, NewEvent(EventType(status.value), error_message)],
                 items=items,
+                wait=wait,
             )
         except StoreError:
             self._restore(events, items)  # a retried finish writes them all again

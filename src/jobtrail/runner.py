@@ -56,9 +56,12 @@ def _durably(action: str, write: Callable[[], bool]) -> bool:
 class Runner:
     """Runs handlers of a tracker's kinds and records their outcome through the store."""
 
-    def __init__(self, tracker: Tracker) -> None:
+    def __init__(self, tracker: Tracker, *, wait_for_outcomes: bool = True) -> None:
+        """``wait_for_outcomes=False`` (workers): a succeeded job's record is queued for the
+        next group commit instead of waited for."""
         self.tracker = tracker
         self.store = tracker.store
+        self.wait_for_outcomes = wait_for_outcomes
 
     def context(self, claimed: Claimed, stopping: threading.Event | None = None) -> Context:
         """The ``Context`` a claimed job's handler runs with."""
@@ -83,7 +86,10 @@ class Runner:
         payload = claimed.job.payload or {}
         try:
             result = spec.handler(ctx, **payload)
-            json.dumps(result, allow_nan=False)
+            if "\\u0000" in json.dumps(result, allow_nan=False):
+                raise InvalidData("the result contains NUL characters")
+        except InvalidData as exc:
+            self.fail(ctx, exc)
         except ShuttingDown:
             self.interrupt(ctx, claimed.lease, "worker shutting down; stopped at a checkpoint")
         except (Cancelled, TimedOut) as exc:
@@ -127,11 +133,12 @@ class Runner:
         status = ctx.outcome()
         details = None if status is Status.SUCCEEDED else ctx.error_details(None) or {}
         message = None if details is None else ctx.failure_summary()
+        wait = self.wait_for_outcomes
         try:
             return _durably(
                 "finish",
                 lambda: ctx.finish(
-                    status, result=result, error_message=message, error_details=details
+                    status, result=result, error_message=message, error_details=details, wait=wait
                 ),
             )
         except InvalidData as exc:

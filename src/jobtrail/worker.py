@@ -30,6 +30,8 @@ log = structlog.get_logger("jobtrail.worker")
 
 SHORT_JOB_SECONDS = 0.05
 """Jobs shorter than this on average are claimed ahead of free threads."""
+PREFETCH_PER_THREAD = 8
+"""How many short jobs per thread one claim takes ahead (one commit feeds them all)."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ class Worker:
         self.options = options
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
         self._store = tracker.store
-        self._runner = Runner(tracker)
+        self._runner = Runner(tracker, wait_for_outcomes=False)
         self._scheduler = Scheduler(tracker, self.identity)
         self._draining = threading.Event()  # stop claiming; handlers see ShuttingDown
         self._halt = threading.Event()  # the maintenance thread ends
@@ -201,7 +203,7 @@ class Worker:
         # feeds several jobs; long jobs are claimed one per free thread, leaving the rest
         # to other workers.
         if self._average_run < SHORT_JOB_SECONDS:
-            free += self.options.concurrency
+            free += self.options.concurrency * PREFETCH_PER_THREAD
         try:
             return self._store.claim(
                 f"{self.identity}:{threading.current_thread().name}",

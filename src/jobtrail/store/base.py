@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -91,6 +92,20 @@ class StoreBase:
         with raw_transaction(self.engine, write=True) as session:
             return write(session)
 
+    def run_write_soon(self, write: Callable[[RawSession], bool], what: str) -> None:
+        """Run a raw write without waiting for its commit while grouping (else at once).
+
+        Used for outcomes of jobs a worker ran: the worker goes on to its next job while the
+        commit is shared with the others'. A write that fails even on its own is logged; its
+        job, no longer heartbeated, is then rescued by the usual rules.
+        """
+        group = self._group
+        if group is None:
+            self.run_write(write)
+            return
+        future = group.submit(write)
+        future.add_done_callback(lambda done: _log_failure(done, what))
+
     # -- plumbing -----------------------------------------------------------------------
 
     @contextmanager
@@ -138,3 +153,13 @@ class StoreBase:
         if row is None:
             raise JobNotFound(job_id)
         return job_from_row(row._mapping, self.clock())
+
+
+def _log_failure(done: Future[bool], what: str) -> None:
+    error = done.exception()
+    if error is not None:
+        import structlog
+
+        structlog.get_logger("jobtrail.store").error(
+            "a write was lost", what=what, error=str(error)
+        )

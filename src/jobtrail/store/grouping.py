@@ -8,6 +8,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
 from jobtrail.exceptions import StoreError
 from jobtrail.store.prepared import RawSession, raw_transaction
@@ -16,6 +17,7 @@ T = TypeVar("T")
 Write = Callable[[RawSession], Any]
 
 MAX_GROUP = 256
+OUTAGE_SECONDS = 30.0
 
 
 class GroupCommit:
@@ -36,13 +38,17 @@ class GroupCommit:
 
     def run(self, write: Callable[[RawSession], T]) -> T:
         """Run ``write`` in the next shared transaction and return its result."""
+        return self.submit(write).result()
+
+    def submit(self, write: Callable[[RawSession], T]) -> Future[T]:
+        """Queue ``write`` for the next shared transaction; its future settles after commit."""
         future: Future[T] = Future()
         with self._cond:
             if self._closed:
                 raise StoreError("the store's group commit is closed")
             self._pending.append((write, future))
             self._cond.notify()
-        return future.result()
+        return future
 
     def close(self) -> None:
         """Commit what is pending, then stop the thread."""
@@ -77,10 +83,22 @@ class GroupCommit:
             future.set_result(result)
 
     def _settle_alone(self, entry: tuple[Write, Future[Any]]) -> None:
+        """Run one write in its own transaction, retrying through a database outage (up to
+        ``OUTAGE_SECONDS``) so that a job's outcome is not lost to a restart."""
         write, future = entry
-        try:
+
+        def attempt() -> Any:
             with raw_transaction(self._engine, write=True) as session:
-                result = write(session)
+                return write(session)
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(StoreError),
+            wait=wait_exponential_jitter(multiplier=0.1, max=5.0),
+            stop=stop_after_delay(OUTAGE_SECONDS),
+            reraise=True,
+        )
+        try:
+            result = retrying(attempt)
         except BaseException as exc:
             future.set_exception(exc)
         else:

@@ -152,11 +152,13 @@ class Store(RunWrites, PlanningWrites, AccessWrites):
         error_details: Any = None,
         events: Sequence[NewEvent] = (),
         items: Sequence[NewFailedItem] = (),
+        wait: bool = True,
     ) -> bool:
         """Move a job this runner holds to a terminal state, with its last progress and events.
 
         Returns False (and writes nothing) if the job was meanwhile rescued, cancelled or
-        finished by someone else.
+        finished by someone else. With ``wait=False`` (workers) the write is shared with the
+        next group commit and True only means it was queued.
         """
         now = self.clock()
         values = progress_params(progress) | {
@@ -177,6 +179,9 @@ class Store(RunWrites, PlanningWrites, AccessWrites):
             )
             return True
 
+        if not wait:
+            self.run_write_soon(write, f"finish of job {job_id}")
+            return True
         return self.run_write(write)
 
     def transition(
