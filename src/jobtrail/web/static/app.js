@@ -28,6 +28,10 @@ function itemsText(job) {
 }
 
 function paint(root, job) {
+  // Answers can arrive out of order (a slow cancel response after the stream's newer
+  // state): never paint an older state over a newer one.
+  if (root.dataset.updated && Date.parse(job.updated_at) < Date.parse(root.dataset.updated)) return;
+  root.dataset.updated = job.updated_at;
   root.dataset.status = job.status;
   const status = root.querySelector(".js-status");
   if (status) {
@@ -144,7 +148,7 @@ function liveJob(article) {
   buttons.cancel.addEventListener("click", () =>
     act(`/api/v1/jobs/${id}/cancel`, "Cancel this job?", (job) => {
       paint(article, job);
-      setButtons(job);
+      if (article.dataset.updated === job.updated_at) setButtons(job);
       result.textContent = job.status === "cancelled" ? "Cancelled." : "Cancel requested; the job stops at its next checkpoint.";
       appendEvents(article);
     }));
