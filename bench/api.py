@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+from tests.servers import free_port
 
 import jobtrail
 from bench.servers import ROOT, database
@@ -35,14 +35,8 @@ with tracker.track("bench_stream", key=job_id) as ctx:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def serve(url: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_port()
     env = os.environ | {"JOBTRAIL_DATABASE_URL": url, "JOBTRAIL_RATE_LIMIT": "1000000/second"}
     command = [str(Path(sys.executable).parent / "jobtrail"), "serve", "--port", str(port)]
     process = subprocess.Popen(

@@ -41,7 +41,7 @@ _PG_SERVER_OPTIONS = (
 )
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """Return a TCP port on the loopback interface that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
@@ -283,7 +283,7 @@ def start_postgres(base: Path | None = None) -> PostgresServer | None:
         _initdb(initdb, datadir)
         for attempt in range(1, PORT_ATTEMPTS + 1):
             server = PostgresServer(
-                LOOPBACK, _free_port(), PG_USER, datadir, pg_ctl, socket_dir=root, root=root
+                LOOPBACK, free_port(), PG_USER, datadir, pg_ctl, socket_dir=root, root=root
             )
             result = _pg_start(server)
             if result.returncode == 0:
@@ -358,7 +358,7 @@ class RedisServer:
 
 
 def _spawn_redis(executable: str, workdir: Path) -> RedisServer:
-    port = _free_port()
+    port = free_port()
     argv = [
         executable,
         *("--bind", LOOPBACK, "--port", str(port), "--dir", str(workdir)),

@@ -10,7 +10,6 @@ import pty
 import queue
 import select
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ import pytest
 from jobtrail import Status, Tracker
 from jobtrail.redaction import MASK
 from jobtrail.store.records import NewJob
+from tests.servers import free_port
 from tests.waiting import until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -333,13 +333,6 @@ def test_submit_queues_a_kind_registered_in_the_app_and_refuses_unknown_ones(
 
 
 # -- through a server -------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,7 +16,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 import jobtrail
-from tests.servers import require
+from tests.servers import free_port, require
 from tests.waiting import until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,18 +43,12 @@ class Served:
     tracker: jobtrail.Tracker
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     url = f"sqlite:///{tmp_path_factory.mktemp('dash') / 'jobtrail.db'}"
     tracker = jobtrail.Tracker(url, flush_interval=0.05)
     token = tracker.store.create_token("browser", None)
-    port = _free_port()
+    port = free_port()
     env = os.environ | {
         "JOBTRAIL_DATABASE_URL": url,
         "JOBTRAIL_FLUSH_INTERVAL": "0.05",

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,18 +23,12 @@ import jobtrail
 from jobtrail import Status
 from tests.apps.celery_app import use_tracker
 from tests.apps.handlers import register
-from tests.servers import PostgresServer, RedisServer
+from tests.servers import PostgresServer, RedisServer, free_port
 from tests.waiting import until
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.timeout(240)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -58,7 +51,7 @@ def layout(
     url = postgres.create_database(name)
     tracker = register(jobtrail.Tracker(url, flush_interval=0.05))
     token = tracker.store.create_token("ops", None)
-    port = _free_port()
+    port = free_port()
     env = os.environ | {
         "JOBTRAIL_DATABASE_URL": url,
         "CELERY_TEST_BROKER": redis_server.url(),

@@ -22,6 +22,7 @@ import pytest
 
 from jobtrail import Status, Tracker
 from jobtrail.store.records import NewJob
+from tests.servers import free_port
 from tests.waiting import until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,13 +31,6 @@ APP = "tests.apps.api_app:tracker"
 SHUTDOWN_TIMEOUT = 10.0
 
 Json = dict[str, Any]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def command_env(database_url: str, **settings: str) -> dict[str, str]:
