@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 
 from jobtrail import Context, SchemaError, Status, Tracker
+from jobtrail.jobs import Filters
 from jobtrail.store.engine import create_engine
-from jobtrail.store.records import Filters
 from jobtrail.store.schema import current_revision, head_revision
 from jobtrail.store.sql import Store
 from tests.servers import PostgresServer

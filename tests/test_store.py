@@ -18,9 +18,9 @@ from jobtrail import (
     Status,
     Tracker,
 )
-from jobtrail.jobs import TERMINAL, TRANSITIONS
+from jobtrail.jobs import TERMINAL, TRANSITIONS, Filters
 from jobtrail.store.queries import StatsQuery, listing_conditions
-from jobtrail.store.records import Filters, NewEvent, NewJob, Progress
+from jobtrail.store.records import NewEvent, NewJob, Progress
 from jobtrail.store.rows import JOB_COLUMNS
 from jobtrail.store.sql import Store
 from jobtrail.store.tables import jobs

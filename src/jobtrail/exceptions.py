@@ -81,6 +81,14 @@ class KeyInUse(JobtrailError):
         super().__init__(f"the key {key!r} is already in use")
 
 
+class TokenExists(JobtrailError):
+    """A token with this name exists already."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"a token named {name!r} exists already")
+
+
 class UnknownSchedule(JobtrailError):
     """No schedule with this name is registered."""
 

@@ -224,3 +224,52 @@ class Stats:
     def empty(cls, days: int) -> Stats:
         """Statistics of no jobs at all."""
         return cls(days, 0, {}, {}, None, None, None, None, 0.0, 0)
+
+
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600,
+)  # fmt: skip
+"""Upper bounds (seconds) of the duration histogram kept in rollups and reported as metrics;
+one more bucket holds the rest."""
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """What a job listing or change feed is restricted to; every field is optional."""
+
+    owner: str | None = None
+    statuses: Sequence[Status] = ()
+    kind: str | None = None
+    priority: Priority | None = None
+    trigger: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    q: str | None = None
+    nothing: bool = False
+    """Match no job at all (e.g. a filter on an owner the caller may not see)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRun:
+    """The audit record of one slot: fired, deduplicated (another process fired it) or missed."""
+
+    schedule: str
+    slot_at: datetime
+    outcome: str
+    job_id: str | None
+    worker: str | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleInfo:
+    """A schedule as stored: its rule, last handled slot, next run and recent audited slots."""
+
+    name: str
+    kind: str
+    cron: str | None
+    every_seconds: float | None
+    owner: str | None
+    last_slot_at: datetime | None
+    next_run_at: datetime | None
+    recent_runs: Sequence[ScheduleRun] = ()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 
-from jobtrail.jobs import JSON
+from jobtrail.jobs import JSON, Job
 
 MASK = "[redacted]"
 DEFAULT_KEYS = ("password", "passwd", "token", "cookie", "authorization", "secret", "api_key")
@@ -54,6 +55,10 @@ class Redactor:
             clean = clean[:limit]
         clean = self._pair.sub(lambda m: m.group("key") + MASK, clean)
         return clean + f"… [{cut} characters truncated]" if cut > 0 else clean
+
+    def job(self, job: Job) -> Job:
+        """``job`` as people see it (API, CLI, dashboard): secrets in its payload masked."""
+        return replace(job, payload=self.json(job.payload))
 
     def json(self, value: JSON, _depth: int = 0) -> JSON:
         """A copy of ``value`` with secret keys masked and every string cleaned."""

@@ -28,20 +28,25 @@ from jobtrail.jobs import (
     Event,
     EventType,
     FailedItem,
+    Filters,
     Job,
     Page,
     Priority,
+    ScheduleInfo,
+    ScheduleRun,
     Stats,
     Status,
 )
 from jobtrail.kinds import JobHandle, JobKind
 from jobtrail.redaction import Redactor
-from jobtrail.store.records import Filters, NewEvent, NewJob
+from jobtrail.store.records import NewEvent, NewJob
 
 if TYPE_CHECKING:
     from jobtrail.schedules import Schedule
     from jobtrail.settings import Settings
+    from jobtrail.store.access import Token
     from jobtrail.store.base import Clock
+    from jobtrail.store.gauges import Snapshot
     from jobtrail.store.sql import Store
     from jobtrail.worker import Worker
 
@@ -372,6 +377,79 @@ class Tracker:
         """The items a job failed to process."""
         return self.store.failed_items(job_id)
 
+    def now(self) -> datetime:
+        """The store's clock: what ``created_at``/``updated_at`` are measured with."""
+        return self.store.clock()
+
+    def changes(self, since: datetime, filters: Filters, limit: int = 200) -> builtins.list[Job]:
+        """Jobs matching ``filters`` updated at or after ``since``, oldest change first."""
+        return self.store.changes(since, filters, limit)
+
+    def timeline(
+        self, days: int, owner: str | None = None, kind: str | None = None
+    ) -> dict[str, dict[str, int]]:
+        """Jobs created per day (``YYYY-MM-DD``) and status over the last ``days`` days."""
+        return self.store.timeline(days, owner=owner, kind=kind)
+
+    def gauges(self) -> Snapshot:
+        """Every metric figure, read from the store in one transaction."""
+        return self.store.gauges()
+
+    def health(self) -> str | None:
+        """The store's schema revision, read with a round trip; ``StoreError`` if unreachable."""
+        from jobtrail.store.schema import current_revision
+
+        return current_revision(self.store.engine)
+
+    def add(self, new: NewJob, actor: str | None = None) -> tuple[Job, bool]:
+        """Record a job described in full, for work that runs elsewhere (no registered kind
+        needed); False with the existing job when its ``key`` exists."""
+        return self.store.add_or_get([new], actor=actor)[0]
+
+    def report(
+        self,
+        job_id: str,
+        values: Mapping[str, Any],
+        status: Status | None = None,
+        actor: str | None = None,
+    ) -> Job:
+        """Apply progress and/or a status change reported for a job that runs elsewhere.
+
+        ``values`` holds job fields (``progress``, ``message``, ``items_*``, ``result``,
+        ``error_message``, ``error_details``, ``progress_data``); ``items_done`` and the
+        percentage follow from the item counts. Raises ``IllegalTransition``.
+        """
+        job = self.store.get(job_id)
+        values = dict(values)
+        if "items_succeeded" in values or "items_failed" in values:
+            succeeded = values.get("items_succeeded", job.items_succeeded) or 0
+            failed = values.get("items_failed", job.items_failed) or 0
+            values["items_done"] = succeeded + failed
+            total = values.get("items_total", job.items_total)
+            if "progress" not in values and total:
+                values["progress"] = min(values["items_done"] * 100.0 / total, 100.0)
+        if values.get("error_details") is not None:
+            values["error_details"] = self.redactor.json(values["error_details"])
+        return self.store.report(job_id, values, status, actor=actor)
+
+    # -- tokens -------------------------------------------------------------------------
+
+    def create_token(self, name: str, owner: str | None = None) -> str:
+        """Create an API token (``owner`` None: admin) and return its secret, shown once."""
+        return self.store.create_token(name, owner)
+
+    def find_token(self, secret: str) -> Token | None:
+        """The live token with this secret, or None (unknown or revoked)."""
+        return self.store.find_token(secret)
+
+    def tokens(self) -> builtins.list[Token]:
+        """Every token, live and revoked, by name (never their secrets)."""
+        return self.store.list_tokens()
+
+    def revoke_token(self, name: str) -> bool:
+        """Revoke a token by name; False if there is no live token of that name."""
+        return self.store.revoke_token(name)
+
     def stats(self, days: int = 30, owner: str | None = None, kind: str | None = None) -> Stats:
         """Counts, success rate and duration percentiles of jobs created in the last ``days``."""
         if days < 1:
@@ -502,6 +580,28 @@ class Tracker:
             labels=None,
         )
         return self.store.add([replace(new, schedule=schedule.name)])[0]
+
+    def list_schedules(
+        self, owner: str | None = None, recent: int = 20
+    ) -> builtins.list[ScheduleInfo]:
+        """Stored schedules by name (only ``owner``'s when given), each with its ``recent``
+        last audited slots, newest first."""
+        return [
+            ScheduleInfo(
+                name=s.name,
+                kind=s.kind,
+                cron=s.cron,
+                every_seconds=s.every_seconds,
+                owner=s.owner,
+                last_slot_at=s.last_slot_at,
+                next_run_at=s.next_run_at,
+                recent_runs=[
+                    ScheduleRun(**vars(r)) for r in self.store.schedule_runs(s.name, recent)
+                ],
+            )
+            for s in self.store.list_schedules()
+            if owner is None or s.owner == owner
+        ]
 
     def run_schedule(self, name: str, actor: str | None = None) -> Job:
         """Queue a job of schedule ``name`` now, outside its slots (``trigger="manual"``)."""

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from jobtrail.exceptions import JobtrailError
+from jobtrail.exceptions import TokenExists
 from jobtrail.store.base import StoreBase
 from jobtrail.store.prepared import raw_transaction
 from jobtrail.store.tables import tokens
@@ -28,14 +28,6 @@ class Token:
     def admin(self) -> bool:
         """Whether this token sees and acts on every owner's jobs."""
         return self.owner is None
-
-
-class TokenExists(JobtrailError):
-    """A token with this name exists already."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        super().__init__(f"a token named {name!r} exists already")
 
 
 def hash_token(secret: str) -> str:

@@ -10,8 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from jobtrail.jobs import ACTIVE, Stats, Status
-from jobtrail.store.records import Filters
+from jobtrail.jobs import ACTIVE, Filters, Stats, Status
 from jobtrail.store.tables import job_rollups, jobs
 
 HISTOGRAM_BOUNDS: tuple[float, ...] = (

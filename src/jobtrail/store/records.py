@@ -106,19 +106,3 @@ class Progress:
             "items_failed": self.items_failed,
             "progress_data": self.progress_data,
         } | ({"stalled": False} if self.moved else {})
-
-
-@dataclass(frozen=True, slots=True)
-class Filters:
-    """What a job listing is restricted to; every field is optional."""
-
-    owner: str | None = None
-    statuses: Sequence[Status] = ()
-    kind: str | None = None
-    priority: Priority | None = None
-    trigger: str | None = None
-    created_from: datetime | None = None
-    created_to: datetime | None = None
-    q: str | None = None
-    nothing: bool = False
-    """Match no job at all (e.g. a filter on an owner the caller may not see)."""

@@ -15,6 +15,7 @@ from jobtrail.jobs import (
     Event,
     EventType,
     FailedItem,
+    Filters,
     Job,
     Page,
     Stats,
@@ -29,7 +30,7 @@ from jobtrail.store.hot import progress_params
 from jobtrail.store.planning import PlanningWrites
 from jobtrail.store.prepared import RawSession, raw_transaction
 from jobtrail.store.queries import StatsQuery, daily_counts, listing_conditions, window_start
-from jobtrail.store.records import Filters, NewEvent, NewFailedItem, NewJob, Progress
+from jobtrail.store.records import NewEvent, NewFailedItem, NewJob, Progress
 from jobtrail.store.rows import JOB_COLUMNS, event_from_row, failed_item_from_row, job_from_row
 from jobtrail.store.runs import RunWrites
 from jobtrail.store.tables import job_events, job_items, jobs

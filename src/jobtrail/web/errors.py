@@ -19,10 +19,10 @@ from jobtrail.exceptions import (
     NotAllowed,
     PayloadError,
     StoreError,
+    TokenExists,
     UnknownKind,
     UnknownSchedule,
 )
-from jobtrail.store.access import TokenExists
 
 STATUS_OF: dict[type[JobtrailError], int] = {
     NotAllowed: 403,

@@ -23,8 +23,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter
 
 from jobtrail.exceptions import JobNotFound
-from jobtrail.jobs import Job, Priority, Status
-from jobtrail.store.records import Filters
+from jobtrail.jobs import Filters, Job, Priority, Status
 from jobtrail.web.auth import COOKIE, Caller, Gate, Principal
 from jobtrail.web.schemas import NO_NUL
 
