@@ -15,6 +15,19 @@ class StoreError(JobtrailError):
     """The store could not do what was asked (the driver's error is chained)."""
 
 
+class MissingExtra(JobtrailError, ImportError):
+    """An optional part of jobtrail is used without the extra that installs its libraries."""
+
+    def __init__(self, extra: str, feature: str, missing: Iterable[str]) -> None:
+        self.extra = extra
+        self.feature = feature
+        self.missing = sorted(missing)
+        super().__init__(
+            f"{feature} needs the {extra!r} extra (missing: {', '.join(self.missing)}); "
+            f"install it with: pip install 'jobtrail[{extra}]'"
+        )
+
+
 class InvalidData(JobtrailError):
     """The database refused a value (e.g. a NUL character, or a number out of range)."""
 
