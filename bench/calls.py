@@ -74,7 +74,7 @@ def fill(tracker: jobtrail.Tracker, count: int) -> None:
                 "labels": {},
             }
         )
-    with tracker.store.write() as conn:
+    with tracker.store.database.write() as conn:
         for start in range(0, count, 5000):
             conn.execute(sa.insert(jobs), rows[start : start + 5000])
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from jobtrail import Tracker
-from jobtrail.store.engine import create_engine
-from jobtrail.store.schema import upgrade
+from jobtrail.store.database import create_engine
+from jobtrail.store.migrate import upgrade
 from tests.servers import PostgresServer, RedisServer, require, start_postgres, start_redis
 
 TEMPLATE = "jobtrail_template"

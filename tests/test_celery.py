@@ -144,7 +144,7 @@ def test_a_worker_process_killed_mid_task_is_redelivered_and_counted_once(
     result = celery_app.send_task("die_once", kwargs={"marker": str(marker)})
     env = os.environ | {
         "CELERY_TEST_BROKER": redis_server.url(),
-        "JOBTRAIL_DATABASE_URL": tracker.store.url,
+        "JOBTRAIL_DATABASE_URL": tracker.settings.database_url,
         "JOBTRAIL_FLUSH_INTERVAL": "0.05",
     }
     command = [str(Path(sys.executable).parent / "celery"), "-A", "tests.apps.celery_app"]

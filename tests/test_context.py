@@ -307,7 +307,7 @@ def test_a_job_taken_from_this_runner_keeps_what_the_other_party_decided(
 ) -> None:
     def body(ctx: Context) -> None:
         failed = {"error_message": "worker lost"}
-        tracker.store.transition(ctx.job_id, Status.FAILED, values=failed)
+        tracker.store.jobs.transition(ctx.job_id, Status.FAILED, values=failed)
         ctx.progress(90, "late write")
         ctx.flush()
         ctx.check()

@@ -66,7 +66,7 @@ def age(
             "started_at": ended - timedelta(seconds=duration),
             "duration_seconds": duration,
         }
-    with tracker.store.engine.begin() as conn:
+    with tracker.store.database.engine.begin() as conn:
         conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
 
 
@@ -115,15 +115,15 @@ def counting_job_deletes(tracker: Tracker) -> Iterator[list[str]]:
         if statement.lstrip().upper().startswith("DELETE FROM JOBS"):
             statements.append(statement)
 
-    sa.event.listen(tracker.store.engine, "before_cursor_execute", seen)
+    sa.event.listen(tracker.store.database.engine, "before_cursor_execute", seen)
     try:
         yield statements
     finally:
-        sa.event.remove(tracker.store.engine, "before_cursor_execute", seen)
+        sa.event.remove(tracker.store.database.engine, "before_cursor_execute", seen)
 
 
 def rows_of(tracker: Tracker, table: sa.Table, job_ids: set[str]) -> int:
-    with tracker.store.engine.connect() as conn:
+    with tracker.store.database.engine.connect() as conn:
         query = sa.select(sa.func.count()).select_from(table).where(table.c.job_id.in_(job_ids))
         return int(conn.execute(query).scalar_one())
 
@@ -245,7 +245,7 @@ def test_a_job_created_just_before_the_stats_window_stays_out_of_it_after_a_purg
         inside = finished(tracker, "report", Status.SUCCEEDED)
         outside = finished(tracker, "report", Status.SUCCEEDED)
         window_start = now - timedelta(days=90)
-        with tracker.store.engine.begin() as conn:
+        with tracker.store.database.engine.begin() as conn:
             for job_id, created in [
                 (inside, window_start + timedelta(hours=1)),
                 (outside, window_start - timedelta(hours=1)),  # the same day, before the window

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from jobtrail import Context, PayloadError, Status, Tracker, UnknownKind, UnknownSchedule
-from jobtrail.schedules import MAX_MISSED_RECORDED, Schedule, Scheduler, ScheduleRun
-from jobtrail.store.sql import Store
+from jobtrail.jobs import ScheduleRun
+from jobtrail.scheduler import MAX_MISSED_RECORDED, Schedule, Scheduler
+from jobtrail.store import Store
 from tests.waiting import until
 
 T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)  # a Saturday
@@ -169,14 +170,14 @@ def meet_after_reading(
 ) -> None:
     """Make ``store``'s scheduler wait, after reading a schedule, until the others have read it
     too: the tightest race between processes ticking the same slot."""
-    read = store.get_schedule
+    read = store.schedules.get
 
     def read_then_meet(name: str) -> Any:
         state = read(name)
         barrier.wait()
         return state
 
-    monkeypatch.setattr(store, "get_schedule", read_then_meet)
+    monkeypatch.setattr(store.schedules, "get", read_then_meet)
 
 
 def test_schedulers_racing_for_a_slot_create_one_job_and_record_who_fired_it(
@@ -202,7 +203,7 @@ def test_schedulers_racing_for_a_slot_create_one_job_and_record_who_fired_it(
     assert {(j.trigger, j.schedule, j.owner) for j in jobs} == {("scheduled", "pulse", "ops")}
     assert all(j.payload == {"source": "pulse"} for j in jobs)
 
-    runs = tracker.store.schedule_runs("pulse")
+    runs = tracker.store.schedules.runs("pulse")
     assert {slot: sorted(outcomes) for slot, outcomes in by_slot(runs).items()} == {
         slot: ["deduplicated", "deduplicated", "fired"] for slot in slots
     }
@@ -252,7 +253,7 @@ def test_three_schedulers_ticking_in_real_time_fire_each_slot_exactly_once(
         gaps = {(b - a).total_seconds() for a, b in itertools.pairwise(slot_times)}
         assert gaps == {1.0}
 
-        outcomes = by_slot(tracker.store.schedule_runs("pulse"))
+        outcomes = by_slot(tracker.store.schedules.runs("pulse"))
         assert sorted(outcomes) == slot_times
         for slot, seen in outcomes.items():
             assert seen.count("fired") == 1, slot
@@ -284,7 +285,7 @@ def test_after_a_gap_the_missed_slots_are_recorded_and_only_the_latest_fires(
         clock.now = at(seconds=7.1)
         assert [(r.slot_at, r.outcome) for r in scheduler.tick()] == [(at(seconds=7), "fired")]
         assert tracker.list(kind="beat").total_count == 2
-        stored = tracker.store.get_schedule("pulse")
+        stored = tracker.store.schedules.get("pulse")
         assert stored is not None
         assert stored.last_slot_at == at(seconds=7)
         assert stored.next_run_at == at(seconds=8)
@@ -331,7 +332,7 @@ def test_a_running_worker_creates_and_runs_the_jobs_of_its_schedules(tracker: Tr
     assert (job.trigger, job.schedule, job.result) == ("scheduled", "fast", "fast")
     assert job.key is not None
     assert job.key.startswith("schedule:fast:")
-    assert [r.outcome for r in tracker.store.schedule_runs("fast")].count("fired") >= 1
+    assert [r.outcome for r in tracker.store.schedules.runs("fast")].count("fired") >= 1
 
 
 def test_running_a_schedule_by_hand_queues_a_manual_job_outside_its_slots(

@@ -17,9 +17,9 @@ import sqlalchemy as sa
 
 from jobtrail import Context, SchemaError, Status, Tracker
 from jobtrail.jobs import Filters
-from jobtrail.store.engine import create_engine
-from jobtrail.store.schema import current_revision, head_revision
-from jobtrail.store.sql import Store
+from jobtrail.store import Store
+from jobtrail.store.database import create_engine
+from jobtrail.store.migrate import current_revision, head_revision
 from tests.servers import PostgresServer
 
 JOBTRAIL = Path(sys.executable).with_name("jobtrail")
@@ -120,7 +120,7 @@ def test_a_store_opens_a_database_at_its_own_revision_without_migrating(
     Store(database_url).close()
     store = Store(database_url, auto_migrate=False)
     try:
-        assert store.find(Filters()).total_count == 0
+        assert store.jobs.find(Filters()).total_count == 0
     finally:
         store.close()
 

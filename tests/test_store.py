@@ -18,11 +18,11 @@ from jobtrail import (
     Status,
     Tracker,
 )
-from jobtrail.jobs import TERMINAL, TRANSITIONS, Filters
-from jobtrail.store.queries import StatsQuery, listing_conditions
-from jobtrail.store.records import NewEvent, NewJob, Progress
+from jobtrail.jobs import TERMINAL, TRANSITIONS, Filters, NewEvent, NewJob, Progress
+from jobtrail.store import Store
+from jobtrail.store.jobs import listing_conditions
 from jobtrail.store.rows import JOB_COLUMNS
-from jobtrail.store.sql import Store
+from jobtrail.store.stats import StatsQuery
 from jobtrail.store.tables import jobs
 
 T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -62,17 +62,17 @@ def clocked(database_url: str, clock: FakeClock) -> Iterator[Tracker]:
 
 def add(store: Store, **fields: Any) -> Job:
     """Insert one queued job straight through the store."""
-    return store.add([NewJob(kind=fields.pop("kind", "k"), **fields)])[0]
+    return store.jobs.add([NewJob(kind=fields.pop("kind", "k"), **fields)])[0]
 
 
 def force(store: Store, job_id: str, **values: Any) -> None:
     """Put a job's row in a given state with a plain UPDATE, bypassing the state machine."""
-    with store.engine.begin() as conn:
+    with store.database.engine.begin() as conn:
         conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
 
 
 def event_types(store: Store, job_id: str) -> list[str]:
-    return [e.type for e in store.events(job_id)]
+    return [e.type for e in store.jobs.events(job_id)]
 
 
 def progress(percent: float = 50.0, message: str | None = "halfway") -> Progress:
@@ -90,20 +90,20 @@ def test_transition_applies_exactly_the_legal_status_changes(
     for target in Status:
         job = add(store)
         force(store, job.id, status=source.value)
-        before = store.get(job.id)
+        before = store.jobs.get(job.id)
         assert before.status is source
 
         if target in TRANSITIONS[source]:
-            changed = store.transition(job.id, target)
-            after = store.get(job.id)
+            changed = store.jobs.transition(job.id, target)
+            after = store.jobs.get(job.id)
             assert changed.status is after.status is target, f"{source} -> {target}"
             assert (after.completed_at is not None) is target.terminal, f"{source} -> {target}"
         else:
             with pytest.raises(IllegalTransition) as raised:
-                store.transition(job.id, target)
+                store.jobs.transition(job.id, target)
             assert raised.value.current is source, f"{source} -> {target}"
             assert raised.value.targets == [target], f"{source} -> {target}"
-            assert store.get(job.id) == before, f"{source} -> {target} changed the row"
+            assert store.jobs.get(job.id) == before, f"{source} -> {target} changed the row"
 
 
 def test_a_job_walks_the_legal_path_from_queued_to_an_outcome(tracker: Tracker) -> None:
@@ -111,7 +111,7 @@ def test_a_job_walks_the_legal_path_from_queued_to_an_outcome(tracker: Tracker) 
     job = add(store)
     path = [Status.WAITING, Status.RUNNING, Status.QUEUED, Status.RUNNING, Status.PARTIAL]
     for target in path:
-        job = store.transition(job.id, target, events=[NewEvent(str(target))])
+        job = store.jobs.transition(job.id, target, events=[NewEvent(str(target))])
         assert job.status is target
     assert event_types(store, job.id) == ["created", *[str(s) for s in path]]
 
@@ -121,47 +121,47 @@ def test_a_terminal_job_never_changes_status(tracker: Tracker) -> None:
     for terminal in sorted(TERMINAL):
         job = add(store)
         force(store, job.id, status=terminal.value, lease="L")
-        before = store.get(job.id)
+        before = store.jobs.get(job.id)
 
         for target in Status:
             with pytest.raises(IllegalTransition):
-                store.transition(job.id, target)
+                store.jobs.transition(job.id, target)
         with pytest.raises(IllegalTransition):
-            store.cancel(job.id)
-        assert not store.flush(job.id, "L", progress()).applied
-        assert not store.finish(job.id, "L", Status.FAILED, progress(), started_at=None)
+            store.jobs.cancel(job.id)
+        assert not store.runs.flush(job.id, "L", progress()).applied
+        assert not store.runs.finish(job.id, "L", Status.FAILED, progress(), started_at=None)
 
-        assert store.get(job.id) == before, terminal
+        assert store.jobs.get(job.id) == before, terminal
         assert event_types(store, job.id) == ["created"], terminal
 
 
 def test_transition_narrowed_by_from_refuses_other_legal_sources(tracker: Tracker) -> None:
     store = tracker.store
     job = add(store)
-    store.transition(job.id, Status.RUNNING)
+    store.jobs.transition(job.id, Status.RUNNING)
     with pytest.raises(IllegalTransition):
-        store.transition(job.id, Status.CANCELLED, from_=[Status.QUEUED])
-    assert store.get(job.id).status is Status.RUNNING
+        store.jobs.transition(job.id, Status.CANCELLED, from_=[Status.QUEUED])
+    assert store.jobs.get(job.id).status is Status.RUNNING
 
 
 def test_transition_of_a_missing_job_raises_job_not_found(tracker: Tracker) -> None:
     with pytest.raises(JobNotFound):
-        tracker.store.transition("no-such-job", Status.RUNNING)
+        tracker.store.jobs.transition("no-such-job", Status.RUNNING)
 
 
 # -- leases ------------------------------------------------------------------------------
 
 
 def start(store: Store, lease: str = "L1") -> Job:
-    return store.start(NewJob(kind="k"), worker="here", lease=lease)
+    return store.runs.start(NewJob(kind="k"), worker="here", lease=lease)
 
 
 def test_finish_with_the_wrong_lease_writes_nothing(tracker: Tracker) -> None:
     store = tracker.store
     job = start(store)
-    before = store.get(job.id)
+    before = store.jobs.get(job.id)
 
-    done = store.finish(
+    done = store.runs.finish(
         job.id,
         "someone-else",
         Status.SUCCEEDED,
@@ -172,16 +172,18 @@ def test_finish_with_the_wrong_lease_writes_nothing(tracker: Tracker) -> None:
     )
 
     assert done is False
-    assert store.get(job.id) == before
+    assert store.jobs.get(job.id) == before
     assert event_types(store, job.id) == ["created", "started"]
 
 
 def test_finish_with_the_lease_ends_the_job_once(tracker: Tracker) -> None:
     store = tracker.store
     job = start(store)
-    assert store.finish(job.id, "L1", Status.SUCCEEDED, progress(100.0, "done"), started_at=None)
-    assert not store.finish(job.id, "L1", Status.FAILED, progress(), started_at=None)
-    ended = store.get(job.id)
+    assert store.runs.finish(
+        job.id, "L1", Status.SUCCEEDED, progress(100.0, "done"), started_at=None
+    )
+    assert not store.runs.finish(job.id, "L1", Status.FAILED, progress(), started_at=None)
+    ended = store.jobs.get(job.id)
     assert ended.status is Status.SUCCEEDED
     assert ended.message == "done"
 
@@ -190,8 +192,8 @@ def test_finish_records_the_duration_from_the_start(clocked: Tracker, clock: Fak
     store = clocked.store
     job = start(store)
     clock.advance(2.5)
-    assert store.finish(job.id, "L1", Status.FAILED, progress(), started_at=job.started_at)
-    ended = store.get(job.id)
+    assert store.runs.finish(job.id, "L1", Status.FAILED, progress(), started_at=job.started_at)
+    ended = store.jobs.get(job.id)
     assert ended.duration_seconds == 2.5
     assert ended.completed_at == T0 + timedelta(seconds=2.5)
 
@@ -199,24 +201,24 @@ def test_finish_records_the_duration_from_the_start(clocked: Tracker, clock: Fak
 def test_a_progress_write_with_the_wrong_lease_is_ignored(tracker: Tracker) -> None:
     store = tracker.store
     job = start(store)
-    result = store.flush(job.id, "other", progress(70.0, "mine"))
+    result = store.runs.flush(job.id, "other", progress(70.0, "mine"))
     assert not result.applied
-    assert store.get(job.id).progress == 0.0
+    assert store.jobs.get(job.id).progress == 0.0
 
 
 def test_a_progress_write_lands_and_reports_a_pending_cancel(tracker: Tracker) -> None:
     store = tracker.store
     job = start(store)
-    before_cancel = store.flush(job.id, "L1", progress())
+    before_cancel = store.runs.flush(job.id, "L1", progress())
     assert before_cancel.applied
     assert not before_cancel.cancel_requested
-    store.cancel(job.id)
+    store.jobs.cancel(job.id)
 
-    result = store.flush(job.id, "L1", progress(60.0, "later"))
+    result = store.runs.flush(job.id, "L1", progress(60.0, "later"))
 
     assert result.applied
     assert result.cancel_requested
-    written = store.get(job.id)
+    written = store.jobs.get(job.id)
     assert (written.progress, written.message, written.items_done) == (60.0, "later", 5)
 
 
@@ -230,18 +232,18 @@ def test_cancelling_a_job_that_has_not_started_cancels_it_at_once(
     store = tracker.store
     job = add(store)
     force(store, job.id, status=source.value)
-    cancelled = store.cancel(job.id, actor="ops")
+    cancelled = store.jobs.cancel(job.id, actor="ops")
     assert cancelled.status is Status.CANCELLED
-    assert store.get(job.id).completed_at is not None
-    last = store.events(job.id)[-1]
+    assert store.jobs.get(job.id).completed_at is not None
+    last = store.jobs.events(job.id)[-1]
     assert (last.type, last.actor) == ("cancelled", "ops")
 
 
 def test_cancelling_a_running_job_only_requests_it_once(tracker: Tracker) -> None:
     store = tracker.store
     job = start(store)
-    first = store.cancel(job.id, actor="ops")
-    second = store.cancel(job.id, actor="ops")
+    first = store.jobs.cancel(job.id, actor="ops")
+    second = store.jobs.cancel(job.id, actor="ops")
     assert first.status is second.status is Status.RUNNING
     assert first.cancel_requested
     assert second.cancel_requested
@@ -250,7 +252,7 @@ def test_cancelling_a_running_job_only_requests_it_once(tracker: Tracker) -> Non
 
 def test_cancelling_a_missing_job_raises_job_not_found(tracker: Tracker) -> None:
     with pytest.raises(JobNotFound):
-        tracker.store.cancel("no-such-job")
+        tracker.store.jobs.cancel("no-such-job")
 
 
 # -- listing -----------------------------------------------------------------------------
@@ -267,7 +269,7 @@ def test_list_filters_by_every_field(clocked: Tracker, clock: FakeClock) -> None
     second = t.submit("b", owner="o1", trigger="api")
     clock.advance(60)
     third = t.submit("a", owner="o2", priority="low")
-    t.store.transition(third.id, Status.RUNNING)
+    t.store.jobs.transition(third.id, Status.RUNNING)
     clock.advance(60)
     fourth = t.submit("b", owner="o2")
     t.cancel(fourth.id)
@@ -364,9 +366,9 @@ def test_list_refuses_an_invalid_limit_or_offset(tracker: Tracker, limit: int, o
 def test_active_lists_queued_waiting_and_running_jobs(tracker: Tracker) -> None:
     store = tracker.store
     queued, waiting, running, done = (add(store) for _ in range(4))
-    store.transition(waiting.id, Status.WAITING)
-    store.transition(running.id, Status.RUNNING)
-    store.transition(done.id, Status.CANCELLED)
+    store.jobs.transition(waiting.id, Status.WAITING)
+    store.jobs.transition(running.id, Status.RUNNING)
+    store.jobs.transition(done.id, Status.CANCELLED)
     assert {j.id for j in tracker.active()} == {queued.id, waiting.id, running.id}
 
 
@@ -425,7 +427,7 @@ def history(clocked: Tracker, clock: FakeClock) -> Tracker:
     tracked(t, clock, "b", "o1", 10)
     t.cancel(t.submit("b", owner="o1").id)
     t.submit("a", owner="o2")
-    t.store.transition(t.submit("b", owner="o2").id, Status.RUNNING)
+    t.store.jobs.transition(t.submit("b", owner="o2").id, Status.RUNNING)
     clock.now = T0 + timedelta(hours=1)
     return t
 
@@ -509,9 +511,11 @@ def test_stats_refuse_a_window_of_less_than_a_day(tracker: Tracker) -> None:
 
 def plan(store: Store, statement: sa.Select[Any]) -> str:
     """The query plan of ``statement``; on PostgreSQL as if every table were large."""
-    sql = statement.compile(dialect=store.engine.dialect, compile_kwargs={"literal_binds": True})
-    with store.engine.connect() as conn, conn.begin():
-        if store.dialect == "postgresql":
+    sql = statement.compile(
+        dialect=store.database.engine.dialect, compile_kwargs={"literal_binds": True}
+    )
+    with store.database.engine.connect() as conn, conn.begin():
+        if store.database.dialect == "postgresql":
             conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
             rows = conn.exec_driver_sql(f"EXPLAIN {sql}")
         else:
@@ -521,7 +525,7 @@ def plan(store: Store, statement: sa.Select[Any]) -> str:
 
 def assert_uses_index(store: Store, statement: sa.Select[Any], index: str) -> str:
     text = plan(store, statement)
-    if store.dialect == "sqlite":
+    if store.database.dialect == "sqlite":
         assert f"USING INDEX {index}" in text or f"USING COVERING INDEX {index}" in text, text
     else:
         scans = ("Index Scan", "Index Only Scan", "Bitmap Index Scan")
@@ -547,7 +551,7 @@ def counting(filters: Filters) -> sa.Select[Any]:
 
 
 def has_sort(store: Store, text: str) -> bool:
-    return "TEMP B-TREE" in text if store.dialect == "sqlite" else "Sort" in text
+    return "TEMP B-TREE" in text if store.database.dialect == "sqlite" else "Sort" in text
 
 
 def test_listing_by_owner_reads_the_owner_index_in_order(tracker: Tracker) -> None:
@@ -600,9 +604,9 @@ def test_events_page_through_a_jobs_history_in_order(tracker: Tracker) -> None:
     store = tracker.store
     job = start(store)
     lines = [NewEvent("log", f"line {n}") for n in range(5)]
-    assert store.flush(job.id, "L1", progress(), events=lines).applied
-    everything = store.events(job.id)
+    assert store.runs.flush(job.id, "L1", progress(), events=lines).applied
+    everything = store.jobs.events(job.id)
     assert [e.type for e in everything] == ["created", "started"] + ["log"] * 5
     assert [e.message for e in everything[2:]] == [f"line {n}" for n in range(5)]
-    after = store.events(job.id, after=everything[3].id, limit=2)
+    after = store.jobs.events(job.id, after=everything[3].id, limit=2)
     assert [e.message for e in after] == ["line 2", "line 3"]

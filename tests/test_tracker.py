@@ -26,7 +26,7 @@ from jobtrail import (
 
 
 @pytest.fixture
-def sync(tracker: Tracker) -> JobHandle[..., dict[str, str]]:
+def sync(tracker: Tracker) -> JobHandle[dict[str, str]]:
     """A registered kind, ``listing_sync(account_id, full=False)``."""
 
     @tracker.job("listing_sync", max_attempts=3, timeout=600)
@@ -44,7 +44,7 @@ def nothing_stored(tracker: Tracker) -> bool:
 
 
 def test_submit_queues_a_job_and_returns_at_once(
-    tracker: Tracker, sync: JobHandle[..., dict[str, str]]
+    tracker: Tracker, sync: JobHandle[dict[str, str]]
 ) -> None:
     job = sync.submit(account_id="A1", owner="A1", trigger="manual")
 
@@ -64,7 +64,7 @@ def test_submit_queues_a_job_and_returns_at_once(
 
 
 def test_submit_takes_its_reserved_options_apart_from_the_payload(
-    tracker: Tracker, sync: JobHandle[..., dict[str, str]]
+    tracker: Tracker, sync: JobHandle[dict[str, str]]
 ) -> None:
     later = datetime(2030, 1, 1, tzinfo=UTC)
     job = sync.submit(
@@ -85,13 +85,13 @@ def test_submit_takes_its_reserved_options_apart_from_the_payload(
     assert stored.labels == {"team": "growth"}
 
 
-def test_a_handle_is_still_the_plain_function(sync: JobHandle[..., dict[str, str]]) -> None:
+def test_a_handle_is_still_the_plain_function(sync: JobHandle[dict[str, str]]) -> None:
     assert sync(None, account_id="A9") == {"account": "A9"}
     assert sync.__name__ == "listing_sync"
 
 
 def test_submitting_an_unknown_kind_raises_and_stores_nothing(
-    tracker: Tracker, sync: JobHandle[..., dict[str, str]]
+    tracker: Tracker, sync: JobHandle[dict[str, str]]
 ) -> None:
     with pytest.raises(UnknownKind, match="listing_sync") as raised:
         tracker.submit("nope", {})
@@ -113,7 +113,7 @@ def test_submitting_an_unknown_kind_raises_and_stores_nothing(
     ids=["missing", "extra", "datetime", "set", "nan"],
 )
 def test_a_payload_that_does_not_fit_raises_payload_error_and_stores_nothing(
-    tracker: Tracker, sync: JobHandle[..., dict[str, str]], payload: dict[str, Any], reason: str
+    tracker: Tracker, sync: JobHandle[dict[str, str]], payload: dict[str, Any], reason: str
 ) -> None:
     with pytest.raises(PayloadError, match=reason) as raised:
         tracker.submit("listing_sync", payload)
@@ -124,7 +124,7 @@ def test_a_payload_that_does_not_fit_raises_payload_error_and_stores_nothing(
 
 
 def test_submit_many_validates_every_payload_before_storing_any(
-    tracker: Tracker, sync: JobHandle[..., dict[str, str]]
+    tracker: Tracker, sync: JobHandle[dict[str, str]]
 ) -> None:
     payloads: list[dict[str, Any]] = [{"account_id": "A1"}, {"account_id": "A2"}, {}]
     with pytest.raises(PayloadError):
@@ -133,7 +133,7 @@ def test_submit_many_validates_every_payload_before_storing_any(
 
 
 def test_submitting_an_existing_key_returns_the_existing_job(
-    tracker: Tracker, sync: JobHandle[..., dict[str, str]]
+    tracker: Tracker, sync: JobHandle[dict[str, str]]
 ) -> None:
     first = sync.submit(account_id="A1", key="msg-1")
     again = sync.submit(account_id="A2", key="msg-1", owner="someone")
@@ -147,7 +147,7 @@ def test_submitting_an_existing_key_returns_the_existing_job(
 
 
 def test_concurrent_submits_of_the_same_keys_create_one_job_per_key(
-    tracker: Tracker, sync: JobHandle[..., dict[str, str]]
+    tracker: Tracker, sync: JobHandle[dict[str, str]]
 ) -> None:
     keys = [f"msg-{n}" for n in range(50)]
     threads = 8
@@ -170,7 +170,7 @@ def test_concurrent_submits_of_the_same_keys_create_one_job_per_key(
 
 
 def test_submit_many_stores_thousands_of_jobs_in_one_call(
-    tracker: Tracker, sync: JobHandle[..., dict[str, str]]
+    tracker: Tracker, sync: JobHandle[dict[str, str]]
 ) -> None:
     payloads = [{"account_id": f"A{n}"} for n in range(2000)]
     jobs = tracker.submit_many("listing_sync", payloads, owner="bulk", priority="low")
@@ -190,7 +190,7 @@ def test_submit_many_stores_thousands_of_jobs_in_one_call(
 
 
 def test_submit_many_of_nothing_stores_nothing(
-    tracker: Tracker, sync: JobHandle[..., dict[str, str]]
+    tracker: Tracker, sync: JobHandle[dict[str, str]]
 ) -> None:
     assert tracker.submit_many("listing_sync", []) == []
     assert nothing_stored(tracker)
@@ -261,7 +261,7 @@ def test_track_with_a_total_reports_it_from_the_start(tracker: Tracker) -> None:
 
 
 def test_cancelling_a_queued_job_cancels_it_at_once(
-    tracker: Tracker, sync: JobHandle[..., dict[str, str]]
+    tracker: Tracker, sync: JobHandle[dict[str, str]]
 ) -> None:
     job = sync.submit(account_id="A1")
     cancelled = tracker.cancel(job.id, actor="admin")
@@ -283,7 +283,7 @@ def test_cancelling_a_finished_job_raises_illegal_transition(tracker: Tracker) -
 
 
 def test_cancelling_a_cancelled_job_raises_illegal_transition(
-    tracker: Tracker, sync: JobHandle[..., dict[str, str]]
+    tracker: Tracker, sync: JobHandle[dict[str, str]]
 ) -> None:
     job = tracker.cancel(sync.submit(account_id="A1").id)
     with pytest.raises(IllegalTransition):
@@ -304,7 +304,7 @@ def test_wait_returns_a_finished_job(tracker: Tracker) -> None:
 
 
 def test_wait_gives_up_on_a_job_that_does_not_finish(
-    tracker: Tracker, sync: JobHandle[..., dict[str, str]]
+    tracker: Tracker, sync: JobHandle[dict[str, str]]
 ) -> None:
     job = sync.submit(account_id="A1")
     with pytest.raises(JobTimeout) as raised:
@@ -313,7 +313,7 @@ def test_wait_gives_up_on_a_job_that_does_not_finish(
 
 
 def test_active_lists_only_unfinished_jobs_newest_first(
-    tracker: Tracker, sync: JobHandle[..., dict[str, str]]
+    tracker: Tracker, sync: JobHandle[dict[str, str]]
 ) -> None:
     queued = sync.submit(account_id="A1", run_after=datetime.now(UTC) + timedelta(hours=1))
     tracker.cancel(sync.submit(account_id="A2").id)

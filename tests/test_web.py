@@ -3,6 +3,8 @@ SQLite file and on PostgreSQL."""
 
 from __future__ import annotations
 
+import importlib
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,10 +18,14 @@ from fastapi import FastAPI, HTTPException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import TypeAdapter
 from schemathesis import GenerationMode
 from starlette.requests import HTTPConnection
 
 from jobtrail import Tracker
+from jobtrail.exceptions import MissingExtra
+from jobtrail.integrations.ratelimit import Limiter
+from jobtrail.jobs import ScheduleInfo
 from jobtrail.web import Principal, create_app, create_router
 from tests.apps.api_handlers import register
 from tests.waiting import until
@@ -107,9 +113,9 @@ def _api(tracker: Tracker, client: TestClient) -> Api:
     return Api(
         tracker,
         client,
-        admin=bearer(tracker.store.create_token("admin", None)),
-        alice=bearer(tracker.store.create_token("alice", "A")),
-        bob=bearer(tracker.store.create_token("bob", "B")),
+        admin=bearer(tracker.create_token("admin", None)),
+        alice=bearer(tracker.create_token("alice", "A")),
+        bob=bearer(tracker.create_token("bob", "B")),
     )
 
 
@@ -552,7 +558,7 @@ def test_forged_and_revoked_tokens_are_refused_with_401(api: Api) -> None:
         assert response.status_code == 401, header
     assert api.client.get(f"{API}/jobs", headers=api.bob).status_code == 200
 
-    assert api.tracker.store.revoke_token("bob")
+    assert api.tracker.revoke_token("bob")
 
     response = api.client.get(f"{API}/jobs", headers=api.bob)
     assert response.status_code == 401
@@ -585,8 +591,8 @@ def test_a_chunked_body_over_the_limit_is_refused_with_413(api: Api) -> None:
 def test_a_token_over_its_rate_limit_gets_429_with_retry_after(api_tracker: Tracker) -> None:
     app = FastAPI()
     app.include_router(create_router(api_tracker, rate_limit="5/second"), prefix=API)
-    alice = bearer(api_tracker.store.create_token("alice", "A"))
-    bob = bearer(api_tracker.store.create_token("bob", "B"))
+    alice = bearer(api_tracker.create_token("alice", "A"))
+    bob = bearer(api_tracker.create_token("bob", "B"))
     with open_client(app) as client:
         codes = [client.get(f"{API}/jobs", headers=alice).status_code for _ in range(5)]
         throttled = client.get(f"{API}/jobs", headers=alice)
@@ -800,6 +806,79 @@ def test_metrics_report_the_stores_jobs_in_prometheus_text_format(api: Api) -> N
     assert value("jobtrail_active_jobs", status="running") == 1
 
 
+def test_metrics_report_the_rate_limiter_waits_of_the_serving_process(api: Api) -> None:
+    limiter = Limiter(f"upstream-{uuid.uuid4().hex[:8]}", "1/second")
+    waited = [limiter.acquire() for _ in range(2)]
+    assert waited[0] == 0.0
+    assert waited[1] > 0
+
+    samples = _samples(api.client.get(f"{API}/metrics").text)
+
+    labels = frozenset({("limiter", limiter.name)})
+    assert samples[("jobtrail_ratelimit_waits_total", labels)] == 1
+    seconds = samples[("jobtrail_ratelimit_wait_seconds_total", labels)]
+    assert seconds > 0
+    assert seconds == pytest.approx(waited[1], abs=0.01)
+
+
+# -- schedules ------------------------------------------------------------------------------
+
+
+def test_schedules_show_their_recent_slots_to_their_owner_and_run_on_demand(
+    database_url: str,
+) -> None:
+    with Tracker(database_url, heartbeat_interval=0.1, poll_interval=0.02) as tracker:
+        register(tracker)
+        tracker.schedule("nightly", "greet", every=1, payload={"name": "night"}, owner="A")
+        tracker.schedule("audit", "greet", every=3600, payload={"name": "audit"})
+        with tracker.worker(concurrency=1):  # the worker stores the schedules and ticks them
+            until(
+                lambda: [s for s in tracker.list_schedules(owner="A") if s.recent_runs],
+                15,
+                what="a slot of the schedule to fire",
+            )
+        [expected] = tracker.list_schedules(owner="A", recent=20)
+        fired = expected.recent_runs[0]
+        assert fired.job_id is not None
+        with open_client(create_app(tracker, run_worker=False)) as client:
+            api = _api(tracker, client)
+
+            def listed(headers: dict[str, str]) -> list[dict[str, Any]]:
+                response = client.get(f"{API}/schedules", headers=headers)
+                assert response.status_code == 200, response.text
+                schedules: list[dict[str, Any]] = response.json()
+                return schedules
+
+            assert listed(api.alice) == TypeAdapter(list[ScheduleInfo]).dump_python(
+                [expected], mode="json"
+            )
+            assert listed(api.bob) == []
+            assert [s["name"] for s in listed(api.admin)] == ["audit", "nightly"]
+            [nightly] = listed(api.alice)
+            assert (nightly["name"], nightly["kind"], nightly["owner"]) == ("nightly", "greet", "A")
+            assert (nightly["cron"], nightly["every_seconds"]) == (None, 1.0)
+            run = nightly["recent_runs"][0]
+            assert (run["schedule"], run["outcome"]) == ("nightly", "fired")
+            assert run["job_id"] == fired.job_id
+
+            page = client.get("/schedules", headers={"Cookie": _cookie(api.alice)})
+            assert page.status_code == 200
+            assert "nightly" in page.text
+            assert f'href="/jobs/{fired.job_id}"' in page.text
+            assert "audit" not in page.text
+
+            assert client.post(f"{API}/schedules/nightly/run", headers=api.bob).status_code == 404
+            ran = client.post(f"{API}/schedules/nightly/run", headers=api.alice)
+            assert ran.status_code == 202, ran.text
+            job = client.get(ran.json()["status_url"], headers=api.alice).json()
+            assert (job["schedule"], job["trigger"], job["owner"]) == ("nightly", "manual", "A")
+
+
+def _cookie(headers: dict[str, str]) -> str:
+    """The dashboard's sign-in cookie for the token of ``headers``."""
+    return "jobtrail_token=" + headers["Authorization"].removeprefix("Bearer ")
+
+
 # -- OpenAPI --------------------------------------------------------------------------------
 
 DESIGN_TABLE = [
@@ -859,7 +938,7 @@ def test_the_api_conforms_to_its_openapi_document(database_url: str) -> None:
     document."""
     with Tracker(database_url) as tracker:
         register(tracker)
-        admin = bearer(tracker.store.create_token("admin", None))
+        admin = bearer(tracker.create_token("admin", None))
         schema = (
             schemathesis.openapi.from_asgi("/openapi.json", create_app(tracker, run_worker=False))
             .include(path_regex="^/api/v1/")
@@ -922,7 +1001,7 @@ def users(request: HTTPConnection, token: str | None) -> Principal:
 def test_a_host_app_plugs_its_own_users_into_the_router(api_tracker: Tracker) -> None:
     app = FastAPI()
     app.include_router(create_router(api_tracker, auth=users), prefix="/jobtrail")
-    jobtrail_admin = bearer(api_tracker.store.create_token("admin", None))
+    jobtrail_admin = bearer(api_tracker.create_token("admin", None))
     with open_client(app) as client:
         anonymous = client.get("/jobtrail/jobs", headers=jobtrail_admin)
         assert anonymous.status_code == 401
@@ -960,7 +1039,7 @@ def test_a_host_app_that_mounts_only_the_router_answers_404_and_409(
 ) -> None:
     app = FastAPI()
     app.include_router(create_router(api_tracker), prefix=API)
-    admin = bearer(api_tracker.store.create_token("admin", None))
+    admin = bearer(api_tracker.create_token("admin", None))
     with open_client(app, raise_server_exceptions=False) as client:
         missing = client.get(f"{API}/jobs/no-such-job", headers=admin)
         assert missing.status_code == 404, missing.text
@@ -995,3 +1074,22 @@ def test_the_websocket_refuses_a_missing_token(api: Api) -> None:
     ):
         socket.receive_json()
     assert refused.value.code == 4401
+
+
+# -- the web extra --------------------------------------------------------------------------
+
+
+def test_importing_the_web_layer_without_its_extra_says_in_one_line_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # as if FastAPI were not installed
+    monkeypatch.delitem(sys.modules, "jobtrail.web")
+
+    with pytest.raises(MissingExtra) as missing:
+        importlib.import_module("jobtrail.web")
+
+    message = str(missing.value)
+    assert "pip install 'jobtrail[web]'" in message
+    assert "fastapi" in message
+    assert "\n" not in message
+    assert isinstance(missing.value, ImportError)

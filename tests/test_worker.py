@@ -34,7 +34,7 @@ def run_until_idle(tracker: Tracker, concurrency: int = 1) -> None:
 
 def force(tracker: Tracker, job_id: str, **values: Any) -> None:
     """Put a job's row in a given state with a plain UPDATE, as a lost worker would leave it."""
-    with tracker.store.engine.begin() as conn:
+    with tracker.store.database.engine.begin() as conn:
         conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
 
 

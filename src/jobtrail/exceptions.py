@@ -11,6 +11,26 @@ class JobtrailError(Exception):
     """The root of every error jobtrail raises."""
 
 
+class SettingsError(JobtrailError, ValueError):
+    """An option (argument or ``JOBTRAIL_*`` variable) has a value jobtrail cannot use."""
+
+    def __init__(self, name: str, value: object, reason: str) -> None:
+        self.name = name
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid setting {name}={value!r}: {reason}")
+
+
+class UnknownSetting(SettingsError, TypeError):
+    """An option jobtrail does not have (usually a misspelt one)."""
+
+    def __init__(self, name: str, suggestion: str | None) -> None:
+        self.suggestion = suggestion
+        hint = f" (did you mean {suggestion!r}?)" if suggestion else ""
+        JobtrailError.__init__(self, f"unknown setting {name!r}{hint}")
+        self.name, self.value, self.reason = name, None, "unknown"
+
+
 class StoreError(JobtrailError):
     """The store could not do what was asked (the driver's error is chained)."""
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypedDict, Unpack
 
 JSON: TypeAlias = Any
 """A value that survives a JSON round trip (dict, list, str, int, float, bool, None)."""
@@ -34,6 +35,8 @@ TERMINAL: frozenset[Status] = frozenset(
 )
 ACTIVE: frozenset[Status] = frozenset({Status.QUEUED, Status.WAITING, Status.RUNNING})
 RETRYABLE: frozenset[Status] = frozenset({Status.FAILED, Status.PARTIAL, Status.CANCELLED})
+HELD: frozenset[Status] = frozenset({Status.RUNNING, Status.WAITING})
+"""States in which a runner holds a job (by its lease) and may write its progress."""
 
 TRANSITIONS: Mapping[Status, frozenset[Status]] = {
     Status.QUEUED: frozenset({Status.RUNNING, Status.WAITING, Status.CANCELLED}),
@@ -61,9 +64,20 @@ def can_transition(source: Status, target: Status) -> bool:
     return target in TRANSITIONS[source]
 
 
-def sources_of(target: Status) -> frozenset[Status]:
-    """The states from which a job may move to ``target``."""
-    return _SOURCES[target]
+def sources_of(target: Status, among: Iterable[Status] | None = None) -> frozenset[Status]:
+    """The states from which a job may move to ``target`` (only those ``among`` when given).
+
+    Every status-changing statement takes its source states from here; asking for a move the
+    table does not allow from any of ``among`` is a programming error (``ValueError``).
+    """
+    sources = _SOURCES[target]
+    if among is None:
+        return sources
+    allowed = sources & frozenset(among)
+    if not allowed:
+        names = ", ".join(sorted(s.value for s in among))
+        raise ValueError(f"TRANSITIONS allows no move from {names} to {target.value}")
+    return allowed
 
 
 _SOURCES: Mapping[Status, frozenset[Status]] = {
@@ -233,6 +247,19 @@ DURATION_BUCKETS: tuple[float, ...] = (
 one more bucket holds the rest."""
 
 
+class FilterOptions(TypedDict, total=False):
+    """What ``Tracker.list`` (and ``GET /jobs``) can filter on; every filter is optional."""
+
+    owner: str | None
+    status: Status | str | Sequence[Status | str] | None
+    kind: str | None
+    priority: Priority | str | None
+    trigger: str | None
+    created_from: datetime | None
+    created_to: datetime | None
+    q: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class Filters:
     """What a job listing or change feed is restricted to; every field is optional."""
@@ -247,6 +274,28 @@ class Filters:
     q: str | None = None
     nothing: bool = False
     """Match no job at all (e.g. a filter on an owner the caller may not see)."""
+
+    @classmethod
+    def of(cls, **options: Unpack[FilterOptions]) -> Filters:
+        """Filters from loosely typed values (names of statuses and priorities accepted);
+        a naive ``created_from``/``created_to`` is a ``ValueError``."""
+        for name in ("created_from", "created_to"):
+            moment = options.get(name)
+            if isinstance(moment, datetime) and moment.tzinfo is None:
+                raise ValueError(f"{name} is a naive datetime; give it a time zone")
+        status = options.get("status")
+        statuses = [status] if isinstance(status, str) else list(status or [])
+        priority = options.get("priority")
+        return cls(
+            owner=options.get("owner"),
+            statuses=[Status(s) for s in statuses],
+            kind=options.get("kind"),
+            priority=None if priority is None else Priority(priority),
+            trigger=options.get("trigger"),
+            created_from=options.get("created_from"),
+            created_to=options.get("created_to"),
+            q=options.get("q"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,3 +322,70 @@ class ScheduleInfo:
     last_slot_at: datetime | None
     next_run_at: datetime | None
     recent_runs: Sequence[ScheduleRun] = ()
+
+
+# -- what the store takes in ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to insert: everything the submitter decides."""
+
+    kind: str
+    payload: JSON = None
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    key: str | None = None
+    owner: str | None = None
+    trigger: str = "manual"
+    queue: str = "default"
+    priority: Priority = Priority.NORMAL
+    labels: Mapping[str, JSON] = field(default_factory=dict)
+    max_attempts: int = 1
+    timeout: float | None = None
+    run_after: datetime | None = None
+    schedule: str | None = None
+    retry_of: str | None = None
+    only_items: Sequence[str] | None = None
+    status: Status = Status.QUEUED
+    items_total: int | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append to a job's history."""
+
+    type: str
+    message: str | None = None
+    data: JSON = None
+    actor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewFailedItem:
+    """A failed item to record."""
+
+    item_id: str
+    error_type: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A snapshot of a running job's progress, written as a whole by one flush."""
+
+    progress: float
+    message: str | None
+    items_total: int | None
+    items_succeeded: int | None
+    items_failed: int | None
+    progress_data: JSON = None
+    moved: bool = True
+    """Whether percentage or counts changed since the last write (a stalled flag then clears)."""
+
+    @property
+    def items_done(self) -> int | None:
+        """Items finished either way, or None when the job does not count items."""
+        if self.items_succeeded is None and self.items_failed is None:
+            return None
+        return (self.items_succeeded or 0) + (self.items_failed or 0)

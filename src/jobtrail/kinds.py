@@ -7,16 +7,32 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, Unpack
 
 from jobtrail.exceptions import PayloadError
-from jobtrail.jobs import JSON, Job, Priority
+from jobtrail.jobs import JSON, Job, NewJob, Priority
 
 if TYPE_CHECKING:
     from jobtrail.tracker import Tracker
 
-P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class KindOptions(TypedDict, total=False):
+    """How the jobs of a kind run (``@tracker.job(kind, max_attempts=3, ...)``)."""
+
+    max_attempts: int
+    """Attempts in all; a handler exception is retried while some remain (default 1)."""
+    timeout: float | None
+    """Seconds after which a running job is stopped and recorded failed (timed out)."""
+    queue: str
+    """The queue its jobs go to (default ``default``); workers may consume some queues only."""
+    priority: Priority | str
+    """The default claim order of its jobs (default ``normal``)."""
+    stall_after: float | None
+    """Seconds without progress after which a running job is flagged stalled."""
+    retry_backoff: float
+    """A retry waits about ``retry_backoff * 2**(attempt-1)`` seconds, with jitter."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +48,24 @@ class JobKind:
     stall_after: float | None = None
     retry_backoff: float = 1.0
 
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+
+    @classmethod
+    def of(cls, name: str, handler: Callable[..., Any], **options: Unpack[KindOptions]) -> JobKind:
+        """The kind ``name`` run by ``handler``, with ``options`` (a priority may be its name)."""
+        return cls(
+            name,
+            handler,
+            max_attempts=options.get("max_attempts", 1),
+            timeout=options.get("timeout"),
+            queue=options.get("queue", "default"),
+            priority=Priority(options.get("priority", Priority.NORMAL)),
+            stall_after=options.get("stall_after"),
+            retry_backoff=options.get("retry_backoff", 1.0),
+        )
+
     def validate(self, payload: Mapping[str, JSON]) -> None:
         """Raise ``PayloadError`` unless ``payload`` binds to the handler and is JSON."""
         try:
@@ -43,8 +77,43 @@ class JobKind:
         except (TypeError, ValueError) as exc:
             raise PayloadError(self.name, f"not JSON-serializable: {exc}") from None
 
+    def new_job(
+        self, payload: Mapping[str, JSON] | None, **options: Unpack[SubmitOptions]
+    ) -> NewJob:
+        """A validated job of this kind, ready to insert (``PayloadError`` if it does not fit)."""
+        body = dict(payload or {})
+        self.validate(body)
+        run_after = options.get("run_after")
+        if run_after is not None and run_after.tzinfo is None:
+            raise ValueError("run_after is a naive datetime; give it a time zone (UTC is stored)")
+        priority = options.get("priority")
+        return NewJob(
+            kind=self.name,
+            payload=body,
+            key=options.get("key"),
+            owner=options.get("owner"),
+            trigger=options.get("trigger", "manual"),
+            queue=self.queue,
+            priority=self.priority if priority is None else Priority(priority),
+            labels=dict(options.get("labels") or {}),
+            max_attempts=self.max_attempts,
+            timeout=self.timeout,
+            run_after=run_after,
+        )
 
-class JobHandle(Generic[P, R]):
+
+class SubmitOptions(TypedDict, total=False):
+    """How a job is submitted (``Tracker.submit``, ``POST /jobs``); every option may be left out."""
+
+    owner: str | None
+    key: str | None
+    priority: Priority | str | None
+    trigger: str
+    run_after: datetime | None
+    labels: Mapping[str, JSON] | None
+
+
+class JobHandle(Generic[R]):
     """What ``@tracker.job`` returns: the handler, still callable, plus ``submit``."""
 
     def __init__(self, tracker: Tracker, kind: JobKind, func: Callable[..., R]) -> None:

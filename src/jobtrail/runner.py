@@ -3,29 +3,37 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import socket
 import threading
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
 from jobtrail.context import Context
 from jobtrail.exceptions import Cancelled, InvalidData, ShuttingDown, StoreError, TimedOut
-from jobtrail.jobs import JSON, EventType, Status
-from jobtrail.store.records import NewEvent
-from jobtrail.store.runs import Claimed
+from jobtrail.jobs import JSON, EventType, Job, NewEvent, NewJob, Status
+from jobtrail.progress import ProgressBuffer
+from jobtrail.store.database import outage_retrying
 
 if TYPE_CHECKING:
     from jobtrail.kinds import JobKind
-    from jobtrail.store.sql import Store
+    from jobtrail.store.runs import Claimed, RunStore
     from jobtrail.tracker import Tracker
 
 log = structlog.get_logger("jobtrail.runner")
 
 MAX_RETRY_DELAY = 3600.0
-STORE_RETRY_SECONDS = 30.0
+
+
+def runner_identity() -> str:
+    """``host:pid:thread`` of the code running a job."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
 
 
 def retry_delay(attempt: int, base: float) -> float:
@@ -40,17 +48,24 @@ def _durably(action: str, write: Callable[[], bool]) -> bool:
         return write()  # the common case, without building a retry loop
     except StoreError as exc:
         log.warning("recording a job outcome failed; retrying", action=action, error=str(exc))
-    retrying = Retrying(
-        retry=retry_if_exception_type(StoreError),
-        wait=wait_exponential_jitter(multiplier=0.1, max=5.0),
-        stop=stop_after_delay(STORE_RETRY_SECONDS),
-        reraise=True,
-    )
     try:
-        return retrying(write)
+        return outage_retrying()(write)
     except StoreError as exc:
         log.error("could not record job outcome", action=action, error=str(exc))
         return False
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One held job: the handler's context and the runner's buffer behind it."""
+
+    ctx: Context
+    buffer: ProgressBuffer
+
+    @property
+    def job_id(self) -> str:
+        """The job's id."""
+        return self.buffer.job_id
 
 
 class Runner:
@@ -60,130 +75,176 @@ class Runner:
         """``wait_for_outcomes=False`` (workers): a succeeded job's record is queued for the
         next group commit instead of waited for."""
         self.tracker = tracker
-        self.store = tracker.store
+        self.runs: RunStore = tracker.store.runs
         self.wait_for_outcomes = wait_for_outcomes
 
-    def context(self, claimed: Claimed, stopping: threading.Event | None = None) -> Context:
-        """The ``Context`` a claimed job's handler runs with."""
-        return Context(
-            claimed.job,
-            self.store,
-            claimed.lease,
+    def hold(
+        self,
+        job: Job,
+        lease: str,
+        stopping: threading.Event | None = None,
+        only_items: Collection[str] | None = None,
+    ) -> Run:
+        """The context and buffer a held job's handler runs with."""
+        buffer = ProgressBuffer(
+            job,
+            self.runs,
+            lease,
             redactor=self.tracker.redactor,
             flush_interval=self.tracker.settings.flush_interval,
-            stopping=stopping,
-            only_items=claimed.only_items,
         )
+        return Run(Context(job, buffer, stopping=stopping, only_items=only_items), buffer)
+
+    def take_over(self, job_id: str) -> Run | None:
+        """Hold a job another engine dispatched to this process (see ``RunStore.take_over``);
+        None when it already ended or does not exist."""
+        lease = uuid.uuid4().hex
+        job = self.runs.take_over(job_id, lease, runner_identity())
+        return None if job is None else self.hold(job, lease)
 
     def stall_after(self, kind: str) -> float | None:
         """The stall threshold of ``kind``, if it has one."""
         spec = self.tracker.kinds.get(kind)
         return None if spec is None else spec.stall_after
 
-    def run(self, claimed: Claimed, ctx: Context) -> None:
+    def run(self, claimed: Claimed, run: Run) -> None:
         """Call the handler with the job's payload and record how it ended."""
         spec = self.tracker.kinds[claimed.job.kind]
         payload = claimed.job.payload or {}
         try:
-            result = spec.handler(ctx, **payload)
+            result = spec.handler(run.ctx, **payload)
             if "\\u0000" in json.dumps(result, allow_nan=False):
                 raise InvalidData("the result contains NUL characters")
         except InvalidData as exc:
-            self.fail(ctx, exc)
+            self.fail(run.buffer, exc)
         except ShuttingDown:
-            self.interrupt(ctx, claimed.lease, "worker shutting down; stopped at a checkpoint")
+            self.interrupt(run.buffer, "worker shutting down; stopped at a checkpoint")
         except (Cancelled, TimedOut) as exc:
-            self.fail(ctx, exc)
+            self.fail(run.buffer, exc)
         except Exception as exc:
-            self._retry_or_fail(ctx, claimed, spec, exc)
+            self._retry_or_fail(run.buffer, claimed.job, spec, exc)
         else:
-            self.succeed(ctx, result)
+            self.succeed(run.buffer, result)
 
-    def _retry_or_fail(self, ctx: Context, claimed: Claimed, spec: JobKind, exc: Exception) -> None:
-        job = claimed.job
+    def _retry_or_fail(
+        self, buffer: ProgressBuffer, job: Job, spec: JobKind, exc: Exception
+    ) -> None:
         if job.attempt >= job.max_attempts:
-            self.fail(ctx, exc)
+            self.fail(buffer, exc)
             return
         delay = retry_delay(job.attempt, spec.retry_backoff)
         error = f"{type(exc).__name__}: {exc}"
-        progress, events, _items = ctx.take()  # failed items are per attempt; events stay
-        message = (
+        note = (
             f"attempt {job.attempt} of {job.max_attempts} failed ({error}); "
             f"retrying in {delay:.1f} s"
         )
-        events.append(NewEvent(EventType.RETRYING, self.tracker.redactor.text(message, 4096)))
         values = {
-            "error_message": self.tracker.redactor.text(error, 4096),
-            "error_details": self.tracker.redactor.json(ctx.error_details(exc)),
+            "error_message": buffer.redactor.text(error, 4096),
+            "error_details": buffer.redactor.json(buffer.error_details(exc)),
         }
         log.warning("job failed; retrying", job_id=job.id, kind=job.kind, delay=delay, error=error)
-        _durably(
-            "retry",
-            lambda: self.store.requeue(
-                job.id, claimed.lease, progress, events, delay=delay, values=values
+        self.requeue(buffer, EventType.RETRYING, note, delay=delay, values=values)
+
+    def requeue(
+        self,
+        buffer: ProgressBuffer,
+        event: EventType,
+        note: str,
+        *,
+        delay: float = 0.0,
+        charge_attempt: bool = True,
+        values: dict[str, JSON] | None = None,
+    ) -> bool:
+        """Put a held job back in the queue with its pending progress and an ``event``;
+        failed items belong to the attempt that failed them and are dropped."""
+        progress, events, _items = buffer.take()
+        events.append(NewEvent(event, buffer.redactor.text(note, 4096)))
+        return _durably(
+            str(event),
+            lambda: self.runs.requeue(
+                buffer.job_id,
+                buffer.lease,
+                progress,
+                events,
+                delay=delay,
+                charge_attempt=charge_attempt,
+                values=values,
             ),
         )
 
-    def succeed(self, ctx: Context, result: JSON) -> bool:
+    def succeed(self, buffer: ProgressBuffer, result: JSON) -> bool:
         """End a job whose code returned: its outcome follows from its items.
 
         A result the database refuses (e.g. text with NUL characters on PostgreSQL) fails
         the job with the reason instead of leaving it running.
         """
-        status = ctx.outcome()
-        details = None if status is Status.SUCCEEDED else ctx.error_details(None) or {}
-        message = None if details is None else ctx.failure_summary()
+        status = buffer.outcome()
+        details = None if status is Status.SUCCEEDED else buffer.error_details(None) or {}
+        message = None if details is None else buffer.failure_summary()
         wait = self.wait_for_outcomes
         try:
             return _durably(
                 "finish",
-                lambda: ctx.finish(
+                lambda: buffer.finish(
                     status, result=result, error_message=message, error_details=details, wait=wait
                 ),
             )
         except InvalidData as exc:
             refused = f"the result could not be stored: {exc.reason}"
-            return _durably("fail", lambda: ctx.finish(Status.FAILED, error_message=refused))
+            return _durably("fail", lambda: buffer.finish(Status.FAILED, error_message=refused))
 
-    def fail(self, ctx: Context, exc: BaseException) -> bool:
+    def fail(self, buffer: ProgressBuffer, exc: BaseException) -> bool:
         """End a job whose code raised: ``cancelled`` for a cancel, ``failed`` otherwise."""
         if isinstance(exc, Cancelled):
-            return _durably(
-                "cancel", lambda: ctx.finish(Status.CANCELLED, error_message=exc.reason)
-            )
+            reason = exc.reason
+            return _durably("cancel", lambda: buffer.finish(Status.CANCELLED, error_message=reason))
         if isinstance(exc, TimedOut):
             timed_out = {"type": "TimedOut", "timeout": exc.timeout}
             return _durably(
                 "timeout",
-                lambda: ctx.finish(Status.FAILED, error_message=str(exc), error_details=timed_out),
+                lambda: buffer.finish(
+                    Status.FAILED, error_message=str(exc), error_details=timed_out
+                ),
             )
         error = f"{type(exc).__name__}: {exc}"
-        details = ctx.error_details(exc)
+        details = buffer.error_details(exc)
         return _durably(
-            "fail", lambda: ctx.finish(Status.FAILED, error_message=error, error_details=details)
+            "fail",
+            lambda: buffer.finish(Status.FAILED, error_message=error, error_details=details),
         )
 
-    def interrupt(self, ctx: Context, lease: str, reason: str) -> bool:
+    def interrupt(self, buffer: ProgressBuffer, reason: str) -> bool:
         """Put a held job back in the queue without charging the attempt."""
-        progress, events, _items = ctx.take()
-        events.append(NewEvent(EventType.INTERRUPTED, reason))
-        log.info("job interrupted", job_id=ctx.job_id, kind=ctx.kind, reason=reason)
-        return _durably(
-            "interrupt",
-            lambda: self.store.requeue(ctx.job_id, lease, progress, events, charge_attempt=False),
-        )
+        log.info("job interrupted", job_id=buffer.job_id, kind=buffer.kind, reason=reason)
+        return self.requeue(buffer, EventType.INTERRUPTED, reason, charge_attempt=False)
+
+    @contextmanager
+    def in_place(self, new: NewJob) -> Iterator[Context]:
+        """Record work that runs in the caller's block as a running job, heartbeated from a
+        thread: it ends from its items when the block ends, or ``failed``/``cancelled`` when
+        the block raises (the exception goes on)."""
+        lease = uuid.uuid4().hex
+        job = self.runs.start(new, worker=runner_identity(), lease=lease)
+        run = self.hold(job, lease)
+        with Heartbeat(run.buffer, self.runs, self.tracker.settings.heartbeat_interval):
+            try:
+                yield run.ctx
+            except BaseException as exc:
+                self.fail(run.buffer, exc)
+                raise
+            self.succeed(run.buffer, None)
 
 
 class Heartbeat:
     """Keeps one job's heartbeat fresh from a thread while code runs it in place."""
 
-    def __init__(self, ctx: Context, store: Store, lease: str, interval: float) -> None:
-        self._ctx = ctx
-        self._store = store
-        self._lease = lease
+    def __init__(self, buffer: ProgressBuffer, runs: RunStore, interval: float) -> None:
+        self._buffer = buffer
+        self._runs = runs
         self._interval = interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"jobtrail-beat-{ctx.job_id}")
+        name = f"jobtrail-beat-{buffer.job_id}"
+        self._thread = threading.Thread(target=self._loop, name=name)
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -194,11 +255,12 @@ class Heartbeat:
         self._thread.join()
 
     def _loop(self) -> None:
+        buffer = self._buffer
         while not self._stop.wait(self._interval):
             try:
-                beats = self._store.heartbeat({self._ctx.job_id: self._lease})
+                beats = self._runs.heartbeat({buffer.job_id: buffer.lease})
             except StoreError as exc:
-                log.warning("heartbeat failed", job_id=self._ctx.job_id, error=str(exc))
+                log.warning("heartbeat failed", job_id=buffer.job_id, error=str(exc))
                 continue
             cancel = bool(beats and beats[0].cancel_requested)
-            self._ctx.observe(cancel_requested=cancel, held=bool(beats))
+            buffer.observe(cancel_requested=cancel, held=bool(beats))

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import difflib
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from jobtrail.exceptions import SettingsError, UnknownSetting
 
 DEFAULT_DATABASE_URL = "sqlite:///jobtrail.db"
 
@@ -25,9 +31,9 @@ class Settings(BaseSettings):
     redact_patterns: list[str] = Field(
         default_factory=list, description="Extra regexes of key names whose values are redacted."
     )
-    retention_succeeded_days: float = Field(3, gt=0, description="Keep succeeded jobs this long.")
-    retention_other_days: float = Field(7, gt=0, description="Keep other finished jobs this long.")
-    retention_max_days: float = Field(30, gt=0, description="Keep any finished job at most this.")
+    retention_succeeded_days: float = Field(3, ge=0, description="Keep succeeded jobs this long.")
+    retention_other_days: float = Field(7, ge=0, description="Keep other finished jobs this long.")
+    retention_max_days: float = Field(30, ge=0, description="Keep any finished job at most this.")
     purge_interval: float = Field(3600, gt=0, description="Seconds between a worker's purges.")
     rate_limit: str = Field(
         "600/second", description="Requests per token (or client) in `limits` notation."
@@ -35,3 +41,21 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest accepted request body.")
     stream_poll_interval: float = Field(0.25, gt=0, description="Seconds between SSE polls.")
     max_error_chars: int = Field(32_768, ge=256, description="Longest stored traceback/message.")
+
+
+def configure(base: Settings | None, overrides: Mapping[str, Any]) -> Settings:
+    """``base`` (default: read from the environment) with ``overrides`` applied and validated
+    exactly as the environment is; an unknown or invalid option raises, naming it."""
+    for name in overrides:
+        if name not in Settings.model_fields:
+            close = difflib.get_close_matches(name, Settings.model_fields, n=1)
+            raise UnknownSetting(name, close[0] if close else None)
+    try:
+        if base is None:
+            return Settings(**overrides)
+        return Settings.model_validate(base.model_dump() | dict(overrides))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]) if error["loc"] else "settings"
+        value = overrides.get(name, error.get("input"))
+        raise SettingsError(name, value, error["msg"]) from None

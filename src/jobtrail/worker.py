@@ -9,21 +9,22 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import structlog
 
-from jobtrail.context import Context
 from jobtrail.exceptions import StoreError
-from jobtrail.runner import Runner
-from jobtrail.schedules import Scheduler
+from jobtrail.progress import ProgressBuffer
+from jobtrail.runner import Run, Runner
+from jobtrail.scheduler import Scheduler
 from jobtrail.store.runs import Claimed
 
 if TYPE_CHECKING:
+    from jobtrail.settings import Settings
     from jobtrail.tracker import Tracker
 
 log = structlog.get_logger("jobtrail.worker")
@@ -32,6 +33,15 @@ SHORT_JOB_SECONDS = 0.05
 """Jobs shorter than this on average are claimed ahead of free threads."""
 PREFETCH_PER_THREAD = 8
 """How many short jobs per thread one claim takes ahead (one commit feeds them all)."""
+
+
+class WorkerSettings(TypedDict, total=False):
+    """Settings a worker may override (``tracker.worker(grace_period=5)``); seconds each."""
+
+    heartbeat_interval: float | None
+    heartbeat_timeout: float | None
+    grace_period: float | None
+    poll_interval: float | None
 
 
 @dataclass(frozen=True)
@@ -46,21 +56,42 @@ class WorkerOptions:
     purge_interval: float = 3600.0
     queues: Collection[str] | None = None
 
+    @classmethod
+    def of(cls, settings: Settings, queues: Iterable[str] | None = None) -> WorkerOptions:
+        """The options ``settings`` give, for ``queues`` (None: every queue)."""
+        return cls(
+            concurrency=settings.concurrency,
+            heartbeat_interval=settings.heartbeat_interval,
+            heartbeat_timeout=settings.heartbeat_timeout,
+            grace_period=settings.grace_period,
+            poll_interval=settings.poll_interval,
+            purge_interval=settings.purge_interval,
+            queues=None if queues is None else frozenset(queues),
+        )
+
+
+Monotonic = Callable[[], float]
+
 
 class _Periodic:
     """Tasks run together every ``interval`` seconds by the maintenance thread."""
 
     def __init__(
-        self, interval: float, tasks: tuple[Callable[[], object], ...], first_delay: float = 0.0
+        self,
+        clock: Monotonic,
+        interval: float,
+        tasks: tuple[Callable[[], object], ...],
+        first_delay: float = 0.0,
     ) -> None:
+        self.clock = clock
         self.interval = interval
         self.tasks = tasks
-        self.due = time.monotonic() + (first_delay or interval)
+        self.due = clock() + (first_delay or interval)
 
     def run_if_due(self) -> None:
-        if time.monotonic() < self.due:
+        if self.clock() < self.due:
             return
-        self.due = time.monotonic() + self.interval
+        self.due = self.clock() + self.interval
         for task in self.tasks:
             try:
                 task()
@@ -76,11 +107,16 @@ class Worker:
     ``run()`` to block until SIGTERM/SIGINT — or, with ``burst=True``, until nothing is due.
     """
 
-    def __init__(self, tracker: Tracker, options: WorkerOptions) -> None:
+    def __init__(
+        self, tracker: Tracker, options: WorkerOptions, monotonic: Monotonic = time.monotonic
+    ) -> None:
+        """``monotonic`` is the clock of heartbeat, stall and purge timing (tests inject one)."""
         self.tracker = tracker
         self.options = options
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
-        self._store = tracker.store
+        self._clock = monotonic
+        self._database = tracker.store.database
+        self._runs = tracker.store.runs
         self._runner = Runner(tracker, wait_for_outcomes=False)
         self._scheduler = Scheduler(tracker, self.identity)
         self._draining = threading.Event()  # stop claiming; handlers see ShuttingDown
@@ -89,7 +125,7 @@ class Worker:
         self._claim_lock = threading.Lock()
         self._lock = threading.Lock()
         self._prefetched: deque[Claimed] = deque()
-        self._running: dict[str, tuple[Context, str]] = {}
+        self._running: dict[str, Run] = {}
         self._average_run = SHORT_JOB_SECONDS  # seconds, moving average of handler runs
         self._burst = False
         self._threads: list[threading.Thread] = []
@@ -100,7 +136,7 @@ class Worker:
     def start(self, burst: bool = False) -> Worker:
         """Start the runner threads and the heartbeat/rescue thread; returns at once."""
         self._burst = burst
-        self._store.start_grouping()
+        self._database.start_grouping()
         self._start_up()
         for n in range(self.options.concurrency):
             thread = threading.Thread(target=self._run_loop, name=f"jobtrail-{n}")
@@ -123,7 +159,7 @@ class Worker:
         self._halt.set()
         if self._maintainer is not None:
             self._maintainer.join()
-        self._store.stop_grouping()
+        self._database.stop_grouping()
         log.info("worker stopped", worker=self.identity)
 
     def __enter__(self) -> Worker:
@@ -205,7 +241,7 @@ class Worker:
         if self._average_run < SHORT_JOB_SECONDS:
             free += self.options.concurrency * PREFETCH_PER_THREAD
         try:
-            return self._store.claim(
+            return self._runs.claim(
                 f"{self.identity}:{threading.current_thread().name}",
                 uuid.uuid4().hex,
                 limit=max(free, 1),
@@ -216,13 +252,16 @@ class Worker:
             log.warning("claim failed", error=str(exc))
             return []
 
+    def _hold(self, claimed: Claimed) -> Run:
+        return self._runner.hold(claimed.job, claimed.lease, self._draining, claimed.only_items)
+
     def _execute(self, claimed: Claimed) -> None:
-        ctx = self._runner.context(claimed, stopping=self._draining)
+        run = self._hold(claimed)
         with self._lock:
-            self._running[claimed.job.id] = (ctx, claimed.lease)
+            self._running[claimed.job.id] = run
         started = time.monotonic()
         try:
-            self._runner.run(claimed, ctx)
+            self._runner.run(claimed, run)
         except Exception:  # recording failed for good: the rescue rules take the job back
             log.exception("could not record a job's outcome", job_id=claimed.job.id)
         finally:
@@ -239,10 +278,10 @@ class Worker:
         with self._lock:
             running = list(self._running.values())
         for claimed in waiting:
-            ctx = self._runner.context(claimed, stopping=self._draining)
-            self._runner.interrupt(ctx, claimed.lease, "worker stopped before the job started")
-        for ctx, lease in running:
-            self._runner.interrupt(ctx, lease, "worker stopped; grace period over")
+            buffer = self._hold(claimed).buffer
+            self._runner.interrupt(buffer, "worker stopped before the job started")
+        for run in running:
+            self._runner.interrupt(run.buffer, "worker stopped; grace period over")
 
     # -- heartbeats, rescue, stalls -----------------------------------------------------
 
@@ -250,10 +289,13 @@ class Worker:
         """Heartbeats, rescue and stall checks every heartbeat interval; schedule ticks every
         second; a purge every purge interval. Any one failing is logged and retried later."""
         o = self.options
+        clock = self._clock
         tasks = [
-            _Periodic(o.heartbeat_interval, (self._beat, self._rescue, self._watch_stalls)),
-            _Periodic(min(1.0, o.heartbeat_interval), (self._scheduler.tick,)),
-            _Periodic(o.purge_interval, (self._purge,), first_delay=min(60.0, o.purge_interval)),
+            _Periodic(clock, o.heartbeat_interval, (self._beat, self._rescue, self._watch_stalls)),
+            _Periodic(clock, min(1.0, o.heartbeat_interval), (self._scheduler.tick,)),
+            _Periodic(
+                clock, o.purge_interval, (self._purge,), first_delay=min(60.0, o.purge_interval)
+            ),
         ]
         step = min(1.0, o.heartbeat_interval)
         while not self._halt.wait(step):
@@ -274,32 +316,33 @@ class Worker:
         except StoreError as exc:
             log.warning("startup tasks failed", error=str(exc))
 
-    def _held(self) -> dict[str, tuple[Context | None, str]]:
+    def _held(self) -> dict[str, tuple[ProgressBuffer | None, str]]:
         with self._claim_lock:
-            held: dict[str, tuple[Context | None, str]] = {
+            held: dict[str, tuple[ProgressBuffer | None, str]] = {
                 c.job.id: (None, c.lease) for c in self._prefetched
             }
         with self._lock:
-            held.update({job_id: (ctx, lease) for job_id, (ctx, lease) in self._running.items()})
+            held.update({job_id: (r.buffer, r.buffer.lease) for job_id, r in self._running.items()})
         return held
 
     def _beat(self) -> None:
         held = self._held()
-        beats = {b.job_id: b for b in self._store.heartbeat({k: v[1] for k, v in held.items()})}
-        for job_id, (ctx, _lease) in held.items():
-            if ctx is not None:
+        beats = {b.job_id: b for b in self._runs.heartbeat({k: v[1] for k, v in held.items()})}
+        for job_id, (buffer, _lease) in held.items():
+            if buffer is not None:
                 beat = beats.get(job_id)
-                ctx.observe(cancel_requested=bool(beat and beat.cancel_requested), held=bool(beat))
+                cancel = bool(beat and beat.cancel_requested)
+                buffer.observe(cancel_requested=cancel, held=bool(beat))
 
     def _rescue(self) -> None:
-        for job in self._store.rescue(self.options.heartbeat_timeout):
+        for job in self._runs.rescue(self.options.heartbeat_timeout):
             log.warning("rescued job", job_id=job.id, kind=job.kind, status=str(job.status))
 
     def _watch_stalls(self) -> None:
-        now = time.monotonic()
         with self._lock:
-            running = list(self._running.values())
-        for ctx, lease in running:
-            stall_after = self._runner.stall_after(ctx.kind)
-            if stall_after is not None and now - ctx.last_moved >= stall_after:
-                self._store.mark_stalled(ctx.job_id, lease, now - ctx.last_moved)
+            running = [r.buffer for r in self._running.values()]
+        for buffer in running:
+            stall_after = self._runner.stall_after(buffer.kind)
+            quiet = time.monotonic() - buffer.last_moved
+            if stall_after is not None and quiet >= stall_after:
+                self._runs.mark_stalled(buffer.job_id, buffer.lease, quiet)

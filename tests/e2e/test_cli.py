@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,11 @@ import httpx
 import pydantic_core
 import pytest
 
-from jobtrail import Status, Tracker
+from jobtrail import Context, Status, Tracker
+from jobtrail.exceptions import SchemaError
+from jobtrail.jobs import Job, NewJob
 from jobtrail.redaction import MASK
-from jobtrail.store.records import NewJob
+from jobtrail.scheduler import Scheduler
 from tests.servers import free_port
 from tests.waiting import until
 
@@ -38,17 +41,21 @@ APP = "tests.apps.api_app:tracker"
 Json = dict[str, Any]
 
 
-def environment(database_url: str) -> dict[str, str]:
-    """This store, and no ``JOBTRAIL_*`` setting (server, token) leaking in from outside."""
+def environment(database_url: str | None) -> dict[str, str]:
+    """This store (None: none named), and no ``JOBTRAIL_*`` setting (server, token) leaking in
+    from outside."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBTRAIL_")}
-    return env | {"JOBTRAIL_DATABASE_URL": database_url, "COLUMNS": "160"}
+    store = {} if database_url is None else {"JOBTRAIL_DATABASE_URL": database_url}
+    return env | store | {"COLUMNS": "160"}
 
 
-def jobtrail(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run one ``jobtrail`` command to its end."""
+def jobtrail(
+    database_url: str | None, *args: str, cwd: Path = REPO
+) -> subprocess.CompletedProcess[str]:
+    """Run one ``jobtrail`` command to its end (in the folder ``cwd``)."""
     return subprocess.run(
         [JOBTRAIL, *args],
-        cwd=REPO,
+        cwd=cwd,
         env=environment(database_url),
         capture_output=True,
         text=True,
@@ -69,6 +76,11 @@ def assert_one_line_error(done: subprocess.CompletedProcess[str], *words: str) -
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     for word in words:
         assert word in done.stderr
+
+
+def added(tracker: Tracker, *new: NewJob) -> list[Job]:
+    """Record these jobs as they are described (no registered kind needed)."""
+    return [tracker.add(job)[0] for job in new]
 
 
 def listed(database_url: str, *args: str) -> set[str]:
@@ -181,12 +193,11 @@ def watch_until_it_ends(database_url: str, job: HeldJob, *options: str) -> tuple
 
 
 def test_jobs_ls_json_filters_by_status_kind_and_owner(tracker: Tracker, database_url: str) -> None:
-    queued_a, running_b, waiting_a = tracker.store.add(
-        [
-            NewJob(kind="export", owner="A", payload={"account": "A1", "password": "hunter2"}),
-            NewJob(kind="import", owner="B", status=Status.RUNNING),
-            NewJob(kind="import", owner="A", status=Status.WAITING),
-        ]
+    queued_a, running_b, waiting_a = added(
+        tracker,
+        NewJob(kind="export", owner="A", payload={"account": "A1", "password": "hunter2"}),
+        NewJob(kind="import", owner="B", status=Status.RUNNING),
+        NewJob(kind="import", owner="A", status=Status.WAITING),
     )
     with tracker.track("export", owner="B") as ctx:
         succeeded_b = ctx.job_id
@@ -275,7 +286,7 @@ def test_jobs_watch_exits_1_when_the_job_it_follows_fails(
 def test_jobs_cancel_cancels_a_queued_job_and_names_the_os_user(
     tracker: Tracker, database_url: str
 ) -> None:
-    [job] = tracker.store.add([NewJob(kind="export", owner="A")])
+    [job] = added(tracker, NewJob(kind="export", owner="A"))
 
     done = jobtrail(database_url, "jobs", "cancel", job.id)
     assert done.returncode == 0, done.stderr
@@ -305,7 +316,7 @@ def test_stats_json_matches_the_trackers_stats(tracker: Tracker, database_url: s
     partial_job(tracker)
     with tracker.track("export", owner="B"):
         pass
-    tracker.store.add([NewJob(kind="export", owner="A"), NewJob(kind="import", owner="B")])
+    added(tracker, NewJob(kind="export", owner="A"), NewJob(kind="import", owner="B"))
 
     assert json_of(database_url, "stats") == pydantic_core.to_jsonable_python(tracker.stats())
     narrowed = json_of(database_url, "stats", "--days", "7", "--kind", "export", "--owner", "B")
@@ -330,6 +341,60 @@ def test_submit_queues_a_kind_registered_in_the_app_and_refuses_unknown_ones(
     no_app = jobtrail(database_url, "submit", "greet", "--payload", payload)
     assert no_app.returncode == 2
     assert "--app" in no_app.stderr
+
+
+# -- no store: the commands that read or change jobs create none ----------------------------
+
+READERS = [("jobs", "ls"), ("stats",), ("schedules",)]
+CHANGERS = [
+    ("jobs", "show", "j1"),
+    ("jobs", "watch", "j1"),
+    ("jobs", "cancel", "j1"),
+    ("jobs", "retry", "j1"),
+    ("tokens", "ls"),
+    ("tokens", "revoke", "ops"),
+]
+
+
+def assert_no_store_at(done: subprocess.CompletedProcess[str], path: Path) -> None:
+    """The command said in one line that there is no store at ``path`` and how to name one."""
+    assert done.returncode == 1, done.stderr
+    hint = ("--database-url", "JOBTRAIL_DATABASE_URL", "`jobtrail db upgrade`")
+    assert_one_line_error(done, f"Error: no jobtrail store at {path};", *hint)
+
+
+@pytest.mark.parametrize("command", READERS, ids=" ".join)
+def test_read_commands_in_an_empty_folder_name_the_missing_store_and_create_none(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    done = jobtrail(None, *command, cwd=tmp_path)
+    assert_no_store_at(done, tmp_path / "jobtrail.db")
+    assert "at a server with --url" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", READERS + CHANGERS, ids=" ".join)
+def test_commands_on_a_missing_sqlite_file_name_it_and_create_nothing(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    missing = tmp_path / "missing.db"
+    done = jobtrail(f"sqlite:///{missing}", *command)
+    assert_no_store_at(done, missing)
+    assert ("--url" in done.stderr) is (command[0] != "tokens")  # tokens have no --url
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_commands_never_create_the_schema_of_an_empty_database(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    url = f"sqlite:///{empty}"
+
+    for command in READERS:
+        done = jobtrail(url, *command)
+        assert done.returncode == 1, done.stderr
+        assert_one_line_error(done, "no jobtrail schema", "jobtrail db upgrade")
+    with pytest.raises(SchemaError):
+        Tracker(url, auto_migrate=False)
 
 
 # -- through a server -------------------------------------------------------------------------
@@ -373,9 +438,9 @@ def server(database_url: str, tmp_path: Path) -> Iterator[str]:
 def test_the_same_commands_work_against_a_server_with_url_and_token(
     tracker: Tracker, database_url: str, server: str
 ) -> None:
-    admin = tracker.store.create_token("ops", None)
-    alice = tracker.store.create_token("alice", "A")
-    mine, theirs = tracker.store.add([NewJob(kind="export", owner="A"), NewJob(kind="export")])
+    admin = tracker.create_token("ops")
+    alice = tracker.create_token("alice", "A")
+    mine, theirs = added(tracker, NewJob(kind="export", owner="A"), NewJob(kind="export"))
     as_admin = ("--url", server, "--token", admin)
 
     # The store URL in the environment is ignored once --url is given.
@@ -401,3 +466,33 @@ def test_the_same_commands_work_against_a_server_with_url_and_token(
     refused = jobtrail(database_url, "jobs", "ls", "--url", server, "--token", "jt_forged")
     assert refused.returncode == 1
     assert_one_line_error(refused, "refused the token")
+
+
+def test_schedules_print_one_shape_from_the_store_and_from_a_server(
+    database_url: str, server: str
+) -> None:
+    start = datetime(2024, 6, 1, 12, 0, 0, 250_000, tzinfo=UTC)
+    now = [start]
+    with Tracker(database_url, clock=lambda: now[0]) as tracker:
+
+        @tracker.job("beat")
+        def beat(ctx: Context) -> None:
+            pass
+
+        tracker.schedule("pulse", "beat", every=60, owner="ops")
+        scheduler = Scheduler(tracker, "test-scheduler")
+        scheduler.register()
+        now[0] = start + timedelta(minutes=3)
+        scheduler.tick()
+        admin = tracker.create_token("ops")
+
+    [pulse] = json_of(database_url, "schedules")
+    assert (pulse["name"], pulse["kind"], pulse["every_seconds"]) == ("pulse", "beat", 60)
+    assert [run["outcome"] for run in pulse["recent_runs"]] == ["fired", "missed", "missed"]
+    assert {run["schedule"] for run in pulse["recent_runs"]} == {"pulse"}
+    assert json_of(database_url, "schedules", "--url", server, "--token", admin) == [pulse]
+
+    table = jobtrail(database_url, "schedules")
+    assert table.returncode == 0, table.stderr
+    assert "every 1m 00s" in table.stdout
+    assert "fired missed missed" in table.stdout

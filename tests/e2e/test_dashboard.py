@@ -47,7 +47,7 @@ class Served:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     url = f"sqlite:///{tmp_path_factory.mktemp('dash') / 'jobtrail.db'}"
     tracker = jobtrail.Tracker(url, flush_interval=0.05)
-    token = tracker.store.create_token("browser", None)
+    token = tracker.create_token("browser", None)
     port = free_port()
     env = os.environ | {
         "JOBTRAIL_DATABASE_URL": url,

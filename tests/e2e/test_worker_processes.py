@@ -262,7 +262,7 @@ def test_four_worker_processes_run_a_thousand_jobs_each_exactly_once(
     pids = {row[3] for row in runs}
     assert pids <= {str(w.pid) for w in workers}
     assert len(pids) >= 2, "the jobs should have been shared between processes"
-    with app.store.engine.connect() as conn:
+    with app.store.database.engine.connect() as conn:
         starts = sa.select(job_events.c.job_id).where(job_events.c.type == "started")
         twice = conn.execute(starts.group_by(job_events.c.job_id).having(sa.func.count() > 1)).all()
     assert twice == []

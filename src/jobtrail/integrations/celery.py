@@ -10,24 +10,22 @@ mapped here, at the edge, onto jobtrail's vocabulary.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from celery import Celery, Task, signals
-
 from jobtrail.context import Context, ItemScope
-from jobtrail.exceptions import Cancelled, IllegalTransition, JobNotFound
-from jobtrail.jobs import JSON, EventType, Job, Priority, Status
-from jobtrail.runner import Heartbeat, Runner
-from jobtrail.store.records import NewEvent, NewJob
-from jobtrail.store.sql import Store
+from jobtrail.exceptions import Cancelled, IllegalTransition, JobNotFound, MissingExtra
+from jobtrail.jobs import JSON, EventType, Job, NewJob, Priority, Status
+from jobtrail.runner import Heartbeat, Run, Runner
 from jobtrail.tracker import Tracker
+
+try:
+    from celery import Celery, Task, signals
+except ImportError as exc:
+    raise MissingExtra("celery", "jobtrail.integrations.celery", ["celery"]) from exc
 
 ENGINE_LABEL = {"engine": "celery"}
 CELERY_STATES: dict[str, Status] = {
@@ -55,14 +53,17 @@ def priority_of(value: Any) -> Priority:
 
 
 @dataclass
-class _Run:
-    """A tracked task running in this worker process."""
+class _Task:
+    """A tracked task running in this worker process (``run`` None: its job already ended)."""
 
-    ctx: Context
-    lease: str
+    run: Run | None
     stack: ExitStack
     error: BaseException | None = None
-    skipped: bool = False
+
+    @property
+    def skipped(self) -> bool:
+        """Whether there is nothing (more) to record for this run."""
+        return self.run is None
 
 
 @dataclass
@@ -72,7 +73,7 @@ class CeleryTracking:
     app: Celery
     tracker: Tracker
     track_all: bool = False
-    _runs: dict[str, _Run] = field(default_factory=dict)
+    _tasks: dict[str, _Task] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -85,9 +86,10 @@ class CeleryTracking:
             task = self.app.tasks.get(task)
         return self.track_all or isinstance(task, TrackedTask)
 
-    def run_of(self, task_id: str) -> _Run | None:
+    def task_of(self, task_id: str) -> _Task | None:
+        """The tracked run of ``task_id`` in this process, if any."""
         with self._lock:
-            return self._runs.get(task_id)
+            return self._tasks.get(task_id)
 
     # -- publishing ---------------------------------------------------------------------
 
@@ -96,8 +98,8 @@ class CeleryTracking:
         if not self.tracked(sender) or headers.get("retries", 0):
             return
         properties: dict[str, Any] = kw.get("properties") or {}
-        self.tracker.store.add_or_get(
-            [self._new_job(headers["id"], sender, headers, body, properties.get("priority"))]
+        self.tracker.add(
+            self._new_job(headers["id"], sender, headers, body, properties.get("priority"))
         )
 
     def _new_job(
@@ -121,85 +123,65 @@ class CeleryTracking:
         """A worker starts the task: its job becomes ``running`` (created on first sight)."""
         if task.app is not self.app or not self.tracked(task):
             return  # another app's task (several apps can live in one process)
-        store = self.tracker.store
-        lease = uuid.uuid4().hex
-        worker = f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
-        job = store.take_over(task_id, lease, worker)
-        if job is None and not _exists(store, task_id):
+        run = self.runner.take_over(task_id)
+        if run is None and not _exists(self.tracker, task_id):
             # Published before jobtrail saw it (or by another service): create it on sight.
             headers = {OWNER_HEADER: getattr(task.request, OWNER_HEADER, None)}
             body = (kw.get("args") or (), kw.get("kwargs") or {})
-            store.add_or_get([self._new_job(task_id, task.name, headers, body, None)])
-            job = store.take_over(task_id, lease, worker)
-        if job is None:  # it ended already (e.g. cancelled while queued): never run it again
-            with self._lock:
-                self._runs[task_id] = _Run(
-                    _detached(self.tracker, task_id), lease, ExitStack(), skipped=True
-                )
-            return
-        ctx = Context(
-            job,
-            store,
-            lease,
-            redactor=self.tracker.redactor,
-            flush_interval=self.tracker.settings.flush_interval,
-        )
+            self.tracker.add(self._new_job(task_id, task.name, headers, body, None))
+            run = self.runner.take_over(task_id)
         stack = ExitStack()
-        stack.enter_context(Heartbeat(ctx, store, lease, self.tracker.settings.heartbeat_interval))
+        if run is not None:  # else it ended already (e.g. cancelled while queued): never rerun
+            beat = self.tracker.settings.heartbeat_interval
+            stack.enter_context(Heartbeat(run.buffer, self.runner.runs, beat))
         with self._lock:
-            self._runs[task_id] = _Run(ctx, lease, stack)
+            self._tasks[task_id] = _Task(run, stack)
 
     def on_failure(self, task_id: str, exception: BaseException, **kw: Any) -> None:
         """Remember the error; ``postrun`` records the outcome."""
-        run = self.run_of(task_id)
-        if run is not None:
-            run.error = exception
+        tracked = self.task_of(task_id)
+        if tracked is not None:
+            tracked.error = exception
 
     def on_retry(self, request: Any, reason: Any, **kw: Any) -> None:
         """The task asked to be retried: its job goes back to ``queued`` with a ``retrying``
         event (the attempt that failed is kept in the history)."""
-        run = self.run_of(request.id)
-        if run is None or run.skipped:
+        tracked = self.task_of(request.id)
+        if tracked is None or tracked.run is None:
             return
-        run.error = None
-        progress, events, _items = run.ctx.take()
-        events.append(NewEvent(EventType.RETRYING, self.tracker.redactor.text(str(reason), 4096)))
-        self.tracker.store.requeue(run.ctx.job_id, run.lease, progress, events)
-        run.skipped = True  # recorded; postrun has nothing more to write
+        tracked.error = None
+        self.runner.requeue(tracked.run.buffer, EventType.RETRYING, str(reason))
+        tracked.run = None  # recorded; postrun has nothing more to write
 
     def on_postrun(
         self, task_id: str, task: Task[Any, Any], retval: Any, state: str, **kw: Any
     ) -> None:
         """The task returned or raised: record how it ended, once."""
         with self._lock:
-            run = self._runs.pop(task_id, None)
-        if run is None:
+            tracked = self._tasks.pop(task_id, None)
+        if tracked is None:
             return
         try:
-            if run.skipped:
+            if tracked.run is None:
                 return
-            if run.error is not None:
-                self.runner.fail(run.ctx, run.error)
+            if tracked.error is not None:
+                self.runner.fail(tracked.run.buffer, tracked.error)
             else:
-                self.runner.succeed(run.ctx, _json(retval))
+                self.runner.succeed(tracked.run.buffer, _json(retval))
         finally:
-            run.stack.close()
+            tracked.stack.close()
 
     def on_revoked(self, request: Any, **kw: Any) -> None:
         """Revoked before it ran (or terminated): the job ends ``cancelled``."""
         task_id = getattr(request, "id", None)
         if task_id is None:
             return
-        run = self.run_of(task_id)
-        if run is not None:
-            run.error = Cancelled(task_id, "revoked")
+        tracked = self.task_of(task_id)
+        if tracked is not None:
+            tracked.error = Cancelled(task_id, "revoked")
             return
         with suppress(IllegalTransition, JobNotFound):  # it ended already, or was never tracked
-            self.tracker.store.transition(
-                task_id,
-                Status.CANCELLED,
-                events=[NewEvent(EventType.CANCELLED, "revoked in Celery")],
-            )
+            self.tracker.report(task_id, {"error_message": "revoked in Celery"}, Status.CANCELLED)
 
     def revoke(self, job: Job) -> None:
         """jobtrail cancelled a Celery job: revoke the task too (a running task also stops at
@@ -241,22 +223,22 @@ class TrackedTask(Task):  # type: ignore[type-arg]
     ``with self.item(id): …``, ``self.check()`` inside the task.
     """
 
-    def _run(self) -> _Run | None:
+    def _tracked(self) -> _Task | None:
         tracking: CeleryTracking | None = getattr(self.app, "jobtrail", None)
         task_id = self.request.id
-        return None if tracking is None or task_id is None else tracking.run_of(task_id)
+        return None if tracking is None or task_id is None else tracking.task_of(task_id)
 
     @property
     def ctx(self) -> Context:
         """The job's context for the current run."""
-        run = self._run()
-        if run is None:
-            raise RuntimeError("jobtrail.integrations.celery.install() was not called")
-        return run.ctx
+        tracked = self._tracked()
+        if tracked is None or tracked.run is None:
+            raise RuntimeError("this task is not tracked: was install() called for its app?")
+        return tracked.run.ctx
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        run = self._run()
-        if run is not None and run.skipped:
+        tracked = self._tracked()
+        if tracked is not None and tracked.skipped:
             return None  # the job already ended (cancelled, or finished by an earlier delivery)
         return super().__call__(*args, **kwargs)
 
@@ -302,15 +284,9 @@ def _json(value: Any) -> JSON:
         return repr(value)
 
 
-def _exists(store: Store, job_id: str) -> bool:
+def _exists(tracker: Tracker, job_id: str) -> bool:
     try:
-        store.get(job_id)
+        tracker.get(job_id)
     except JobNotFound:
         return False
     return True
-
-
-def _detached(tracker: Tracker, task_id: str) -> Context:
-    """A context for a task whose job already ended: every write to it is ignored."""
-    job = tracker.get(task_id)
-    return Context(job, tracker.store, "", redactor=tracker.redactor)

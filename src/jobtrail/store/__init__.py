@@ -1,1 +1,71 @@
-"""Persistence of job records: the schema, its migrations and the ``Store``."""
+"""The store: one database, reached through parts named for what they keep.
+
+``Store(url)`` opens (and, unless told not to, migrates) a SQLite file or a PostgreSQL
+database and offers ``jobs`` (records and their changes from outside), ``runs`` (the writes of
+whoever runs a job), ``schedules``, ``tokens``, ``stats`` and ``retention``.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from jobtrail.store.database import Clock, Database, utcnow
+from jobtrail.store.jobs import JobStore
+from jobtrail.store.migrate import ensure_schema
+from jobtrail.store.retention import RetentionStore
+from jobtrail.store.runs import RunStore
+from jobtrail.store.schedules import ScheduleStore
+from jobtrail.store.statements import Statements
+from jobtrail.store.stats import StatsStore
+from jobtrail.store.tokens import TokenStore
+
+
+class Store:
+    """The only code that talks to the database, as one part per kind of record."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        auto_migrate: bool = True,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.database = Database(url, pool_size=pool_size, clock=clock)
+        try:
+            with self.database.errors():
+                ensure_schema(self.database.engine, auto_migrate)
+        except BaseException:
+            self.database.close()
+            raise
+        statements = Statements(self.database.engine.dialect, self.database.heartbeat_clock)
+        self.jobs = JobStore(self.database, statements)
+        self.runs = RunStore(self.database, statements)
+        self.schedules = ScheduleStore(self.database)
+        self.tokens = TokenStore(self.database, statements)
+        self.stats = StatsStore(self.database)
+        self.retention = RetentionStore(self.database)
+
+    @property
+    def clock(self) -> Clock:
+        """The clock every timestamp the store writes is read from."""
+        return self.database.clock
+
+    def revision(self) -> str | None:
+        """The schema revision, read with one round trip (a health check)."""
+        with self.database.read() as conn:
+            return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.database.close()
+
+
+def open_store(
+    url: str, *, pool_size: int = 10, auto_migrate: bool = True, clock: Clock = utcnow
+) -> Store:
+    """The store at ``url`` (``sqlite:///path`` or ``postgresql://…``), ready to use."""
+    return Store(url, pool_size=pool_size, auto_migrate=auto_migrate, clock=clock)
+
+
+__all__ = ["Store", "open_store"]

@@ -1,13 +1,117 @@
-"""Conversion of database rows into the public records of ``jobtrail.jobs``."""
+"""Rows: the public records of ``jobtrail.jobs`` as table rows, and back."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from jobtrail.jobs import ACTIVE, Event, FailedItem, Job, Priority, Status
-from jobtrail.store.tables import job_events, job_items, jobs
+from sqlalchemy.engine import Connection
+
+from jobtrail.jobs import (
+    ACTIVE,
+    Event,
+    FailedItem,
+    Job,
+    NewEvent,
+    NewFailedItem,
+    NewJob,
+    Priority,
+    Progress,
+    Status,
+)
+from jobtrail.store.tables import job_events, jobs
+
+
+def event_row(job_id: str, at: datetime, event: NewEvent) -> dict[str, Any]:
+    """The ``job_events`` row of ``event``."""
+    return {
+        "job_id": job_id,
+        "at": at,
+        "type": str(event.type),
+        "message": event.message,
+        "data": event.data,
+        "actor": event.actor,
+    }
+
+
+def item_row(job_id: str, at: datetime, item: NewFailedItem) -> dict[str, Any]:
+    """The ``job_items`` row of a failed item."""
+    return {
+        "job_id": job_id,
+        "item_id": item.item_id,
+        "error_type": item.error_type,
+        "message": item.message,
+        "at": at,
+    }
+
+
+def progress_columns(progress: Progress) -> dict[str, Any]:
+    """The job columns a progress snapshot sets (a snapshot that moved clears ``stalled``)."""
+    return {
+        "progress": progress.progress,
+        "message": progress.message,
+        "items_total": progress.items_total,
+        "items_done": progress.items_done,
+        "items_succeeded": progress.items_succeeded,
+        "items_failed": progress.items_failed,
+        "progress_data": progress.progress_data,
+    } | ({"stalled": False} if progress.moved else {})
+
+
+def new_row(new: NewJob, now: datetime) -> dict[str, Any]:
+    """The ``jobs`` row of a new job."""
+    running = new.status is Status.RUNNING
+    return {
+        "id": new.id,
+        "key": new.key,
+        "kind": new.kind,
+        "owner": new.owner,
+        "trigger": new.trigger,
+        "queue": new.queue,
+        "priority": new.priority.rank,
+        "status": new.status.value,
+        "progress": 0.0,
+        "message": new.message,
+        "items_total": new.items_total,
+        "items_done": None,
+        "items_succeeded": None,
+        "items_failed": None,
+        "progress_data": None,
+        "payload": new.payload,
+        "result": None,
+        "error_message": None,
+        "error_details": None,
+        "labels": dict(new.labels),
+        "attempt": 1 if running else 0,
+        "max_attempts": new.max_attempts,
+        "timeout": new.timeout,
+        "created_at": now,
+        "updated_at": now,
+        "started_at": now if running else None,
+        "completed_at": None,
+        "run_after": new.run_after or now,
+        "heartbeat_at": now if running else None,
+        "duration_seconds": None,
+        "cancel_requested": False,
+        "stalled": False,
+        "worker": None,
+        "lease": None,
+        "schedule": new.schedule,
+        "retry_of": new.retry_of,
+        "only_items": list(new.only_items) if new.only_items is not None else None,
+    }
+
+
+def append_events(conn: Connection, at: datetime, events: Iterable[tuple[str, NewEvent]]) -> None:
+    """Append events of any jobs (``(job_id, event)`` pairs) in one statement."""
+    rows = [event_row(job_id, at, event) for job_id, event in events]
+    if rows:
+        conn.execute(job_events.insert(), rows)
+
+
+JOB_COLUMNS = tuple(c for c in jobs.c if c.name != "lease")
+"""Every column of a job but its lease, which never leaves the store."""
 
 
 def job_from_row(row: Mapping[Any, Any], now: datetime) -> Job:
@@ -85,8 +189,3 @@ def failed_item_from_row(row: Mapping[Any, Any]) -> FailedItem:
         message=row["message"],
         at=row["at"],
     )
-
-
-JOB_COLUMNS = tuple(c for c in jobs.c if c.name != "lease")
-EVENT_COLUMNS = tuple(job_events.c)
-ITEM_COLUMNS = tuple(job_items.c)

@@ -1,4 +1,4 @@
-"""RunWrites: the store's side of running jobs — claims, heartbeats, requeues and rescues."""
+"""RunStore: the writes of whoever runs a job — claims, heartbeats, progress, outcomes, rescues."""
 
 from __future__ import annotations
 
@@ -9,12 +9,29 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from jobtrail.jobs import EventType, Job, Status
-from jobtrail.store.base import HELD, StoreBase
-from jobtrail.store.prepared import raw_transaction
-from jobtrail.store.records import NewEvent, Progress
-from jobtrail.store.rows import JOB_COLUMNS, job_from_row
+from jobtrail.jobs import (
+    HELD,
+    EventType,
+    Job,
+    NewEvent,
+    NewFailedItem,
+    NewJob,
+    Progress,
+    Status,
+    sources_of,
+)
+from jobtrail.store.database import Database
+from jobtrail.store.rows import (
+    JOB_COLUMNS,
+    append_events,
+    job_from_row,
+    new_row,
+    progress_columns,
+)
+from jobtrail.store.statements import RawSession, Statements, progress_params, status_in
 from jobtrail.store.tables import jobs
+
+c = jobs.c
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,13 +51,39 @@ class Beat:
     cancel_requested: bool
 
 
-class RunWrites(StoreBase):
-    """Writes made by workers: every one is a compare-and-set on status and lease."""
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    """What a progress write learned: whether it landed and whether a cancel is pending."""
 
-    def db_now(self, now: datetime) -> Any:
-        """The clock that heartbeats are written and compared with: the database's own on
-        PostgreSQL (so clock skew between machines cannot cause false rescues), else ``now``."""
-        return sa.func.now() if self.dialect == "postgresql" else now
+    applied: bool
+    cancel_requested: bool
+
+
+class RunStore:
+    """Writes made by a job's runner. Each one names the runner's lease, so a runner that lost
+    its job (rescued, cancelled, finished elsewhere) changes nothing; every status change takes
+    its source states from ``TRANSITIONS``."""
+
+    def __init__(self, database: Database, statements: Statements) -> None:
+        self._db = database
+        self._statements = statements
+
+    def start(self, new: NewJob, worker: str, lease: str) -> Job:
+        """Insert a job that is already running here (work tracked in place, no queue)."""
+        now = self._db.clock()
+        row = new_row(new, now) | {
+            "status": Status.RUNNING.value,
+            "attempt": 1,
+            "started_at": now,
+            "heartbeat_at": now,
+            "worker": worker,
+            "lease": lease,
+        }
+        events = [NewEvent(EventType.CREATED), NewEvent(EventType.STARTED)]
+        with self._db.write() as conn:
+            conn.execute(jobs.insert(), [row])
+            append_events(conn, now, [(new.id, e) for e in events])
+        return job_from_row(row, now)
 
     def claim(
         self,
@@ -56,21 +99,22 @@ class RunWrites(StoreBase):
         are skipped (``FOR UPDATE SKIP LOCKED``), on SQLite the write lock serialises claims.
         """
         kinds, queues = sorted(kinds), sorted(queues or ())
-        now = self.clock()
+        now = self._db.clock()
         values: dict[str, Any] = {"now": now, "limit": limit, "worker": worker, "lease": lease}
         values |= {f"kind_{i}": k for i, k in enumerate(kinds)}
         values |= {f"queue_{i}": q for i, q in enumerate(queues)}
-        with raw_transaction(self.engine, write=True) as session:
-            rows = session.execute(self.hot.claim(len(kinds), len(queues)), values)
+        statements = self._statements
+        with self._db.raw(write=True) as session:
+            rows = session.execute(statements.claim(len(kinds), len(queues)), values)
             if not rows:
                 return []
             # Failed items belong to the attempt that failed them.
             retried = [{"job_id": r["id"]} for r in rows if r["attempt"] > 1]
-            session.execute_many(self.hot.forget_items, retried)
+            session.execute_many(statements.forget_items, retried)
             started = [
                 (r["id"], NewEvent(EventType.STARTED, f"attempt {r['attempt']}")) for r in rows
             ]
-            self.hot.append(session, now, started)
+            statements.append(session, now, started)
         # RETURNING gives rows in no particular order; hand them out in claim order.
         rows.sort(key=lambda r: (-r["priority"], r["run_after"], r["id"]))
         return [Claimed(job_from_row(r, now), lease, r["only_items"]) for r in rows]
@@ -78,37 +122,43 @@ class RunWrites(StoreBase):
     def take_over(self, job_id: str, lease: str, worker: str) -> Job | None:
         """Start (or, after a redelivery, restart) a job whose run another engine dispatched.
 
-        A queued or waiting job starts; a running one is taken from its previous runner (a
-        ``rescued`` event, and the old lease stops working). None for a job that already
-        ended — a finished job never runs again — or that does not exist.
+        A queued or waiting job starts; a running one is first rescued from its previous
+        runner (a ``rescued`` event; the old lease stops working), then started. None for a
+        job that already ended — a finished job never runs again — or that does not exist.
         """
-        now = self.clock()
-        c = jobs.c
+        now = self._db.clock()
         pick = sa.select(c.status, c.worker).where(c.id == job_id)
-        if self.dialect == "postgresql":
+        if self._db.dialect == "postgresql":
             pick = pick.with_for_update()
-        with self.write() as conn:
+        with self._db.write() as conn:
             found = conn.execute(pick).one_or_none()
             if found is None or Status(found.status).terminal:
                 return None
+            events: list[NewEvent] = []
+            if found.status == Status.RUNNING.value:
+                back = sources_of(Status.QUEUED, among={Status.RUNNING})
+                conn.execute(
+                    jobs.update()
+                    .where(c.id == job_id, status_in(back))
+                    .values(status=Status.QUEUED.value, lease=None, updated_at=now)
+                )
+                events.append(rescued(found.worker))
             row = conn.execute(
                 jobs.update()
-                .where(c.id == job_id)
+                .where(c.id == job_id, status_in(sources_of(Status.RUNNING)))
                 .values(
                     status=Status.RUNNING.value,
                     attempt=c.attempt + 1,
                     lease=lease,
                     worker=worker,
                     started_at=now,
-                    heartbeat_at=self.db_now(now),
+                    heartbeat_at=self._db.heartbeat_clock(now),
                     updated_at=now,
                 )
                 .returning(*JOB_COLUMNS)
             ).one()
-            events = [NewEvent(EventType.STARTED, f"attempt {row.attempt} on {worker}")]
-            if found.status == Status.RUNNING.value:
-                events.insert(0, _rescued(found.worker))
-            self._append_events(conn, job_id, now, events)
+            events.append(NewEvent(EventType.STARTED, f"attempt {row.attempt} on {worker}"))
+            append_events(conn, now, [(job_id, e) for e in events])
         return job_from_row(row._mapping, now)
 
     def heartbeat(self, leases: dict[str, str]) -> list[Beat]:
@@ -118,16 +168,95 @@ class RunWrites(StoreBase):
         """
         if not leases:
             return []
-        now = self.clock()
-        held = sa.tuple_(jobs.c.id, jobs.c.lease).in_(list(leases.items()))
+        now = self._db.clock()
+        held = sa.tuple_(c.id, c.lease).in_(list(leases.items()))
         stmt = (
             jobs.update()
-            .where(held, jobs.c.status.in_(HELD))
-            .values(heartbeat_at=self.db_now(now))
-            .returning(jobs.c.id, jobs.c.cancel_requested)
+            .where(held, status_in(HELD))
+            .values(heartbeat_at=self._db.heartbeat_clock(now))
+            .returning(c.id, c.cancel_requested)
         )
-        with self.write() as conn:
+        with self._db.write() as conn:
             return [Beat(r.id, bool(r.cancel_requested)) for r in conn.execute(stmt)]
+
+    def flush(
+        self,
+        job_id: str,
+        lease: str,
+        progress: Progress,
+        events: Sequence[NewEvent] = (),
+        items: Sequence[NewFailedItem] = (),
+    ) -> FlushResult:
+        """Write a held job's progress; ignored (not an error) once the job left this runner."""
+        now = self._db.clock()
+        values = progress_params(progress) | {"id": job_id, "lease": lease, "now": now}
+        statements = self._statements
+
+        def write(session: RawSession) -> FlushResult:
+            rows = session.execute(statements.flush, values)
+            if not rows:
+                return FlushResult(applied=False, cancel_requested=False)
+            statements.append(
+                session, now, [(job_id, e) for e in events], [(job_id, i) for i in items]
+            )
+            return FlushResult(applied=True, cancel_requested=bool(rows[0]["cancel_requested"]))
+
+        return self._db.run_write(write)
+
+    def cancel_requested(self, job_id: str, lease: str) -> bool | None:
+        """Whether a cancel is pending for a job this runner holds; None once it lost the job."""
+        stmt = sa.select(c.cancel_requested).where(
+            c.id == job_id, c.lease == lease, status_in(HELD)
+        )
+        with self._db.read() as conn:
+            value = conn.execute(stmt).scalar_one_or_none()
+        return None if value is None else bool(value)
+
+    def finish(
+        self,
+        job_id: str,
+        lease: str,
+        status: Status,
+        progress: Progress,
+        *,
+        started_at: datetime | None,
+        result: Any = None,
+        error_message: str | None = None,
+        error_details: Any = None,
+        events: Sequence[NewEvent] = (),
+        items: Sequence[NewFailedItem] = (),
+        wait: bool = True,
+    ) -> bool:
+        """Move a job this runner holds to a terminal state, with its last progress and events.
+
+        Returns False (and writes nothing) if the job was meanwhile rescued, cancelled or
+        finished by someone else. With ``wait=False`` (workers) the write is shared with the
+        next group commit and True only means it was queued.
+        """
+        now = self._db.clock()
+        values = progress_params(progress) | {
+            "id": job_id,
+            "lease": lease,
+            "now": now,
+            "result": result,
+            "error_message": error_message,
+            "error_details": error_details,
+            "duration_seconds": None if started_at is None else (now - started_at).total_seconds(),
+        }
+        statements = self._statements
+
+        def write(session: RawSession) -> bool:
+            if session.rowcount(statements.finish[status], values) != 1:
+                return False
+            statements.append(
+                session, now, [(job_id, e) for e in events], [(job_id, i) for i in items]
+            )
+            return True
+
+        if not wait:
+            self._db.run_write_soon(write, f"finish of job {job_id}")
+            return True
+        return self._db.run_write(write)
 
     def requeue(
         self,
@@ -142,13 +271,13 @@ class RunWrites(StoreBase):
     ) -> bool:
         """Put a held job back in the queue (a retry after ``delay``, or an interruption that
         does not count as an attempt). False if the job was meanwhile taken from this runner."""
-        now = self.clock()
-        c = jobs.c
+        now = self._db.clock()
+        back = sources_of(Status.QUEUED, among={Status.RUNNING})
         stmt = (
             jobs.update()
-            .where(c.id == job_id, c.lease == lease, c.status == Status.RUNNING.value)
+            .where(c.id == job_id, c.lease == lease, status_in(back))
             .values(
-                **progress.columns(),
+                **progress_columns(progress),
                 **(values or {}),
                 status=Status.QUEUED.value,
                 attempt=c.attempt if charge_attempt else c.attempt - 1,
@@ -158,10 +287,10 @@ class RunWrites(StoreBase):
                 updated_at=now,
             )
         )
-        with self.write() as conn:
+        with self._db.write() as conn:
             if conn.execute(stmt).rowcount != 1:
                 return False
-            self._append_events(conn, job_id, now, events)
+            append_events(conn, now, [(job_id, e) for e in events])
         return True
 
     def rescue(self, heartbeat_timeout: float) -> list[Job]:
@@ -170,27 +299,28 @@ class RunWrites(StoreBase):
         Jobs with attempts left go back to ``queued`` (a ``rescued`` event); the others end
         ``failed`` with "worker lost". Their old runner's lease stops working either way.
         """
-        now = self.clock()
-        c = jobs.c
-        stale = [
-            c.status == Status.RUNNING.value,
-            c.heartbeat_at < self.db_now(now) - timedelta(seconds=heartbeat_timeout),
-        ]
+        now = self._db.clock()
+        stale = c.heartbeat_at < self._db.heartbeat_clock(now) - timedelta(
+            seconds=heartbeat_timeout
+        )
         back = (
             jobs.update()
-            .where(*stale, c.attempt < c.max_attempts)
-            .values(
-                # ``worker`` keeps the lost worker's name; the next claim replaces it.
-                status=Status.QUEUED.value,
-                run_after=now,
-                lease=None,
-                updated_at=now,
+            .where(
+                status_in(sources_of(Status.QUEUED, among={Status.RUNNING})),
+                stale,
+                c.attempt < c.max_attempts,
             )
+            # ``worker`` keeps the lost worker's name; the next claim replaces it.
+            .values(status=Status.QUEUED.value, run_after=now, lease=None, updated_at=now)
             .returning(*JOB_COLUMNS)
         )
         lost = (
             jobs.update()
-            .where(*stale, c.attempt >= c.max_attempts)
+            .where(
+                status_in(sources_of(Status.FAILED, among={Status.RUNNING})),
+                stale,
+                c.attempt >= c.max_attempts,
+            )
             .values(
                 status=Status.FAILED.value,
                 error_message="worker lost",
@@ -200,33 +330,30 @@ class RunWrites(StoreBase):
             )
             .returning(*JOB_COLUMNS)
         )
-        with self.write() as conn:
+        with self._db.write() as conn:
             requeued = conn.execute(back).all()
             failed = conn.execute(lost).all()
-            self._log_events(
-                conn,
-                now,
-                [(r.id, _rescued(r.worker)) for r in requeued]
-                + [(r.id, NewEvent(EventType.FAILED, "worker lost")) for r in failed],
-            )
+            events = [(r.id, rescued(r.worker)) for r in requeued]
+            events += [(r.id, NewEvent(EventType.FAILED, "worker lost")) for r in failed]
+            append_events(conn, now, events)
         return [job_from_row(r._mapping, now) for r in [*requeued, *failed]]
 
     def mark_stalled(self, job_id: str, lease: str, stalled_for: float) -> bool:
         """Flag a held job whose progress has not moved for ``stalled_for`` seconds."""
-        now = self.clock()
-        c = jobs.c
+        now = self._db.clock()
         stmt = (
             jobs.update()
-            .where(c.id == job_id, c.lease == lease, c.status.in_(HELD), c.stalled.is_(False))
+            .where(c.id == job_id, c.lease == lease, status_in(HELD), c.stalled.is_(False))
             .values(stalled=True, updated_at=now)
         )
-        with self.write() as conn:
+        with self._db.write() as conn:
             if conn.execute(stmt).rowcount != 1:
                 return False
             message = f"no progress for {stalled_for:.0f} s"
-            self._append_events(conn, job_id, now, [NewEvent(EventType.STALLED, message)])
+            append_events(conn, now, [(job_id, NewEvent(EventType.STALLED, message))])
         return True
 
 
-def _rescued(worker: str | None) -> NewEvent:
+def rescued(worker: str | None) -> NewEvent:
+    """The event of a job taken back from a runner whose heartbeat was lost."""
     return NewEvent(EventType.RESCUED, f"heartbeat lost from {worker or 'an unknown worker'}")

@@ -10,10 +10,10 @@ from anyio import to_thread
 from fastapi import FastAPI
 
 from jobtrail.tracker import Tracker
+from jobtrail.web.api import create_router
 from jobtrail.web.auth import open_auth
 from jobtrail.web.dashboard import create_dashboard, static_files
 from jobtrail.web.errors import BodyLimit, install_error_handlers
-from jobtrail.web.router import create_router
 
 DESCRIPTION = """What every background job is doing: submit jobs, report progress of work that
 runs elsewhere, follow jobs live (Server-Sent Events), cancel, retry, and read statistics.

@@ -1,11 +1,12 @@
-"""Who is calling: bearer tokens looked up in the store per request, and per-caller rate limits."""
+"""Who is calling and what they may see: bearer tokens looked up per request, per-caller rate
+limits, and jobs of other owners answered as absent."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -14,6 +15,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from starlette.requests import HTTPConnection
 
+from jobtrail.exceptions import JobNotFound
 from jobtrail.jobs import Job
 from jobtrail.tracker import Tracker
 
@@ -48,12 +50,12 @@ def _unauthorized(detail: str) -> HTTPException:
 
 
 def token_auth(tracker: Tracker) -> Authenticate:
-    """Admit bearer tokens found (unrevoked) in the tracker's store, looked up per request."""
+    """Admit bearer tokens the tracker knows (unrevoked), looked up per request."""
 
     def authenticate(request: HTTPConnection, token: str | None) -> Principal:
         if token is None:
             raise _unauthorized("missing bearer token")
-        found = tracker.store.find_token(token)
+        found = tracker.find_token(token)
         if found is None:
             raise _unauthorized("invalid or revoked token")
         return Principal(found.name, found.owner)
@@ -86,6 +88,12 @@ class RateLimit:
                 )
 
 
+COOKIE = "jobtrail_token"
+"""The dashboard keeps the token in this http-only cookie; the API accepts it too."""
+
+_bearer = HTTPBearer(auto_error=False, description="A token from `jobtrail tokens create`.")
+
+
 class Gate:
     """Authentication then rate limiting, as configured for one API router."""
 
@@ -102,25 +110,21 @@ class Gate:
         self.limit.check(key)
         return caller
 
-
-COOKIE = "jobtrail_token"
-"""The dashboard keeps the token in this http-only cookie; the API accepts it too."""
-
-_bearer = HTTPBearer(auto_error=False, description="A token from `jobtrail tokens create`.")
-
-
-def current_caller(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    """The authenticated caller, through the gate of the API the endpoint belongs to."""
-    api: Any = getattr(request.scope.get("endpoint"), "__self__", None)
-    gate = getattr(api, "gate", None)
-    if not isinstance(gate, Gate):
-        raise RuntimeError("jobtrail endpoints must be added through create_router()")
-    token = credentials.credentials if credentials else request.cookies.get(COOKIE)
-    return gate.admit(request, token)
+    def caller(
+        self,
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        """The dependency of this router's endpoints: the caller, from the bearer token or
+        else the dashboard's cookie, admitted through this gate."""
+        token = credentials.credentials if credentials else request.cookies.get(COOKIE)
+        return self.admit(request, token)
 
 
-Caller = Annotated[Principal, Depends(current_caller)]
-"""An endpoint parameter receiving the authenticated caller."""
+def visible(tracker: Tracker, job_id: str, caller: Principal) -> Job:
+    """The job if ``caller`` may see it; otherwise ``JobNotFound``, exactly as if it did not
+    exist."""
+    job = tracker.get(job_id)
+    if not caller.can_see(job):
+        raise JobNotFound(job_id)
+    return job

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from html import escape
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from jobtrail.exceptions import JobNotFound
-from jobtrail.jobs import ACTIVE, RETRYABLE, TERMINAL, Job, Status
+from jobtrail.jobs import ACTIVE, RETRYABLE, TERMINAL, Status
 from jobtrail.tracker import Tracker
-from jobtrail.web.auth import COOKIE, Principal
+from jobtrail.web.auth import COOKIE, Principal, open_auth, token_auth, visible
 from jobtrail.web.charts import bar_chart, line_chart
+from jobtrail.web.schemas import JobId, aware, parse_time
 
 HERE = FilePath(__file__).parent
 PAGE_SIZE = 50
@@ -51,6 +53,7 @@ class Dashboard:
     def __init__(self, tracker: Tracker, no_auth: bool) -> None:
         self.tracker = tracker
         self.no_auth = no_auth
+        self.authenticate = open_auth if no_auth else token_auth(tracker)
         self.templates = Jinja2Templates(directory=HERE / "templates")
         env = self.templates.env
         env.filters["duration"] = _duration
@@ -59,23 +62,14 @@ class Dashboard:
 
     def caller(self, request: Request) -> Principal:
         """The signed-in caller (or the anonymous admin of ``--no-auth``)."""
-        if self.no_auth:
-            return Principal("anonymous", None)
-        secret = request.cookies.get(COOKIE)
-        token = self.tracker.store.find_token(secret) if secret else None
-        if token is None:
-            raise NeedsLogin
-        return Principal(token.name, token.owner)
+        try:
+            return self.authenticate(request, request.cookies.get(COOKIE))
+        except HTTPException as exc:
+            raise NeedsLogin from exc
 
     def render(self, request: Request, name: str, caller: Principal, **context: Any) -> Response:
         context |= {"caller": caller, "no_auth": self.no_auth}
         return self.templates.TemplateResponse(request, name, context)
-
-    def visible(self, job_id: str, caller: Principal) -> Job:
-        job = self.tracker.get(job_id)
-        if not caller.can_see(job):
-            raise JobNotFound(job_id)
-        return job
 
     # -- pages --------------------------------------------------------------------------
 
@@ -125,7 +119,7 @@ class Dashboard:
 
     def job(self, request: Request, job_id: str) -> Response:
         caller = self.caller(request)
-        job = self.visible(job_id, caller)
+        job = visible(self.tracker, job_id, caller)
         return self.render(
             request,
             "job.html",
@@ -143,8 +137,8 @@ class Dashboard:
         caller = self.caller(request)
         owner = caller.owner
         stats = self.tracker.stats(days=days, owner=owner)
-        counted = self.tracker.store.timeline(days, owner=owner)
-        today = self.tracker.store.clock().date()
+        counted = self.tracker.timeline(days, owner=owner)
+        today = self.tracker.now().date()
         window = [(today - timedelta(days=n)).isoformat() for n in range(days - 1, -1, -1)]
         daily = {day: counted.get(day, {}) for day in window}
         kinds = sorted(stats.jobs_by_kind, key=lambda k: -stats.jobs_by_kind[k])[:12]
@@ -167,11 +161,7 @@ class Dashboard:
 
     def schedules(self, request: Request) -> Response:
         caller = self.caller(request)
-        schedules = [
-            (s, self.tracker.store.schedule_runs(s.name, 10))
-            for s in self.tracker.store.list_schedules()
-            if caller.admin or s.owner == caller.owner
-        ]
+        schedules = self.tracker.list_schedules(owner=caller.owner, recent=10)
         return self.render(request, "schedules.html", caller, schedules=schedules)
 
     async def login(self, request: Request) -> Response:
@@ -179,7 +169,7 @@ class Dashboard:
             return self.templates.TemplateResponse(request, "login.html", {"error": None})
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
         secret = (form.get("token") or [""])[0].strip()
-        if not secret or self.tracker.store.find_token(secret) is None:
+        if not secret or self.tracker.find_token(secret) is None:
             return self.templates.TemplateResponse(
                 request, "login.html", {"error": "That token is not valid."}, status_code=401
             )
@@ -193,16 +183,6 @@ class Dashboard:
             max_age=int(timedelta(days=7).total_seconds()),
         )
         return response
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def create_dashboard(tracker: Tracker, *, no_auth: bool = False) -> APIRouter:
@@ -232,8 +212,8 @@ def create_dashboard(tracker: Tracker, *, no_auth: bool = False) -> APIRouter:
             "kind": kind or None,
             "owner": owner or None,
             "trigger": trigger or None,
-            "created_from": _parse_time(created_from),
-            "created_to": _parse_time(created_to),
+            "created_from": aware(parse_time(created_from)),
+            "created_to": aware(parse_time(created_to)),
             "q": q or None,
             "raw_from": created_from or "",
             "raw_to": created_to or "",
@@ -241,7 +221,7 @@ def create_dashboard(tracker: Tracker, *, no_auth: bool = False) -> APIRouter:
         return _guard(board.history, request, filters, page, order)
 
     @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-    def job(request: Request, job_id: Annotated[str, Path(pattern=r"^[\w.:-]{1,64}$")]) -> Response:
+    def job(request: Request, job_id: JobId) -> Response:
         return _guard(board.job, request, job_id)
 
     @router.get("/stats", response_class=HTMLResponse)
@@ -252,7 +232,9 @@ def create_dashboard(tracker: Tracker, *, no_auth: bool = False) -> APIRouter:
     def schedules(request: Request) -> Response:
         return _guard(board.schedules, request)
 
-    router.add_api_route("/login", board.login, methods=["GET", "POST"])
+    @router.api_route("/login", methods=["GET", "POST"])
+    async def login(request: Request) -> Response:
+        return await board.login(request)
 
     @router.get("/logout")
     def logout() -> Response:
@@ -263,9 +245,11 @@ def create_dashboard(tracker: Tracker, *, no_auth: bool = False) -> APIRouter:
     return router
 
 
-def _guard(page: Any, request: Request, *args: Any) -> Response:
+def _guard(page: Callable[..., Response], request: Request, *args: Any) -> Response:
+    """The page, or the way to the login form, or a 404 page for a job not found or not
+    visible to the caller."""
     try:
-        response: Response = page(request, *args)
+        response = page(request, *args)
     except NeedsLogin:
         return RedirectResponse("/login", status_code=303)
     except JobNotFound as exc:

@@ -1,18 +1,55 @@
-"""Request and response bodies of the REST API (jobs, events and stats reuse the core records)."""
+"""The shapes of the REST API: parameters, bodies, responses and documented errors (jobs,
+events, stats and schedules reuse the core records)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from fastapi import Path, Query, Request
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 
-from jobtrail.jobs import Event, Priority, Status
+from jobtrail.jobs import Event, Filters, Job, Priority, Status
+from jobtrail.web.auth import Principal
 
 INT32 = 2**31 - 1
 NO_NUL = r"^[^\x00]*$"
 Text = Annotated[str, StringConstraints(pattern=NO_NUL)]
 """Text a database can store: no NUL characters."""
+JOB_JSON = TypeAdapter(Job)
+"""Jobs to and from JSON, for responses built by hand (status 200 on a reused key, streams)."""
+
+JobId = Annotated[str, Path(pattern=r"^[\w.:-]{1,64}$", description="The job's id.")]
+NameQuery = Annotated[str | None, Query(max_length=200, pattern=NO_NUL)]
+"""An optional filter on a name (owner, kind) or a search text."""
+TriggerQuery = Annotated[str | None, Query(max_length=50, pattern=NO_NUL)]
+StatusQuery = Annotated[list[Status] | None, Query()]
+"""Any of these statuses (repeat the parameter)."""
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """The filters of ``GET /jobs`` that the streams take too, as query parameters (a
+    dependency: ``Annotated[JobFilter, Depends()]``)."""
+
+    owner: NameQuery = None
+    status: StatusQuery = None
+    kind: NameQuery = None
+    priority: Priority | None = None
+    trigger: TriggerQuery = None
+
+    def seen_by(self, caller: Principal) -> Filters:
+        """These filters as ``caller`` may apply them: only its own jobs, and none at all when
+        it asks for another owner's."""
+        return Filters(
+            owner=caller.owner or self.owner,
+            nothing=not caller.may_filter(self.owner),
+            statuses=self.status or (),
+            kind=self.kind,
+            priority=self.priority,
+            trigger=self.trigger,
+        )
 
 
 def _storable(value: Any, depth: int = 0) -> Any:
@@ -62,6 +99,12 @@ class SubmitResponse(BaseModel):
     status_url: str
 
 
+def submitted(request: Request, job: Job) -> SubmitResponse:
+    """The answer to queueing ``job``: its status and the URL of ``GET /jobs/{id}``."""
+    url = str(request.url_for("get_job", job_id=job.id))
+    return SubmitResponse(job_id=job.id, status=job.status, status_url=url)
+
+
 class ExternalJobRequest(_Body):
     """A tracking-only job for work that runs elsewhere and reports here."""
 
@@ -106,35 +149,28 @@ class ProgressResponse(BaseModel):
     eta_seconds: float | None
     updated_at: datetime
 
+    @classmethod
+    def of(cls, job: Job) -> ProgressResponse:
+        """The live part of ``job``."""
+        return cls(
+            job_id=job.id,
+            status=job.status,
+            progress=job.progress,
+            message=job.message,
+            items_total=job.items_total,
+            items_done=job.items_done,
+            items_succeeded=job.items_succeeded,
+            items_failed=job.items_failed,
+            eta_seconds=job.eta_seconds,
+            updated_at=job.updated_at,
+        )
+
 
 class EventsResponse(BaseModel):
     """A page of a job's history; pass ``next_after`` as ``after`` for the next page."""
 
     events: list[Event]
     next_after: int
-
-
-class ScheduleRunOut(BaseModel):
-    """One audited slot of a schedule."""
-
-    slot_at: datetime
-    outcome: str
-    job_id: str | None
-    worker: str | None
-    at: datetime
-
-
-class ScheduleOut(BaseModel):
-    """A schedule with its next run and recent slots."""
-
-    name: str
-    kind: str
-    cron: str | None
-    every_seconds: float | None
-    owner: str | None
-    last_slot_at: datetime | None
-    next_run_at: datetime | None
-    recent_runs: list[ScheduleRunOut]
 
 
 class HealthResponse(BaseModel):
@@ -149,3 +185,41 @@ class ErrorResponse(BaseModel):
     """Every error: ``{"detail": ...}``."""
 
     detail: Any = Field(examples=["job 'x' not found"])
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing, unknown or revoked token"},
+    403: {"model": ErrorResponse, "description": "Not allowed for this token's owner"},
+    404: {"model": ErrorResponse, "description": "No such job, or not visible to this token"},
+    422: {"model": ErrorResponse, "description": "Invalid input"},
+    429: {"model": ErrorResponse, "description": "Rate limited; see Retry-After"},
+    503: {"model": ErrorResponse, "description": "The store is unavailable"},
+}
+"""The errors every endpoint behind a token may answer."""
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorResponse, "description": "Not allowed in the job's current state"}
+}
+BODY: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "The body could not be read (e.g. not UTF-8)"},
+    413: {"model": ErrorResponse, "description": "The body is larger than allowed"},
+}
+KEY_TAKEN: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorResponse, "description": "The key names another owner's job"}
+}
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """Query timestamps without a zone are taken as UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """``text`` as an ISO 8601 time (naive if it names no zone), or None if empty or not one."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None

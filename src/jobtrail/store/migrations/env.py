@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from jobtrail.store.engine import create_engine
+from jobtrail.store.database import create_engine
 from jobtrail.store.tables import metadata
 
 _conn = context.config.attributes.get("connection")

@@ -1,4 +1,4 @@
-"""AccessWrites: API tokens — created once, looked up by hash on every request, revoked."""
+"""TokenStore: API tokens — created once, looked up by hash on every request, revoked."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from jobtrail.exceptions import TokenExists
-from jobtrail.store.base import StoreBase
-from jobtrail.store.prepared import raw_transaction
+from jobtrail.store.database import Database
+from jobtrail.store.statements import Statements
 from jobtrail.store.tables import tokens
 
 
@@ -35,43 +35,47 @@ def hash_token(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8", "replace")).hexdigest()
 
 
-class AccessWrites(StoreBase):
+class TokenStore:
     """Tokens in the store, so every server process sees a new or revoked token at once."""
 
-    def create_token(self, name: str, owner: str | None) -> str:
+    def __init__(self, database: Database, statements: Statements) -> None:
+        self._db = database
+        self._statements = statements
+
+    def create(self, name: str, owner: str | None) -> str:
         """Create a token and return its secret (shown once, stored only as a hash)."""
         secret = "jt_" + secrets.token_urlsafe(32)
         row = {
             "name": name,
             "token_hash": hash_token(secret),
             "owner": owner,
-            "created_at": self.clock(),
+            "created_at": self._db.clock(),
         }
-        with self.write() as conn:
+        with self._db.write() as conn:
             if conn.execute(sa.select(tokens.c.name).where(tokens.c.name == name)).first():
                 raise TokenExists(name)
             conn.execute(tokens.insert().values(row))
         return secret
 
-    def find_token(self, secret: str) -> Token | None:
+    def find(self, secret: str) -> Token | None:
         """The live token with this secret, or None (unknown or revoked)."""
         # Every API request asks this, so it runs as a prepared statement.
-        with raw_transaction(self.engine, write=None) as session:
-            rows = session.execute(self.hot.token, {"token_hash": hash_token(secret)})
+        with self._db.raw(write=None) as session:
+            rows = session.execute(self._statements.token, {"token_hash": hash_token(secret)})
         return Token(**rows[0]) if rows else None
 
-    def list_tokens(self) -> list[Token]:
+    def list_all(self) -> list[Token]:
         """Every token, live and revoked, by name."""
         stmt = sa.select(tokens.c.name, tokens.c.owner, tokens.c.created_at, tokens.c.revoked_at)
-        with self.read() as conn:
+        with self._db.read() as conn:
             return [Token(**r._mapping) for r in conn.execute(stmt.order_by(tokens.c.name))]
 
-    def revoke_token(self, name: str) -> bool:
+    def revoke(self, name: str) -> bool:
         """Revoke a token by name; False if there is no live token of that name."""
         stmt = (
             tokens.update()
             .where(tokens.c.name == name, tokens.c.revoked_at.is_(None))
-            .values(revoked_at=self.clock())
+            .values(revoked_at=self._db.clock())
         )
-        with self.write() as conn:
+        with self._db.write() as conn:
             return bool(conn.execute(stmt).rowcount == 1)

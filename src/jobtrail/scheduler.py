@@ -1,16 +1,16 @@
-"""Schedules: cron or interval slots that create one job each, with an audit record per tick."""
+"""Schedules at run time: cron or interval slots that create one job each, audited per tick."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from croniter import croniter
 
-from jobtrail.jobs import JSON
+from jobtrail.jobs import JSON, Job, ScheduleRun
 
 if TYPE_CHECKING:
     from jobtrail.tracker import Tracker
@@ -96,44 +96,29 @@ class Schedule:
         return f"schedule:{self.name}:{slot.isoformat()}"
 
 
-@dataclass(frozen=True)
-class ScheduleRun:
-    """The audit record of one slot: fired, deduplicated (another process fired it) or missed."""
-
-    schedule: str
-    slot_at: datetime
-    outcome: str
-    job_id: str | None
-    worker: str | None
-    at: datetime
-
-
-@dataclass(frozen=True)
-class ScheduleState:
-    """A schedule as stored: its definition, last handled slot and next run."""
-
-    name: str
-    kind: str
-    cron: str | None
-    every_seconds: float | None
-    payload: JSON
-    owner: str | None
-    last_slot_at: datetime | None
-    next_run_at: datetime | None
-
-
 class Scheduler:
     """Ticks a tracker's schedules; any number of processes may tick the same schedules."""
 
     def __init__(self, tracker: Tracker, worker: str) -> None:
         self.tracker = tracker
+        self.store = tracker.store
         self.worker = worker
 
     def register(self) -> None:
         """Store every schedule's definition (keeping the slots already handled)."""
-        now = self.tracker.store.clock()
-        for schedule in self.tracker.schedules.values():
-            self.tracker.store.save_schedule(schedule, schedule.latest_slot(now), now)
+        now = self.store.clock()
+        for s in self.tracker.schedules.values():
+            first = s.latest_slot(now)
+            self.store.schedules.save(
+                s.name,
+                s.kind,
+                cron=s.cron,
+                every_seconds=s.every,
+                payload=s.payload,
+                owner=s.owner,
+                first_slot=first,
+                next_run_at=s.next_slot(first),
+            )
 
     def tick(self) -> list[ScheduleRun]:
         """Fire every due slot once; record missed slots instead of running them in a burst."""
@@ -143,16 +128,16 @@ class Scheduler:
         return runs
 
     def _tick_one(self, schedule: Schedule) -> list[ScheduleRun]:
-        store = self.tracker.store
-        now = store.clock()
-        state = store.get_schedule(schedule.name)
+        schedules = self.store.schedules
+        now = self.store.clock()
+        state = schedules.get(schedule.name)
         last = state.last_slot_at if state and state.last_slot_at else schedule.latest_slot(now)
         slots = schedule.slots_between(last, now)
         if not slots:
             return []
         latest = slots[-1]
-        job = self.tracker.submit_scheduled(schedule, latest)
-        won = store.advance_schedule(schedule.name, last, latest, schedule.next_slot(latest))
+        job = submit_slot(self.tracker, schedule, latest)
+        won = schedules.advance(schedule.name, last, latest, schedule.next_slot(latest))
         runs = [
             ScheduleRun(schedule.name, slot, Outcome.MISSED, None, self.worker, now)
             for slot in slots[:-1]
@@ -160,5 +145,19 @@ class Scheduler:
         ]
         outcome = Outcome.FIRED if won else Outcome.DEDUPLICATED
         runs.append(ScheduleRun(schedule.name, latest, outcome, job.id, self.worker, now))
-        store.record_schedule_runs(runs)
+        schedules.record_runs(runs)
         return runs
+
+
+def submit_slot(
+    tracker: Tracker, schedule: Schedule, slot: datetime | None, trigger: str = "scheduled"
+) -> Job:
+    """Queue the job of one slot of ``schedule`` (idempotent: the slot is the job's key), or
+    with no slot a job outside the slots."""
+    new = tracker.kind_of(schedule.kind).new_job(
+        schedule.payload,
+        owner=schedule.owner,
+        key=None if slot is None else schedule.key(slot),
+        trigger=trigger,
+    )
+    return tracker.store.jobs.add([replace(new, schedule=schedule.name)])[0]

@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
 from jobtrail.exceptions import SchemaError
 
-if TYPE_CHECKING:
-    from alembic.config import Config
-
-# Alembic is imported only when a store opens, to keep ``import jobtrail`` light.
 MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK = 0x6A6F62747261696C  # "jobtrail": one migrator at a time per database
 
 
 def _config(conn: Connection | None = None) -> Config:
-    from alembic.config import Config
-
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = conn
@@ -31,8 +28,6 @@ def _config(conn: Connection | None = None) -> Config:
 @functools.cache
 def head_revision() -> str:
     """The newest schema revision this version of jobtrail ships."""
-    from alembic.script import ScriptDirectory
-
     head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None, "jobtrail ships at least one migration"
     return head
@@ -41,23 +36,17 @@ def head_revision() -> str:
 @functools.cache
 def known_revisions() -> frozenset[str]:
     """Every schema revision this version of jobtrail ships."""
-    from alembic.script import ScriptDirectory
-
     return frozenset(r.revision for r in ScriptDirectory.from_config(_config()).walk_revisions())
 
 
 def current_revision(engine: Engine) -> str | None:
     """The schema revision the database is at, or None if it has no jobtrail schema."""
-    from alembic.runtime.migration import MigrationContext
-
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision``, safely even when several processes start at once."""
-    from alembic import command
-
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})

@@ -1,70 +1,50 @@
-"""The SQL behind listings and statistics: filters and aggregates, each served by an index."""
+"""StatsStore: statistics, the daily timeline and metric gauges, each read in one transaction
+and counting purged jobs through their daily rollups."""
 
 from __future__ import annotations
 
+import bisect
 import math
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from jobtrail.jobs import ACTIVE, Filters, Stats, Status
-from jobtrail.store.tables import job_rollups, jobs
-
-HISTOGRAM_BOUNDS: tuple[float, ...] = (
-    0.1,
-    0.5,
-    1,
-    2,
-    5,
-    10,
-    30,
-    60,
-    120,
-    300,
-    600,
-    1800,
-    3600,
-    4 * 3600,
-    24 * 3600,
-)
-"""Upper bounds (seconds) of the duration buckets kept in rollups; one more holds the rest."""
+from jobtrail.jobs import ACTIVE, DURATION_BUCKETS, TERMINAL, EventType, Stats, Status
+from jobtrail.store.database import Database
+from jobtrail.store.tables import job_events, job_rollups, jobs
 
 _FINISHED = [Status.SUCCEEDED.value, Status.PARTIAL.value, Status.FAILED.value]
 
 
-def listing_conditions(filters: Filters) -> list[sa.ColumnElement[bool]]:
-    """WHERE clauses for ``filters``."""
-    c = jobs.c
-    conditions: list[sa.ColumnElement[bool]] = []
-    if filters.nothing:
-        conditions.append(sa.false())
-    if filters.owner is not None:
-        conditions.append(c.owner == filters.owner)
-    if filters.statuses:
-        conditions.append(c.status.in_([Status(s).value for s in filters.statuses]))
-    if filters.kind is not None:
-        conditions.append(c.kind == filters.kind)
-    if filters.priority is not None:
-        conditions.append(c.priority == filters.priority.rank)
-    if filters.trigger is not None:
-        conditions.append(c.trigger == filters.trigger)
-    if filters.created_from is not None:
-        conditions.append(c.created_at >= filters.created_from)
-    if filters.created_to is not None:
-        conditions.append(c.created_at < filters.created_to)
-    if filters.q:
-        pattern = "%" + _escape_like(filters.q) + "%"
-        conditions.append(
-            sa.or_(
-                c.id == filters.q,
-                c.key == filters.q,
-                c.message.like(pattern, escape="\\"),
-            )
-        )
-    return conditions
+class StatsStore:
+    """Figures over many jobs, computed in SQL; purged jobs count through their rollups."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    def summary(self, days: int = 30, owner: str | None = None, kind: str | None = None) -> Stats:
+        """Aggregates over the jobs created in the last ``days`` days."""
+        since = window_start(self._db.clock(), days)
+        with self._db.read() as conn:
+            return StatsQuery(since, owner, kind).run(conn, days)
+
+    def timeline(
+        self, days: int, owner: str | None = None, kind: str | None = None
+    ) -> dict[str, dict[str, int]]:
+        """Jobs created per day (``YYYY-MM-DD``) and status over the last ``days`` days,
+        including jobs already purged."""
+        since = window_start(self._db.clock(), days)
+        with self._db.read() as conn:
+            return daily_counts(conn, since, owner, kind)
+
+    def gauges(self) -> Snapshot:
+        """Every metric figure, read in one transaction."""
+        with self._db.read() as conn:
+            return _snapshot(conn, self._db.clock())
 
 
 def window_start(now: datetime, days: int) -> datetime:
@@ -74,10 +54,6 @@ def window_start(now: datetime, days: int) -> datetime:
     """
     midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return midnight - timedelta(days=days - 1)
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 @dataclass(frozen=True)
@@ -153,11 +129,8 @@ class StatsQuery:
 
     def _live_histogram(self, conn: Connection) -> list[int]:
         duration = jobs.c.duration_seconds
-        cumulative = [sa.func.sum(sa.case((duration <= b, 1), else_=0)) for b in HISTOGRAM_BOUNDS]
-        stmt = sa.select(*cumulative, sa.func.count(duration)).where(*self.conditions())
-        *below, total = (int(v or 0) for v in conn.execute(stmt).one())
-        edges = [0, *below, total]
-        return [edges[i + 1] - edges[i] for i in range(len(edges) - 1)]
+        stmt = sa.select(*cumulative_counts(duration)).where(*self.conditions())
+        return buckets(conn.execute(stmt).one())
 
     def run(self, conn: Connection, days: int) -> Stats:
         """Run every aggregate in ``conn``'s transaction, so the figures agree with each other.
@@ -175,7 +148,7 @@ class StatsQuery:
         if any(r.duration_count for r in rollups):
             histogram = self._live_histogram(conn)
             for r in rollups:
-                histogram = [a + b for a, b in zip(histogram, r.histogram, strict=True)]
+                histogram = merged(histogram, r.histogram)
             p50, p95 = _from_histogram(histogram, 0.50), _from_histogram(histogram, 0.95)
         else:
             p50, p95 = self._percentiles(conn, n, (0.50, 0.95))
@@ -202,11 +175,11 @@ def _from_histogram(histogram: list[int], fraction: float) -> float | None:
         return None
     rank = max(math.ceil(fraction * n), 1)
     seen = 0
-    for bound, count in zip([*HISTOGRAM_BOUNDS, HISTOGRAM_BOUNDS[-1]], histogram, strict=True):
+    for bound, count in zip([*DURATION_BUCKETS, DURATION_BUCKETS[-1]], histogram, strict=True):
         seen += count
         if seen >= rank:
             return float(bound)
-    return float(HISTOGRAM_BOUNDS[-1])
+    return float(DURATION_BUCKETS[-1])
 
 
 def daily_counts(
@@ -231,3 +204,110 @@ def daily_counts(
         bucket = counts.setdefault(r.day.isoformat(), {})
         bucket[r.status] = bucket.get(r.status, 0) + r.job_count
     return dict(sorted(counts.items()))
+
+
+@dataclass
+class Snapshot:
+    """Every figure of one scrape; counters include jobs already purged (via rollups)."""
+
+    jobs: dict[tuple[str, str, str], int] = field(default_factory=dict)  # kind, trigger, status
+    finished: dict[tuple[str, str], int] = field(default_factory=dict)  # kind, status
+    created: dict[str, int] = field(default_factory=dict)  # kind
+    durations: dict[str, tuple[list[int], float]] = field(default_factory=dict)  # kind
+    items: dict[str, tuple[int, int]] = field(default_factory=dict)  # kind: done, failed
+    queue_depth: dict[str, int] = field(default_factory=dict)
+    oldest_queued: dict[str, float] = field(default_factory=dict)
+    rescues: int = 0
+    stalled: int = 0
+
+
+def _snapshot(conn: Connection, now: datetime) -> Snapshot:
+    """Read every gauge in one transaction."""
+    shot = Snapshot()
+    c = jobs.c
+    for kind, trigger, status, n in conn.execute(
+        sa.select(c.kind, c.trigger, c.status, sa.func.count()).group_by(
+            c.kind, c.trigger, c.status
+        )
+    ):
+        shot.jobs[(kind, trigger, status)] = n
+        shot.created[kind] = shot.created.get(kind, 0) + n
+        if Status(status) in TERMINAL:
+            shot.finished[(kind, status)] = shot.finished.get((kind, status), 0) + n
+    _durations(conn, shot)
+    _rollups(conn, shot)
+    for kind, done, failed in conn.execute(
+        sa.select(c.kind, sa.func.sum(c.items_done), sa.func.sum(c.items_failed)).group_by(c.kind)
+    ):
+        shot.items[kind] = (int(done or 0), int(failed or 0))
+    for queue, n, oldest in conn.execute(
+        sa.select(c.queue, sa.func.count(), sa.func.min(c.run_after))
+        .where(c.status == Status.QUEUED.value, c.run_after <= now)
+        .group_by(c.queue)
+    ):
+        shot.queue_depth[queue] = n
+        shot.oldest_queued[queue] = _age(oldest, now)
+    shot.rescues = int(
+        conn.execute(
+            sa.select(sa.func.count()).where(job_events.c.type == EventType.RESCUED.value)
+        ).scalar_one()
+    )
+    shot.stalled = int(
+        conn.execute(
+            sa.select(sa.func.count()).where(c.status == Status.RUNNING.value, c.stalled.is_(True))
+        ).scalar_one()
+    )
+    return shot
+
+
+def _age(oldest: datetime | str | None, now: datetime) -> float:
+    if oldest is None:
+        return 0.0
+    if isinstance(oldest, str):  # SQLite's MIN() of a timestamp comes back as text
+        oldest = datetime.fromisoformat(oldest).replace(tzinfo=now.tzinfo)
+    return max((now - oldest).total_seconds(), 0.0)
+
+
+def _durations(conn: Connection, shot: Snapshot) -> None:
+    d = jobs.c.duration_seconds
+    stmt = sa.select(jobs.c.kind, sa.func.sum(d), *cumulative_counts(d))
+    for kind, total, *counts in conn.execute(stmt.where(d.is_not(None)).group_by(jobs.c.kind)):
+        shot.durations[kind] = (buckets(counts), float(total or 0.0))
+
+
+def _rollups(conn: Connection, shot: Snapshot) -> None:
+    r = job_rollups.c
+    for row in conn.execute(sa.select(r.kind, r.status, r.job_count, r.duration_sum, r.histogram)):
+        shot.created[row.kind] = shot.created.get(row.kind, 0) + row.job_count
+        key = (row.kind, row.status)
+        shot.finished[key] = shot.finished.get(key, 0) + row.job_count
+        known, total = shot.durations.get(row.kind, ([0] * (len(DURATION_BUCKETS) + 1), 0.0))
+        shot.durations[row.kind] = (merged(known, row.histogram), total + row.duration_sum)
+
+
+# -- the duration histogram, one shape for statistics, gauges and rollups --------------------
+
+
+def cumulative_counts(duration: sa.ColumnElement[Any]) -> list[sa.ColumnElement[Any]]:
+    """SQL aggregates: how many durations fall at or below each bound, then how many in all."""
+    below = [sa.func.sum(sa.case((duration <= b, 1), else_=0)) for b in DURATION_BUCKETS]
+    return [*below, sa.func.count(duration)]
+
+
+def buckets(cumulative: Sequence[Any]) -> list[int]:
+    """Per-bucket counts from ``cumulative_counts``' figures."""
+    edges = [0, *(int(v or 0) for v in cumulative)]
+    return [edges[i + 1] - edges[i] for i in range(len(edges) - 1)]
+
+
+def bucket_counts(durations: Iterable[float]) -> list[int]:
+    """Per-bucket counts of ``durations``, computed here (for rows about to be purged)."""
+    counts = [0] * (len(DURATION_BUCKETS) + 1)
+    for d in durations:
+        counts[bisect.bisect_left(DURATION_BUCKETS, d)] += 1
+    return counts
+
+
+def merged(a: Sequence[int], b: Sequence[int]) -> list[int]:
+    """Two histograms added bucket by bucket."""
+    return [x + y for x, y in zip(a, b, strict=True)]

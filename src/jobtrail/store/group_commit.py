@@ -5,19 +5,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy.engine import Engine
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
+from tenacity import Retrying
 
 from jobtrail.exceptions import StoreError
-from jobtrail.store.prepared import RawSession, raw_transaction
+from jobtrail.store.statements import RawSession
+
+if TYPE_CHECKING:
+    from jobtrail.store.database import Database
 
 T = TypeVar("T")
 Write = Callable[[RawSession], Any]
 
 MAX_GROUP = 256
-OUTAGE_SECONDS = 30.0
 
 
 class GroupCommit:
@@ -28,8 +29,9 @@ class GroupCommit:
     one bad write cannot take the others down with it.
     """
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, database: Database, retrying: Callable[[], Retrying]) -> None:
+        self._database = database
+        self._retrying = retrying
         self._pending: list[tuple[Write, Future[Any]]] = []
         self._cond = threading.Condition()
         self._closed = False
@@ -70,7 +72,7 @@ class GroupCommit:
     def _commit(self, group: list[tuple[Write, Future[Any]]]) -> None:
         results: list[Any] = []
         try:
-            with raw_transaction(self._engine, write=True) as session:
+            with self._database.raw(write=True) as session:
                 results = [write(session) for write, _ in group]
         except BaseException:
             if len(group) == 1:
@@ -83,22 +85,16 @@ class GroupCommit:
             future.set_result(result)
 
     def _settle_alone(self, entry: tuple[Write, Future[Any]]) -> None:
-        """Run one write in its own transaction, retrying through a database outage (up to
-        ``OUTAGE_SECONDS``) so that a job's outcome is not lost to a restart."""
+        """Run one write in its own transaction, retrying through a database outage so that
+        a job's outcome is not lost to a restart."""
         write, future = entry
 
         def attempt() -> Any:
-            with raw_transaction(self._engine, write=True) as session:
+            with self._database.raw(write=True) as session:
                 return write(session)
 
-        retrying = Retrying(
-            retry=retry_if_exception_type(StoreError),
-            wait=wait_exponential_jitter(multiplier=0.1, max=5.0),
-            stop=stop_after_delay(OUTAGE_SECONDS),
-            reraise=True,
-        )
         try:
-            result = retrying(attempt)
+            result = self._retrying()(attempt)
         except BaseException as exc:
             future.set_exception(exc)
         else:

@@ -1,0 +1,20 @@
+"""The ``jobtrail`` command line: the group every command hangs from, the entry point ``main``."""
+
+from __future__ import annotations
+
+import click
+
+from jobtrail.cli.jobs import jobs, schedules, stats, submit
+from jobtrail.cli.service import db, demo, purge, serve, tokens, worker
+
+__all__ = ["main"]
+
+
+@click.group()
+@click.version_option(package_name="jobtrail")
+def main() -> None:
+    """jobtrail: what every background job is doing."""
+
+
+for command in (worker, purge, serve, tokens, db, demo, jobs, submit, stats, schedules):
+    main.add_command(command)

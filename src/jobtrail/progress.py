@@ -1,0 +1,277 @@
+"""ProgressBuffer: a running job's progress coalesced in memory and written in batches."""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from typing import TYPE_CHECKING
+
+import structlog
+
+from jobtrail.exceptions import StoreError
+from jobtrail.jobs import JSON, EventType, Job, NewEvent, NewFailedItem, Progress, Status, outcome
+from jobtrail.redaction import Redactor, clean_text
+
+if TYPE_CHECKING:
+    from jobtrail.store.runs import RunStore
+
+MAX_LISTED_ITEMS = 100
+MAX_MESSAGE = 4000
+Pending = tuple[Progress, list[NewEvent], list[NewFailedItem]]
+
+
+class ProgressBuffer:
+    """The runner's side of one job: counters updated under a lock by the handler's calls,
+    written to the store at most every ``flush_interval`` (at once on a status change), and
+    the job's terminal write. Thread-safe: several threads of one job may report through it.
+    """
+
+    def __init__(
+        self,
+        job: Job,
+        runs: RunStore,
+        lease: str,
+        *,
+        redactor: Redactor,
+        flush_interval: float = 0.25,
+    ) -> None:
+        self.job_id = job.id
+        self.kind = job.kind
+        self.lease = lease
+        self.started_at = job.started_at
+        self.redactor = redactor
+        self._runs = runs
+        self._interval = flush_interval
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._percent = job.progress
+        self._derive = False
+        self._message = job.message
+        self.total = job.items_total
+        self._succeeded: int | None = None
+        self._failed: int | None = None
+        self._data: dict[str, JSON] = {}
+        self._events: list[NewEvent] = []
+        self._items: list[NewFailedItem] = []
+        self._failed_ids: list[str] = []
+        self._dirty = False
+        self._flushed_message = job.message
+        self._next_flush = time.monotonic() + flush_interval
+        self.cancel_requested = job.cancel_requested
+        self.lost = False
+        self.last_moved = time.monotonic()
+        """``time.monotonic()`` of the last change of percentage or item counts."""
+        self._last_counts: tuple[float, int | None, int | None] = (job.progress, None, None)
+        self.log = structlog.get_logger("jobtrail").bind(
+            job_id=job.id, kind=job.kind, owner=job.owner
+        )
+
+    # -- what the handler reports -----------------------------------------------------------
+
+    def set_progress(
+        self, percent: float | None, message: str | None, data: dict[str, JSON]
+    ) -> None:
+        """Set the percentage and/or message, and merge ``data`` into ``progress_data``."""
+        with self._lock:
+            if percent is not None:
+                self._percent = min(max(float(percent), 0.0), 100.0)
+                self._derive = False
+            if message is not None:
+                self._message = clean_text(message)[:MAX_MESSAGE]
+            if data:
+                self._data.update(data)
+            self._dirty = True
+
+    def set_total(self, total: int) -> None:
+        """Declare the number of items; the percentage then follows the counts."""
+        with self._lock:
+            self.total = total
+            self._derive = True
+            self._dirty = True
+        self.tick()
+
+    def advance(self, n: int) -> None:
+        """Count ``n`` more items as succeeded."""
+        with self._lock:
+            self._succeeded = (self._succeeded or 0) + n
+            self._failed = self._failed or 0
+            self._derive = True
+            self._dirty = True
+        if time.monotonic() >= self._next_flush:
+            self.flush()
+
+    def add_event(self, event: NewEvent) -> None:
+        """Queue an event for the next write."""
+        with self._lock:
+            self._events.append(event)
+            self._dirty = True
+        self.tick()
+
+    def record_item(self, item_id: str, error: BaseException | None) -> None:
+        """Count one item as succeeded, or as failed with ``error`` (recorded and logged)."""
+        with self._lock:
+            self._derive = True
+            self._dirty = True
+            self._failed = self._failed or 0
+            if error is None:
+                self._succeeded = (self._succeeded or 0) + 1
+                return
+            self._failed = (self._failed or 0) + 1
+            self._succeeded = self._succeeded or 0
+            message = self.redactor.text(str(error), 4096)
+            error_type = type(error).__name__[:200]
+            self._items.append(NewFailedItem(item_id, error_type, message))
+            self._failed_ids.append(item_id)
+            data = {"item_id": item_id, "error_type": error_type}
+            self._events.append(NewEvent(EventType.ITEM_FAILED, message, data))
+        self.log.warning("item failed", item_id=item_id, error_type=error_type, error=message)
+
+    def observe(self, *, cancel_requested: bool, held: bool) -> None:
+        """Take in what a heartbeat learned about this job."""
+        self.cancel_requested = self.cancel_requested or cancel_requested
+        self.lost = self.lost or not held
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def tick(self, poll: bool = False) -> None:
+        """Write what is pending if the flush interval passed; with ``poll``, ask the store
+        about a pending cancel even when nothing is pending."""
+        if time.monotonic() < self._next_flush:
+            return
+        if self._dirty:
+            self.flush()
+        elif poll:
+            self._poll_cancel()
+
+    def _poll_cancel(self) -> None:
+        self._next_flush = time.monotonic() + self._interval
+        try:
+            held = self._runs.cancel_requested(self.job_id, self.lease)
+        except StoreError as exc:
+            self.log.warning("cancel check failed", error=str(exc))
+            return
+        if held is None:
+            self.lost = True
+        else:
+            self.cancel_requested = self.cancel_requested or held
+
+    def flush(self) -> None:
+        """Write pending progress, events and failed items now."""
+        if not self._flush_lock.acquire(blocking=False):
+            return  # another thread of this job is writing; its snapshot includes our counts
+        try:
+            with self._lock:
+                self._next_flush = time.monotonic() + self._interval
+                progress, events, items = self._snapshot()
+            try:
+                result = self._runs.flush(self.job_id, self.lease, progress, events, items)
+            except StoreError as exc:
+                self._restore(events, items)
+                self.log.warning("progress write failed; will retry", error=str(exc))
+                return
+            self.cancel_requested = self.cancel_requested or result.cancel_requested
+            self.lost = self.lost or not result.applied
+        finally:
+            self._flush_lock.release()
+
+    def _snapshot(self) -> Pending:
+        """Take what is pending (caller holds ``_lock``)."""
+        done = (self._succeeded or 0) + (self._failed or 0)
+        if self._derive and self.total:
+            self._percent = min(done * 100.0 / self.total, 100.0)
+        counts = (self._percent, self._succeeded, self._failed)
+        moved = counts != self._last_counts
+        if moved:
+            self._last_counts = counts
+            self.last_moved = time.monotonic()
+        progress = Progress(
+            moved=moved,
+            progress=self._percent,
+            message=self._message,
+            items_total=self.total,
+            items_succeeded=self._succeeded,
+            items_failed=self._failed,
+            progress_data=dict(self._data) if self._data else None,
+        )
+        events, self._events = self._events, []
+        items, self._items = self._items, []
+        if self._message != self._flushed_message and self._message is not None:
+            data = {"progress": self._percent}
+            events.insert(0, NewEvent(EventType.PROGRESS, self._message, data))
+            self._flushed_message = self._message
+        self._dirty = False
+        return progress, events, items
+
+    def take(self) -> Pending:
+        """Everything not yet written, for a runner that ends the job another way."""
+        with self._lock:
+            return self._snapshot()
+
+    def _restore(self, events: list[NewEvent], items: list[NewFailedItem]) -> None:
+        with self._lock:
+            self._events[:0] = [e for e in events if e.type != EventType.PROGRESS]
+            self._items[:0] = items
+            self._dirty = True
+
+    # -- ending -----------------------------------------------------------------------------
+
+    def outcome(self) -> Status:
+        """The terminal status earned so far if the handler returned now."""
+        with self._lock:
+            return outcome(self._succeeded or 0, self._failed or 0)
+
+    def failure_summary(self) -> str:
+        """E.g. "3 of 20 items failed"."""
+        with self._lock:
+            failed, total = self._failed or 0, self.total
+        counted = f"{failed} of {total}" if total else str(failed)
+        return f"{counted} item{'' if failed == 1 and not total else 's'} failed"
+
+    def error_details(self, error: BaseException | None) -> dict[str, JSON] | None:
+        """Redacted details of ``error`` and of the failed items, for the job record."""
+        details: dict[str, JSON] = {}
+        if error is not None:
+            lines = traceback.format_exception(error)
+            details["type"] = type(error).__name__
+            details["traceback"] = self.redactor.text("".join(lines))
+        if self._failed_ids:
+            details["failed_items"] = self._failed_ids[:MAX_LISTED_ITEMS]
+            details["failed_items_count"] = len(self._failed_ids)
+        return details or None
+
+    def finish(
+        self,
+        status: Status,
+        *,
+        result: JSON = None,
+        error_message: str | None = None,
+        error_details: JSON = None,
+        wait: bool = True,
+    ) -> bool:
+        """Write the terminal state with the last progress; False if someone else decided first.
+
+        ``wait=False`` queues the write for the worker's next group commit."""
+        with self._flush_lock, self._lock:
+            if status is Status.SUCCEEDED and not self.total:
+                self._percent, self._derive = 100.0, False
+            progress, events, items = self._snapshot()
+        if error_message is not None:
+            error_message = self.redactor.text(error_message, 4096)
+        try:
+            return self._runs.finish(
+                self.job_id,
+                self.lease,
+                status,
+                progress,
+                started_at=self.started_at,
+                result=result,
+                error_message=error_message,
+                error_details=self.redactor.json(error_details),
+                events=[*events, NewEvent(EventType(status.value), error_message)],
+                items=items,
+                wait=wait,
+            )
+        except StoreError:
+            self._restore(events, items)  # a retried finish writes them all again
+            raise

@@ -1,0 +1,274 @@
+"""The one way into the database: engines, transactions, and the one translation of its errors."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
+
+from jobtrail.exceptions import InvalidData, JobtrailError, StoreError
+from jobtrail.extras import require
+from jobtrail.store.group_commit import GroupCommit
+from jobtrail.store.statements import RawSession
+
+Clock = Callable[[], datetime]
+T = TypeVar("T")
+
+READONLY = "jobtrail_readonly"
+"""Execution option: a read-only transaction (a plain ``BEGIN`` on SQLite, no write lock)."""
+OUTAGE_SECONDS = 30.0
+"""How long a write that must not be lost (a job's outcome) retries through an outage."""
+
+
+def utcnow() -> datetime:
+    """The current time, tz-aware UTC."""
+    return datetime.now(UTC)
+
+
+def outage_retrying() -> Retrying:
+    """The retry policy of writes that must survive a database restart: back off, up to
+    ``OUTAGE_SECONDS``, on ``StoreError`` only."""
+    return Retrying(
+        retry=retry_if_exception_type(StoreError),
+        wait=wait_exponential_jitter(multiplier=0.1, max=5.0),
+        stop=stop_after_delay(OUTAGE_SECONDS),
+        reraise=True,
+    )
+
+
+def sqlite_begin(write: bool) -> str:
+    """How a SQLite transaction begins: writers take the write lock at once, so they wait on
+    ``busy_timeout`` instead of failing when they upgrade a read lock."""
+    return "BEGIN IMMEDIATE" if write else "BEGIN"
+
+
+class Database:
+    """One database: its engine, read/write/raw transactions, and commits shared by threads."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, clock: Clock = utcnow) -> None:
+        self.url = url
+        self.clock = clock
+        self.engine: Engine = create_engine(url, pool_size)
+        self.dialect = self.engine.dialect.name
+        dbapi = self.engine.dialect.dbapi
+        assert dbapi is not None
+        self._dbapi: Any = dbapi
+        self._group: GroupCommit | None = None
+        self._group_users = 0
+        self._group_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+    # -- the one error translator --------------------------------------------------------
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        """Translate the driver's errors (raw, or wrapped by SQLAlchemy) into jobtrail's."""
+        try:
+            yield
+        except sa.exc.DBAPIError as exc:
+            raise self._translated(exc.orig) from exc
+        except self._dbapi.Error as exc:  # raw cursors, and reconnects inside the pool
+            raise self._translated(exc) from exc
+
+    def _translated(self, error: BaseException | None) -> JobtrailError:
+        if isinstance(error, self._dbapi.DataError):
+            return InvalidData(str(error).splitlines()[0])
+        return StoreError(f"database error: {error!r}")
+
+    # -- transactions ---------------------------------------------------------------------
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction (on SQLite the write lock is taken at BEGIN)."""
+        with self.errors(), self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction."""
+        with self.errors(), self.engine.connect() as conn:
+            conn = conn.execution_options(**{READONLY: True})
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def raw(self, write: bool | None) -> Iterator[RawSession]:
+        """A transaction on a raw pooled connection, for prepared statements: committed on
+        success, rolled back on error. ``write=None`` runs without an explicit transaction on
+        SQLite (one statement is atomic anyway)."""
+        with self.errors():
+            conn = self.engine.raw_connection()
+        try:
+            with self.errors():
+                cursor = conn.cursor()
+                try:
+                    if self.dialect == "sqlite" and write is not None:
+                        cursor.execute(sqlite_begin(write))
+                    yield RawSession(cursor)
+                    conn.commit()
+                finally:
+                    cursor.close()
+        except BaseException:
+            _rollback(conn)
+            raise
+        finally:
+            conn.close()
+
+    def insert(self, table: sa.Table) -> Any:
+        """The dialect's INSERT for ``table`` (it has ``on_conflict_do_nothing/update``)."""
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        return dialect_insert(table)
+
+    def heartbeat_clock(self, now: Any) -> Any:
+        """What heartbeats are written and compared with: the database's own clock on
+        PostgreSQL (so skew between machines cannot cause false rescues), else ``now``."""
+        return sa.func.now() if self.dialect == "postgresql" else now
+
+    # -- commits shared between threads ---------------------------------------------------
+
+    def start_grouping(self) -> None:
+        """Share commits between threads' small writes until ``stop_grouping`` (workers do)."""
+        with self._group_lock:
+            self._group_users += 1
+            if self._group is None:
+                self._group = GroupCommit(self, outage_retrying)
+
+    def stop_grouping(self) -> None:
+        """Undo one ``start_grouping``; the last one commits what is pending and stops."""
+        with self._group_lock:
+            self._group_users -= 1
+            group = self._group if self._group_users == 0 else None
+            if group is not None:
+                self._group = None
+        if group is not None:
+            group.close()
+
+    def run_write(self, write: Callable[[RawSession], T]) -> T:
+        """Run a raw write in its own transaction, or in a shared one while grouping."""
+        group = self._group
+        if group is not None:
+            return group.run(write)
+        with self.raw(write=True) as session:
+            return write(session)
+
+    def run_write_soon(self, write: Callable[[RawSession], bool], what: str) -> None:
+        """Run a raw write without waiting for its commit while grouping (else at once).
+
+        Used for outcomes of jobs a worker ran: the worker goes on to its next job while the
+        commit is shared with the others'. A write that fails even on its own is logged; its
+        job, no longer heartbeated, is then rescued by the usual rules.
+        """
+        group = self._group
+        if group is None:
+            self.run_write(write)
+            return
+        future: Future[bool] = group.submit(write)
+        future.add_done_callback(lambda done: _log_failure(done, what))
+
+
+def _rollback(conn: Any) -> None:
+    try:
+        conn.rollback()
+    except Exception:  # the connection is broken; the pool discards it on close
+        conn.invalidate()
+
+
+def _log_failure(done: Future[bool], what: str) -> None:
+    error = done.exception()
+    if error is not None:
+        import structlog
+
+        structlog.get_logger("jobtrail.store").error(
+            "a write was lost", what=what, error=str(error)
+        )
+
+
+# -- engines ----------------------------------------------------------------------------------
+
+
+def normalize_url(url: str) -> URL:
+    """The SQLAlchemy URL for ``url``, choosing psycopg 3 for plain ``postgresql://`` URLs."""
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise StoreError(f"not a database URL: {url!r}") from exc
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise StoreError(f"unsupported database {parsed.drivername!r}: use sqlite or postgresql")
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise StoreError("jobtrail needs a SQLite file, not an in-memory database")
+    return parsed
+
+
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _forget_connections_after_fork() -> None:
+    # A forked child (Celery prefork, gunicorn --preload) must not use the parent's pooled
+    # connections: it drops them, without closing the parent's, and opens its own.
+    for engine in list(_ENGINES):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_connections_after_fork)
+
+
+def create_engine(url: str, pool_size: int = 10) -> Engine:
+    """An engine for ``url``: SQLite in WAL mode with write locks taken up front, or PostgreSQL."""
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = _sqlite_engine(parsed, pool_size)
+    else:
+        require("postgres", "a PostgreSQL store")
+        engine = sa.create_engine(
+            parsed,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+        )
+    _ENGINES.add(engine)
+    return engine
+
+
+def _sqlite_engine(url: URL, pool_size: int) -> Engine:
+    engine = sa.create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        pool_size=pool_size,
+        max_overflow=pool_size * 4,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+        # Transactions are begun explicitly (``sqlite_begin``), never by the driver.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        readonly = conn.get_execution_options().get(READONLY, False)
+        conn.exec_driver_sql(sqlite_begin(not readonly))
+
+    return engine

@@ -1,0 +1,362 @@
+"""JobStore: creating jobs, changing them from outside their runner, and reading them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from jobtrail.exceptions import IllegalTransition, JobNotFound
+from jobtrail.jobs import (
+    RETRYABLE,
+    Event,
+    EventType,
+    FailedItem,
+    Filters,
+    Job,
+    NewEvent,
+    NewJob,
+    Page,
+    Status,
+    can_transition,
+    sources_of,
+)
+from jobtrail.store.database import Database
+from jobtrail.store.rows import (
+    JOB_COLUMNS,
+    append_events,
+    event_from_row,
+    failed_item_from_row,
+    job_from_row,
+    new_row,
+)
+from jobtrail.store.statements import Statements
+from jobtrail.store.tables import job_events, job_items, jobs
+
+
+class JobStore:
+    """Job records: inserted, read, and changed by callers (API, CLI, other engines).
+
+    Every status change is a compare-and-set whose source states come from ``TRANSITIONS``
+    (``UPDATE … WHERE id = :id AND status IN (:allowed)``), so a late writer cannot move a
+    terminal job or overwrite what a canceller or rescuer decided.
+    """
+
+    def __init__(self, database: Database, statements: Statements) -> None:
+        self._db = database
+        self._statements = statements
+
+    # -- creating -------------------------------------------------------------------------
+
+    def add(self, new_jobs: Sequence[NewJob], actor: str | None = None) -> list[Job]:
+        """Insert jobs in one transaction; a job whose ``key`` exists yields the existing job."""
+        return [job for job, _created in self.add_or_get(new_jobs, actor)]
+
+    def add_or_get(
+        self, new_jobs: Sequence[NewJob], actor: str | None = None
+    ) -> list[tuple[Job, bool]]:
+        """Like ``add``, telling for each job whether it was created (False: its key existed)."""
+        now = self._db.clock()
+        rows = [new_row(n, now) for n in new_jobs]
+        with self._db.write() as conn:
+            stmt = self._db.insert(jobs).on_conflict_do_nothing(index_elements=["key"])
+            inserted = {r.id for r in conn.execute(stmt.returning(jobs.c.id), rows)}
+            fresh = [r for r in rows if r["id"] in inserted]
+            events = [(r["id"], NewEvent(EventType.CREATED, actor=actor)) for r in fresh]
+            events += [
+                (r["id"], NewEvent(EventType.STARTED, actor=actor))
+                for r in fresh
+                if r["attempt"] == 1
+            ]
+            append_events(conn, now, events)
+            existing = self._by_keys(conn, [r["key"] for r in rows if r["id"] not in inserted])
+        return [
+            (job_from_row(r, now), True) if r["id"] in inserted else (existing[r["key"]], False)
+            for r in rows
+        ]
+
+    def _by_keys(self, conn: Connection, keys: list[str]) -> dict[str, Job]:
+        if not keys:
+            return {}
+        now = self._db.clock()
+        rows = conn.execute(sa.select(*JOB_COLUMNS).where(jobs.c.key.in_(set(keys))))
+        return {r.key: job_from_row(r._mapping, now) for r in rows}
+
+    # -- changing -------------------------------------------------------------------------
+
+    def transition(
+        self,
+        job_id: str,
+        target: Status,
+        *,
+        from_: Iterable[Status] | None = None,
+        values: dict[str, Any] | None = None,
+        events: Sequence[NewEvent] = (),
+        conn: Connection | None = None,
+    ) -> Job:
+        """Move a job to ``target`` if the state machine allows it from its current state.
+
+        ``from_`` narrows the allowed source states further. Raises ``JobNotFound`` or
+        ``IllegalTransition``; never changes a job that is not in an allowed state.
+        """
+        allowed = sources_of(target) if from_ is None else sources_of(target) & set(from_)
+        if conn is None:
+            with self._db.write() as own:
+                return self.transition(
+                    job_id, target, from_=allowed, values=values, events=events, conn=own
+                )
+        now = self._db.clock()
+        extra = dict(values or {})
+        if target.terminal:
+            extra.setdefault("completed_at", now)
+        stmt = (
+            jobs.update()
+            .where(jobs.c.id == job_id, jobs.c.status.in_([s.value for s in allowed]))
+            .values(status=target.value, updated_at=now, **extra)
+            .returning(*JOB_COLUMNS)
+        )
+        row = conn.execute(stmt).one_or_none()
+        if row is None:
+            raise IllegalTransition(job_id, self._get(conn, job_id).status, target)
+        append_events(conn, now, [(job_id, e) for e in events])
+        return job_from_row(row._mapping, now)
+
+    def cancel(self, job_id: str, actor: str | None = None) -> Job:
+        """Cancel a job: queued or waiting ones at once, running ones at their next checkpoint."""
+        with self._db.write() as conn:
+            job = self._get(conn, job_id)
+            if job.status is not Status.RUNNING:
+                event = NewEvent(EventType.CANCELLED, "cancelled before it ran", actor=actor)
+                return self.transition(
+                    job_id,
+                    Status.CANCELLED,
+                    from_=sources_of(Status.CANCELLED) - {Status.RUNNING},
+                    events=[event],
+                    conn=conn,
+                )
+            if job.cancel_requested:
+                return job
+            event = NewEvent(EventType.CANCEL_REQUESTED, actor=actor)
+            return self._update_in_place(conn, job, {"cancel_requested": True}, [event])
+
+    def report(
+        self,
+        job_id: str,
+        values: dict[str, Any],
+        target: Status | None = None,
+        actor: str | None = None,
+    ) -> Job:
+        """Apply progress and/or a status change reported for a job that runs elsewhere.
+
+        Raises ``IllegalTransition`` for a terminal job or a change the state machine forbids.
+        """
+        with self._db.write() as conn:
+            job = self._get(conn, job_id)
+            moving = target is not None and target != job.status
+            if job.terminal or (moving and not can_transition(job.status, target or job.status)):
+                raise IllegalTransition(job_id, job.status, target or job.status)
+            now = self._db.clock()
+            values = _with_counts(values, job) | {"heartbeat_at": now}
+            events: list[NewEvent] = []
+            message = values.get("message")
+            if message is not None and message != job.message:
+                events.append(NewEvent(EventType.PROGRESS, message, actor=actor))
+            if target is None or not moving:
+                return self._update_in_place(conn, job, values, events)
+            if target is Status.RUNNING and job.started_at is None:
+                values["started_at"] = now
+            if target.terminal and job.started_at is not None:
+                values["duration_seconds"] = (now - job.started_at).total_seconds()
+            events.append(_status_event(target, values.get("error_message"), actor))
+            return self.transition(
+                job_id, target, from_=[job.status], values=values, events=events, conn=conn
+            )
+
+    def _update_in_place(
+        self, conn: Connection, job: Job, values: dict[str, Any], events: list[NewEvent]
+    ) -> Job:
+        now = self._db.clock()
+        row = conn.execute(
+            jobs.update()
+            .where(jobs.c.id == job.id, jobs.c.status == job.status.value)
+            .values(updated_at=now, **values)
+            .returning(*JOB_COLUMNS)
+        ).one_or_none()
+        if row is None:
+            raise IllegalTransition(job.id, job.status, job.status)
+        append_events(conn, now, [(job.id, e) for e in events])
+        return job_from_row(row._mapping, now)
+
+    def retry(self, job_id: str, only_failed_items: bool = False, actor: str | None = None) -> Job:
+        """Insert a new job repeating a failed, partial or cancelled one (``retry_of`` links
+        them; with ``only_failed_items`` it is limited to the items that failed), and note the
+        retry in the old job's history. Raises ``IllegalTransition`` for any other job."""
+        with self._db.write() as conn:
+            old = self._get(conn, job_id)
+            if old.status not in RETRYABLE:
+                raise IllegalTransition(job_id, old.status, Status.QUEUED)
+            only = None
+            if only_failed_items:
+                failed = sa.select(job_items.c.item_id).where(job_items.c.job_id == job_id)
+                only = list(conn.execute(failed.order_by(job_items.c.id)).scalars())
+            now = self._db.clock()
+            row = new_row(_repeat(old, only), now)
+            conn.execute(jobs.insert(), [row])
+            note = f"retried as {row['id']}" + (" (failed items only)" if only is not None else "")
+            append_events(
+                conn,
+                now,
+                [
+                    (row["id"], NewEvent(EventType.CREATED, actor=actor)),
+                    (job_id, NewEvent(EventType.LOG, note, {"retry": row["id"]}, actor)),
+                ],
+            )
+        return job_from_row(row, now)
+
+    def note(self, job_id: str, event: NewEvent) -> None:
+        """Append an event to a job's history, whatever its state."""
+        with self._db.write() as conn:
+            append_events(conn, self._db.clock(), [(job_id, event)])
+
+    # -- reading --------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job:
+        """The job with this id; raises ``JobNotFound``."""
+        with self._db.raw(write=None) as session:
+            rows = session.execute(self._statements.get, {"id": job_id})
+        if not rows:
+            raise JobNotFound(job_id)
+        return job_from_row(rows[0], self._db.clock())
+
+    def _get(self, conn: Connection, job_id: str) -> Job:
+        row = conn.execute(sa.select(*JOB_COLUMNS).where(jobs.c.id == job_id)).one_or_none()
+        if row is None:
+            raise JobNotFound(job_id)
+        return job_from_row(row._mapping, self._db.clock())
+
+    def find(
+        self, filters: Filters, limit: int = 50, offset: int = 0, order: str = "created"
+    ) -> Page:
+        """A page of jobs matching ``filters`` with the exact total count: newest first, or
+        longest first with ``order="duration"``."""
+        conditions = listing_conditions(filters)
+        count = sa.select(sa.func.count()).select_from(jobs).where(*conditions)
+        sort: list[sa.UnaryExpression[Any]] = [jobs.c.created_at.desc(), jobs.c.id.desc()]
+        if order == "duration":
+            sort.insert(0, jobs.c.duration_seconds.desc().nulls_last())
+        page = (
+            sa.select(*JOB_COLUMNS).where(*conditions).order_by(*sort).limit(limit).offset(offset)
+        )
+        with self._db.read() as conn:
+            total = conn.execute(count).scalar_one()
+            rows = conn.execute(page).all() if total > offset else []
+        now = self._db.clock()
+        found = [job_from_row(r._mapping, now) for r in rows]
+        return Page(jobs=found, total_count=total, limit=limit, offset=offset)
+
+    def changes(self, since: datetime, filters: Filters, limit: int = 200) -> list[Job]:
+        """Jobs matching ``filters`` updated at or after ``since``, oldest change first."""
+        stmt = (
+            sa.select(*JOB_COLUMNS)
+            .where(jobs.c.updated_at >= since, *listing_conditions(filters))
+            .order_by(jobs.c.updated_at, jobs.c.id)
+            .limit(limit)
+        )
+        with self._db.read() as conn:
+            rows = conn.execute(stmt).all()
+        now = self._db.clock()
+        return [job_from_row(r._mapping, now) for r in rows]
+
+    def events(self, job_id: str, after: int = 0, limit: int = 100) -> list[Event]:
+        """A job's history in order, starting after event id ``after``."""
+        stmt = (
+            sa.select(job_events)
+            .where(job_events.c.job_id == job_id, job_events.c.id > after)
+            .order_by(job_events.c.id)
+            .limit(limit)
+        )
+        with self._db.read() as conn:
+            return [event_from_row(r._mapping) for r in conn.execute(stmt)]
+
+    def failed_items(self, job_id: str) -> list[FailedItem]:
+        """The items a job failed to process, in the order they failed."""
+        stmt = sa.select(job_items).where(job_items.c.job_id == job_id).order_by(job_items.c.id)
+        with self._db.read() as conn:
+            return [failed_item_from_row(r._mapping) for r in conn.execute(stmt)]
+
+
+def listing_conditions(filters: Filters) -> list[sa.ColumnElement[bool]]:
+    """WHERE clauses for ``filters``; each listing they make is served by an index."""
+    c = jobs.c
+    conditions: list[sa.ColumnElement[bool]] = []
+    if filters.nothing:
+        conditions.append(sa.false())
+    if filters.owner is not None:
+        conditions.append(c.owner == filters.owner)
+    if filters.statuses:
+        conditions.append(c.status.in_([Status(s).value for s in filters.statuses]))
+    if filters.kind is not None:
+        conditions.append(c.kind == filters.kind)
+    if filters.priority is not None:
+        conditions.append(c.priority == filters.priority.rank)
+    if filters.trigger is not None:
+        conditions.append(c.trigger == filters.trigger)
+    if filters.created_from is not None:
+        conditions.append(c.created_at >= filters.created_from)
+    if filters.created_to is not None:
+        conditions.append(c.created_at < filters.created_to)
+    if filters.q:
+        pattern = "%" + _escape_like(filters.q) + "%"
+        conditions.append(
+            sa.or_(c.id == filters.q, c.key == filters.q, c.message.like(pattern, escape="\\"))
+        )
+    return conditions
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _with_counts(values: dict[str, Any], job: Job) -> dict[str, Any]:
+    """``values`` with ``items_done`` (and, with a known total, the percentage) following
+    from reported item counts."""
+    if "items_succeeded" not in values and "items_failed" not in values:
+        return values
+    succeeded = values.get("items_succeeded", job.items_succeeded) or 0
+    failed = values.get("items_failed", job.items_failed) or 0
+    values = values | {"items_done": succeeded + failed}
+    total = values.get("items_total", job.items_total)
+    if "progress" not in values and total:
+        values["progress"] = min(values["items_done"] * 100.0 / total, 100.0)
+    return values
+
+
+def _repeat(old: Job, only_items: list[str] | None) -> NewJob:
+    """A new queued job that repeats ``old``."""
+    return NewJob(
+        kind=old.kind,
+        payload=old.payload,
+        owner=old.owner,
+        trigger="retry",
+        queue=old.queue,
+        priority=old.priority,
+        labels=old.labels,
+        max_attempts=old.max_attempts,
+        timeout=old.timeout,
+        retry_of=old.id,
+        only_items=only_items,
+    )
+
+
+def _status_event(target: Status, note: str | None, actor: str | None) -> NewEvent:
+    """The history entry of a reported status change."""
+    if target.terminal:
+        return NewEvent(EventType(target.value), note, actor=actor)
+    if target is Status.RUNNING:
+        return NewEvent(EventType.STARTED, "reported running", actor=actor)
+    if target is Status.WAITING:
+        return NewEvent(EventType.WAITING, note, actor=actor)
+    return NewEvent(EventType.LOG, "reported back to queued", actor=actor)
