@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import replace
@@ -87,3 +88,43 @@ def clean_text(value: str) -> str:
     except UnicodeEncodeError:
         value = value.encode("utf-8", "backslashreplace").decode("utf-8")
     return value
+
+
+MAX_JSON_DEPTH = 64
+RESERVED_KEY_PREFIXES = ("schedule:", "celery:")
+"""Idempotency keys jobtrail makes itself (a schedule's slot, a Celery task id); callers of
+the API cannot use them."""
+
+
+def check_storable(value: JSON, _depth: int = 0) -> None:
+    """Raise ``ValueError`` unless ``value`` is JSON both databases store as given: text without
+    NUL characters or lone surrogates, finite numbers, string keys, nesting at most 64 deep.
+
+    The one rule for payloads, results, progress data and labels, whichever way they come in.
+    """
+    if _depth > MAX_JSON_DEPTH:
+        raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
+    if isinstance(value, str):
+        _check_text(value)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite (no NaN or Infinity)")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"object keys must be text, not {type(key).__name__}")
+            _check_text(key)
+            check_storable(item, _depth + 1)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            check_storable(item, _depth + 1)
+    elif value is not None and not isinstance(value, bool | int | float):
+        raise ValueError(f"not JSON: a {type(value).__name__}")
+
+
+def _check_text(value: str) -> None:
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid Unicode (no lone surrogates)") from None
