@@ -317,3 +317,19 @@ def test_a_job_taken_from_this_runner_keeps_what_the_other_party_decided(
     assert job.status is Status.FAILED
     assert job.error_message == "worker lost"
     assert job.message is None
+
+
+def test_progress_data_no_database_stores_is_refused_at_the_call(tracker: Tracker) -> None:
+    from jobtrail.exceptions import InvalidData
+
+    with tracker.track("import") as ctx:
+        ctx.progress(10, page=1)
+        with pytest.raises(InvalidData, match="progress data: numbers must be finite"):
+            ctx.progress(20, "ratio", ratio=float("nan"))
+        with pytest.raises(InvalidData, match="progress data: not JSON: a set"):
+            ctx.progress(30, seen={1, 2})
+        ctx.progress(40, note="tab\there, nul\x00 cleaned")
+
+    job = tracker.get(ctx.job_id)
+    assert job.status is Status.SUCCEEDED
+    assert job.progress_data == {"page": 1, "note": "tab\there, nul\\x00 cleaned"}

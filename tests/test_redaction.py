@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from jobtrail import Status, Tracker
+from jobtrail import Context, Status, Tracker
+from jobtrail.jobs import NewJob
 from jobtrail.redaction import MASK, Redactor, clean_text
 
 
@@ -210,3 +212,161 @@ def test_a_progress_message_with_nul_and_surrogates_is_stored_cleaned(tracker: T
     assert job.message is not None
     assert job.message.startswith("file bad")
     assert "\x00" not in job.message
+
+
+# -- credentials in URLs, AWS keys, and every way text reaches the store ---------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("postgres://u:{}@h/db", f"postgres://u:{MASK}@h/db"),
+        ("redis://:{}@cache:6379/0", f"redis://:{MASK}@cache:6379/0"),
+        (
+            "connect failed (amqp://guest:{}@broker//) twice",
+            f"connect failed (amqp://guest:{MASK}@broker//) twice",
+        ),
+    ],
+)
+def test_passwords_in_urls_are_masked_and_the_rest_of_the_url_kept(text: str, shown: str) -> None:
+    value = secret()
+    assert Redactor().text(text.format(value)) == shown
+
+
+@pytest.mark.parametrize("key_id", ["AKIAIOSFODNN7EXAMPLE", "ASIAY34FZKBOKMUTVV7A"])
+def test_aws_access_key_ids_are_masked(key_id: str) -> None:
+    assert Redactor().text(f"signing with {key_id}, region eu-west-1") == (
+        f"signing with {MASK}, region eu-west-1"
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "https://example.test:8443/path?page=2",
+        "see http://example.test/a@b and user:name@host",
+        "AKIA is a prefix; AKIAIOSFODNN7EXAMPLEX is too long; xAKIAIOSFODNN7EXAMPLE too",
+    ],
+)
+def test_urls_without_passwords_and_lookalike_keys_are_left_alone(text: str) -> None:
+    assert Redactor().text(text) == text
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "blob",
+    [
+        "://" * 400_000,
+        "a://b:" * 200_000,
+        "x://u:" + "p" * 1_000_000,
+        "AKIA" * 300_000,
+        "ASIA" + "A" * 1_000_000,
+    ],
+    ids=["separators", "user-colon", "long-password", "akia-run", "asia-run"],
+)
+def test_a_megabyte_of_url_or_key_lookalikes_is_redacted_in_linear_time(blob: str) -> None:
+    started = time.perf_counter()
+    Redactor(max_chars=2_000_000).text(blob)
+    assert time.perf_counter() - started < 2.0
+
+
+def test_a_report_stores_its_text_and_json_redacted(careful: Tracker) -> None:
+    values = [secret() for _ in range(6)]
+    job, _ = careful.add(NewJob("remote", status=Status.RUNNING))
+    careful.report(job.id, {"message": f"syncing with token={values[0]}"})
+    careful.report(
+        job.id,
+        {
+            "error_message": f"could not reach postgres://app:{values[1]}@db/prod",
+            "result": {"password": values[2], "note": "key AKIAIOSFODNN7EXAMPLE"},
+            "progress_data": {"api_key": values[3], "page": 3},
+            "error_details": {"session_ref": values[4], "hint": f"secret={values[5]}"},
+        },
+        Status.FAILED,
+    )
+
+    stored = careful.get(job.id)
+    assert stored.status is Status.FAILED
+    assert stored.error_message == f"could not reach postgres://app:{MASK}@db/prod"
+    assert stored.result == {"password": MASK, "note": f"key {MASK}"}
+    assert stored.progress_data == {"api_key": MASK, "page": 3}
+    everything = everything_stored(careful, job.id)
+    assert "AKIAIOSFODNN7EXAMPLE" not in everything
+    for value in values:
+        assert value not in everything
+
+
+def test_labels_under_secret_keys_are_stored_masked(careful: Tracker) -> None:
+    @careful.job("sync")
+    def sync(ctx: Context) -> None: ...
+
+    value = secret()
+    submitted = sync.submit(labels={"team": "ops", "auth_token": value})
+    added, _ = careful.add(NewJob("remote", labels={"password": value}))
+
+    assert careful.get(submitted.id).labels == {"team": "ops", "auth_token": MASK}
+    assert careful.get(added.id).labels == {"password": MASK}
+
+
+def test_progress_messages_and_failed_item_ids_are_stored_and_logged_redacted(
+    careful: Tracker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dsn, item, logged = secret(), secret(), secret()
+    with careful.track("import") as ctx:
+        ctx.progress(10, f"connecting to postgres://u:{dsn}@h/db")
+        ctx.flush()
+        ctx.log("calling upstream", authorization=logged, page=1)
+        with ctx.item(f"https://bot:{item}@files.test/a.csv"):
+            raise ValueError("rejected")
+        ctx.progress(50, "half way")
+
+    job = careful.get(ctx.job_id)
+    [failed] = careful.failed_items(job.id)
+    assert failed.item_id == f"https://bot:{MASK}@files.test/a.csv"
+    assert job.error_details["failed_items"] == [failed.item_id]
+    messages = [e.message for e in careful.events(job.id) if e.type == "progress"]
+    assert messages == [f"connecting to postgres://u:{MASK}@h/db", "half way"]
+    output = capsys.readouterr().out
+    assert "item failed" in output
+    assert "calling upstream" in output
+    for value in (dsn, item, logged):
+        assert value not in output
+        assert value not in everything_stored(careful, job.id)
+
+
+def test_a_retry_of_failed_items_finds_items_whose_ids_were_redacted(tracker: Tracker) -> None:
+    rows = ["https://bot:pw1@files.test/a.csv", "plain-b", "https://bot:pw2@files.test/c.csv"]
+    ran: list[str] = []
+
+    @tracker.job("import")
+    def run(ctx: Context, fail: bool) -> None:
+        for row in ctx.items(rows):
+            with ctx.item(row):
+                ran.append(row)
+                if fail and row != "plain-b":
+                    raise ValueError("rejected")
+
+    first = run.submit(fail=True)
+    tracker.worker(1, poll_interval=0.01).run(burst=True)
+    retry = tracker.retry(first.id, only_failed_items=True)
+    ran.clear()
+    tracker.worker(1, poll_interval=0.01).run(burst=True)
+
+    assert ran == [rows[0], rows[2]]
+    again = tracker.get(retry.id)
+    assert (again.items_succeeded, again.items_failed) == (1, 2)
+
+
+def test_a_handlers_result_is_stored_with_secrets_masked(careful: Tracker) -> None:
+    value = secret()
+
+    @careful.job("connect")
+    def connect(ctx: Context) -> dict[str, str]:
+        return {"dsn": f"postgres://u:{value}@h/db", "token": value, "rows": "12"}
+
+    job = connect.submit()
+    careful.worker(1, poll_interval=0.01).run(burst=True)
+
+    done = careful.get(job.id)
+    assert done.status is Status.SUCCEEDED
+    assert done.result == {"dsn": f"postgres://u:{MASK}@h/db", "token": MASK, "rows": "12"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -186,6 +187,66 @@ def test_finish_with_the_lease_ends_the_job_once(tracker: Tracker) -> None:
     ended = store.jobs.get(job.id)
     assert ended.status is Status.SUCCEEDED
     assert ended.message == "done"
+
+
+REFUSED_TOTAL = 2**70
+"""An item count no database column holds (PostgreSQL: out of range; SQLite: past 64 bits)."""
+
+
+def test_an_outcome_the_database_refuses_fails_its_job_with_the_reason(tracker: Tracker) -> None:
+    store = tracker.store
+    job = start(store)
+
+    refused = Progress(100.0, "done", REFUSED_TOTAL, 1, 0)
+    done = store.runs.finish(
+        job.id, "L1", Status.SUCCEEDED, refused, started_at=job.started_at, result="lost"
+    )
+
+    assert done is True
+    ended = store.jobs.get(job.id)
+    assert ended.status is Status.FAILED
+    assert ended.error_message is not None
+    assert ended.error_message.startswith("the job's outcome could not be stored: ")
+    assert ended.result is None
+    assert event_types(store, job.id) == ["created", "started", "failed"]
+
+
+def test_a_queued_outcome_the_database_refuses_fails_that_job_alone_in_its_group(
+    tracker: Tracker,
+) -> None:
+    store = tracker.store
+    first, bad, last = start(store, "A"), start(store, "B"), start(store, "C")
+    busy, release = threading.Event(), threading.Event()
+
+    def occupy(_: Any) -> bool:  # holds the commit thread, so the three share the next group
+        busy.set()
+        return release.wait(10)
+
+    store.database.start_grouping()
+    try:
+        store.database.run_write_soon(occupy, "occupy the commit thread")
+        assert busy.wait(10)
+        for job, lease, total in ((first, "A", 10), (bad, "B", REFUSED_TOTAL), (last, "C", 10)):
+            store.runs.finish(
+                job.id,
+                lease,
+                Status.SUCCEEDED,
+                Progress(100.0, None, total, 1, 0),
+                started_at=job.started_at,
+                result=lease,
+                wait=False,
+            )
+        release.set()
+    finally:
+        store.database.stop_grouping()  # commits what is queued
+
+    assert [store.jobs.get(j.id).result for j in (first, last)] == ["A", "C"]
+    assert {store.jobs.get(j.id).status for j in (first, last)} == {Status.SUCCEEDED}
+    failed = store.jobs.get(bad.id)
+    assert failed.status is Status.FAILED
+    assert failed.error_message is not None
+    assert failed.error_message.startswith("the job's outcome could not be stored: ")
+    assert failed.items_total is None
 
 
 def test_finish_records_the_duration_from_the_start(clocked: Tracker, clock: FakeClock) -> None:

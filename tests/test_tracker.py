@@ -23,6 +23,8 @@ from jobtrail import (
     Tracker,
     UnknownKind,
 )
+from jobtrail.exceptions import InvalidData, InvalidOwner, ReportRefused
+from jobtrail.jobs import NewJob
 
 
 @pytest.fixture
@@ -136,7 +138,7 @@ def test_submitting_an_existing_key_returns_the_existing_job(
     tracker: Tracker, sync: JobHandle[dict[str, str]]
 ) -> None:
     first = sync.submit(account_id="A1", key="msg-1")
-    again = sync.submit(account_id="A2", key="msg-1", owner="someone")
+    again = sync.submit(account_id="A2", key="msg-1")
     other = sync.submit(account_id="A1", key="msg-2")
 
     assert again == first
@@ -334,3 +336,154 @@ def test_an_explicit_argument_wins_over_the_environment(
         assert from_env.settings.database_url == database_url
     with Tracker(database_url, flush_interval=0.5) as explicit:
         assert explicit.settings.flush_interval == 0.5
+
+
+# -- what the store can hold: one rule on both databases ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"account_id": math.nan},
+        {"account_id": math.inf},
+        {"account_id": float("1e400")},
+        {"account_id": "A\x001"},
+        {"account_id": "A\ud8001"},
+    ],
+    ids=["nan", "infinity", "1e400", "nul", "lone-surrogate"],
+)
+def test_a_payload_neither_database_stores_as_given_is_a_payload_error(
+    tracker: Tracker, sync: JobHandle[dict[str, str]], payload: dict[str, Any]
+) -> None:
+    with pytest.raises(PayloadError, match="not storable JSON"):
+        tracker.submit("listing_sync", payload)
+    assert nothing_stored(tracker)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [{"ratio": math.nan}, {"big": float("1e400")}, {"name": "a\x00b"}],
+    ids=["nan", "1e400", "nul"],
+)
+def test_labels_neither_database_stores_are_refused_on_submit_and_add(
+    tracker: Tracker, sync: JobHandle[dict[str, str]], labels: dict[str, Any]
+) -> None:
+    with pytest.raises(InvalidData, match="labels"):
+        sync.submit(account_id="A1", labels=labels)
+    with pytest.raises(InvalidData, match="labels"):
+        tracker.add(NewJob("remote", labels=labels))
+    assert nothing_stored(tracker)
+
+
+def test_a_described_job_with_text_the_store_cannot_hold_is_refused(tracker: Tracker) -> None:
+    for new in (NewJob("re\ud800mote"), NewJob("remote", message="a\x00b")):
+        with pytest.raises(InvalidData):
+            tracker.add(new)
+    assert nothing_stored(tracker)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"progress": math.nan},
+        {"progress": math.inf},
+        {"result": {"score": float("1e400")}},
+        {"progress_data": {"rate": -math.inf}},
+        {"error_details": {"x": math.nan}},
+        {"message": "a\x00b"},
+        {"result": "lone \udcff"},
+    ],
+    ids=["nan", "infinity", "result-1e400", "data-inf", "details-nan", "nul", "surrogate"],
+)
+def test_a_report_the_store_cannot_hold_is_refused_and_changes_nothing(
+    tracker: Tracker, values: dict[str, Any]
+) -> None:
+    job, _ = tracker.add(NewJob("remote", status=Status.RUNNING, message="started"))
+
+    with pytest.raises(InvalidData):
+        tracker.report(job.id, values, Status.SUCCEEDED)
+
+    after = tracker.get(job.id)
+    assert after.status is Status.RUNNING
+    assert after.message == "started"
+    assert after.result is None
+
+
+def test_reported_item_counts_may_not_add_up_past_the_total(tracker: Tracker) -> None:
+    job, _ = tracker.add(NewJob("remote", status=Status.RUNNING, items_total=10))
+    tracker.report(job.id, {"items_succeeded": 6})
+
+    with pytest.raises(InvalidData, match=r"items_succeeded \+ items_failed \(6 \+ 5\)"):
+        tracker.report(job.id, {"items_failed": 5})
+    with pytest.raises(InvalidData, match="exceeds items_total"):
+        tracker.report(job.id, {"items_succeeded": 11, "items_failed": 0})
+    with pytest.raises(InvalidData, match=r"exceeds items_total \(5\)"):
+        tracker.report(job.id, {"items_total": 5})
+
+    after = tracker.report(job.id, {"items_failed": 4})
+    assert (after.items_succeeded, after.items_failed, after.items_done) == (6, 4, 10)
+    assert after.progress == 100.0
+
+
+# -- who may report -----------------------------------------------------------------------------
+
+
+def test_a_job_jobtrail_runs_itself_takes_no_report(
+    tracker: Tracker, sync: JobHandle[dict[str, str]]
+) -> None:
+    queued = sync.submit(account_id="A1")
+    with (
+        tracker.track("inline") as ctx,
+        pytest.raises(ReportRefused, match="jobtrail runs it") as refused,
+    ):
+        tracker.report(ctx.job_id, {"result": "forged"}, Status.SUCCEEDED)
+    assert isinstance(refused.value, IllegalTransition)
+    with pytest.raises(ReportRefused):
+        tracker.report(queued.id, {"message": "forged"}, Status.CANCELLED)
+
+    assert tracker.get(ctx.job_id).status is Status.SUCCEEDED
+    assert tracker.get(ctx.job_id).result is None
+    assert tracker.get(queued.id).status is Status.QUEUED
+    assert tracker.get(queued.id).message is None
+
+
+def test_an_external_job_takes_no_report_while_a_runner_holds_it(tracker: Tracker) -> None:
+    from jobtrail.runner import Runner
+
+    job, _ = tracker.add(NewJob("celery_task"))
+    assert job.external
+    run = Runner(tracker).take_over(job.id)
+    assert run is not None
+
+    with pytest.raises(ReportRefused, match="a runner holds it"):
+        tracker.report(job.id, {"result": "forged"}, Status.SUCCEEDED)
+    Runner(tracker).succeed(run.buffer, "real")
+
+    done = tracker.get(job.id)
+    assert (done.status, done.result) == (Status.SUCCEEDED, "real")
+
+
+def test_an_external_job_takes_reports_until_it_ends(tracker: Tracker) -> None:
+    job, _ = tracker.add(NewJob("remote"))
+
+    running = tracker.report(job.id, {"message": "picked up"}, Status.RUNNING)
+    done = tracker.report(job.id, {"result": {"rows": 3}}, Status.SUCCEEDED)
+
+    assert running.status is Status.RUNNING
+    assert (done.status, done.result, done.external) == (Status.SUCCEEDED, {"rows": 3}, True)
+    with pytest.raises(IllegalTransition):
+        tracker.report(job.id, {"result": "again"}, Status.FAILED)
+
+
+# -- tokens -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("owner", ["", " ", "\t\n"])
+def test_a_token_for_an_empty_owner_is_refused(tracker: Tracker, owner: str) -> None:
+    with pytest.raises(InvalidOwner, match="must not be empty") as refused:
+        tracker.create_token("blank", owner)
+
+    assert isinstance(refused.value, ValueError)
+    assert tracker.tokens() == []
+    assert tracker.create_token("admin", None).startswith("jt_")
+    assert tracker.create_token("someone", "A").startswith("jt_")

@@ -74,9 +74,10 @@ class Context:
     def log(self, message: str, **data: JSON) -> None:
         """Append a ``log`` event to the job's history (written with the next flush)."""
         redactor = self._buffer.redactor
-        event = NewEvent(EventType.LOG, redactor.text(message, 4096), redactor.json(data))
+        shown: dict[str, JSON] = redactor.json(data)
+        event = NewEvent(EventType.LOG, redactor.text(message, 4096), shown)
         self._buffer.add_event(event)
-        self._buffer.log.info(message, **data)
+        self._buffer.log.info(event.message, **shown)
 
     def item(self, item_id: object) -> ItemScope:
         """A ``with`` block for one item: a failure is recorded and swallowed, the loop goes on.
@@ -94,8 +95,10 @@ class Context:
         """
         if self._buffer.total is None and isinstance(iterable, Collection):
             self.set_total(len(iterable))
+        only, stored_id = self._only_items, self._buffer.item_id
         for element in iterable:
-            if self._only_items is not None and item_key(key(element)) not in self._only_items:
+            # Failed items are stored by their redacted id: compare like with like.
+            if only is not None and stored_id(item_key(key(element))) not in only:
                 self.advance()
                 continue
             yield element

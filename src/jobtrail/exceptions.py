@@ -92,6 +92,26 @@ class IllegalTransition(JobtrailError):
         super().__init__(f"job {job_id!r} is {current}; it cannot become {names}")
 
 
+class ReportRefused(IllegalTransition):
+    """A report (``Tracker.report``, ``PATCH``) for a job that does not run elsewhere, or that
+    a runner holds right now: only its runner writes its progress and outcome."""
+
+    def __init__(self, job_id: str, current: Status, reason: str) -> None:
+        self.job_id = job_id
+        self.current = current
+        self.targets = []
+        self.reason = reason
+        JobtrailError.__init__(self, f"job {job_id!r} does not take reports: {reason}")
+
+
+class InvalidOwner(JobtrailError, ValueError):
+    """An owner that names nobody (empty, or only whitespace)."""
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        super().__init__(f"invalid owner {owner!r}: an owner must not be empty or blank")
+
+
 class UnknownKind(JobtrailError):
     """A job was submitted for a kind no handler is registered for."""
 

@@ -178,6 +178,8 @@ class Job:
     worker: str | None = None
     schedule: str | None = None
     retry_of: str | None = None
+    external: bool = False
+    """Whether the job runs elsewhere and reports its progress (``Tracker.add``, Celery)."""
 
     @property
     def terminal(self) -> bool:
@@ -349,6 +351,8 @@ class NewJob:
     status: Status = Status.QUEUED
     items_total: int | None = None
     message: str | None = None
+    external: bool = False
+    """A job that runs elsewhere and reports (``Tracker.add`` sets it)."""
 
 
 @dataclass(frozen=True, slots=True)

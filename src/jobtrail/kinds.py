@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, Unpack
 
 from jobtrail.exceptions import PayloadError
 from jobtrail.jobs import JSON, Job, NewJob, Priority
+from jobtrail.redaction import check_storable
 
 if TYPE_CHECKING:
     from jobtrail.tracker import Tracker
@@ -67,15 +67,16 @@ class JobKind:
         )
 
     def validate(self, payload: Mapping[str, JSON]) -> None:
-        """Raise ``PayloadError`` unless ``payload`` binds to the handler and is JSON."""
+        """Raise ``PayloadError`` unless ``payload`` binds to the handler and is JSON both
+        databases store as given (``check_storable``: e.g. no NaN, no NUL characters)."""
         try:
             inspect.signature(self.handler).bind(None, **payload)
         except TypeError as exc:
             raise PayloadError(self.name, str(exc)) from None
         try:
-            json.dumps(payload, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise PayloadError(self.name, f"not JSON-serializable: {exc}") from None
+            check_storable(payload)
+        except ValueError as exc:
+            raise PayloadError(self.name, f"not storable JSON: {exc}") from None
 
     def new_job(
         self, payload: Mapping[str, JSON] | None, **options: Unpack[SubmitOptions]

@@ -9,15 +9,22 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from jobtrail.exceptions import StoreError
+from jobtrail.exceptions import InvalidData, StoreError
 from jobtrail.jobs import JSON, EventType, Job, NewEvent, NewFailedItem, Progress, Status, outcome
-from jobtrail.redaction import Redactor, clean_text
+from jobtrail.redaction import (
+    MAX_ERROR,
+    MAX_MESSAGE,
+    MAX_VALUE_CHARS,
+    Redactor,
+    check_storable,
+    clean_text,
+)
 
 if TYPE_CHECKING:
     from jobtrail.store.runs import RunStore
 
 MAX_LISTED_ITEMS = 100
-MAX_MESSAGE = 4000
+MAX_ITEM_ID = 500
 Pending = tuple[Progress, list[NewEvent], list[NewFailedItem]]
 
 
@@ -52,11 +59,14 @@ class ProgressBuffer:
         self._succeeded: int | None = None
         self._failed: int | None = None
         self._data: dict[str, JSON] = {}
+        self._data_changed = False
+        self._stored_data: JSON = None
         self._events: list[NewEvent] = []
         self._items: list[NewFailedItem] = []
         self._failed_ids: list[str] = []
         self._dirty = False
         self._flushed_message = job.message
+        self._stored_message = job.message
         self._next_flush = time.monotonic() + flush_interval
         self.cancel_requested = job.cancel_requested
         self.lost = False
@@ -72,15 +82,25 @@ class ProgressBuffer:
     def set_progress(
         self, percent: float | None, message: str | None, data: dict[str, JSON]
     ) -> None:
-        """Set the percentage and/or message, and merge ``data`` into ``progress_data``."""
+        """Set the percentage and/or message, and merge ``data`` into ``progress_data``.
+
+        Raises ``InvalidData`` for data no database stores as given (e.g. NaN); its text is
+        cleaned, and it and the message are redacted, once per write, not per call.
+        """
+        if data:
+            try:
+                check_storable(data, text=False)
+            except ValueError as exc:
+                raise InvalidData(f"progress data: {exc}") from None
         with self._lock:
             if percent is not None:
                 self._percent = min(max(float(percent), 0.0), 100.0)
                 self._derive = False
             if message is not None:
-                self._message = clean_text(message)[:MAX_MESSAGE]
+                self._message = message if type(message) is str else str(message)
             if data:
                 self._data.update(data)
+                self._data_changed = True
             self._dirty = True
 
     def set_total(self, total: int) -> None:
@@ -108,8 +128,16 @@ class ProgressBuffer:
             self._dirty = True
         self.tick()
 
+    def item_id(self, item_id: str) -> str:
+        """How a failed item's id is stored and shown: cleaned, redacted, at most 500
+        characters."""
+        return self.redactor.text(clean_text(item_id)[:MAX_ITEM_ID])[:MAX_ITEM_ID]
+
     def record_item(self, item_id: str, error: BaseException | None) -> None:
-        """Count one item as succeeded, or as failed with ``error`` (recorded and logged)."""
+        """Count one item as succeeded, or as failed with ``error`` (recorded and logged, its
+        id and message redacted)."""
+        if error is not None:
+            item_id = self.item_id(item_id)
         with self._lock:
             self._derive = True
             self._dirty = True
@@ -119,7 +147,7 @@ class ProgressBuffer:
                 return
             self._failed = (self._failed or 0) + 1
             self._succeeded = self._succeeded or 0
-            message = self.redactor.text(str(error), 4096)
+            message = self.redactor.text(str(error), MAX_ERROR)
             error_type = type(error).__name__[:200]
             self._items.append(NewFailedItem(item_id, error_type, message))
             self._failed_ids.append(item_id)
@@ -185,21 +213,26 @@ class ProgressBuffer:
         if moved:
             self._last_counts = counts
             self.last_moved = time.monotonic()
-        progress = Progress(
-            moved=moved,
-            progress=self._percent,
-            message=self._message,
-            items_total=self.total,
-            items_succeeded=self._succeeded,
-            items_failed=self._failed,
-            progress_data=dict(self._data) if self._data else None,
-        )
         events, self._events = self._events, []
         items, self._items = self._items, []
         if self._message != self._flushed_message and self._message is not None:
+            # Redacted once per write of a new message, never per ``ctx.progress`` call.
+            self._stored_message = self.redactor.text(self._message, MAX_MESSAGE)
             data = {"progress": self._percent}
-            events.insert(0, NewEvent(EventType.PROGRESS, self._message, data))
+            events.insert(0, NewEvent(EventType.PROGRESS, self._stored_message, data))
             self._flushed_message = self._message
+        if self._data_changed:
+            self._stored_data = self.redactor.json(self._data, max_chars=MAX_VALUE_CHARS)
+            self._data_changed = False
+        progress = Progress(
+            moved=moved,
+            progress=self._percent,
+            message=self._stored_message,
+            items_total=self.total,
+            items_succeeded=self._succeeded,
+            items_failed=self._failed,
+            progress_data=self._stored_data,
+        )
         self._dirty = False
         return progress, events, items
 
@@ -257,7 +290,7 @@ class ProgressBuffer:
                 self._percent, self._derive = 100.0, False
             progress, events, items = self._snapshot()
         if error_message is not None:
-            error_message = self.redactor.text(error_message, 4096)
+            error_message = self.redactor.text(error_message, MAX_ERROR)
         try:
             return self._runs.finish(
                 self.job_id,

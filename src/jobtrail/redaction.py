@@ -1,17 +1,33 @@
-"""Redactor: removes secrets from error text and JSON and makes them safe to store."""
+"""Redactor: removes secrets from text and JSON and makes them safe to store — the one path
+every text and JSON value takes on its way into the store."""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from typing import Any
 
-from jobtrail.jobs import JSON, Job
+from jobtrail.exceptions import InvalidData
+from jobtrail.jobs import JSON, Job, NewJob
 
 MASK = "[redacted]"
 DEFAULT_KEYS = ("password", "passwd", "token", "cookie", "authorization", "secret", "api_key")
 _MAX_DEPTH = 20
+MAX_MESSAGE = 4000
+"""Characters of a job's status message that are stored."""
+MAX_ERROR = 4096
+"""Characters of an error message that are stored."""
+MAX_VALUE_CHARS = 1_000_000
+"""Characters of one string inside a result, progress data or labels that are stored."""
+# The password of ``scheme://user:password@host``: only tried right after a ``://``, and each
+# run it scans ends at the next ``/`` or space, so a long text costs linear time.
+_URL_PASSWORD = re.compile(r"(?<=://)(?P<user>[^\s:/@]*):(?P<password>[^\s/]*)@")
+# AWS access key ids: long-term (AKIA) and temporary (ASIA) ones.
+_AWS_KEY = re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")
+_REPORTED_TEXT = ("message", "error_message")
+_REPORTED_JSON = ("result", "progress_data", "error_details")
 
 
 class Redactor:
@@ -55,28 +71,67 @@ class Redactor:
         if cut > 0:  # cut first, so masking never scans more than ``limit`` characters
             clean = clean[:limit]
         clean = self._pair.sub(lambda m: m.group("key") + MASK, clean)
+        if "://" in clean:
+            clean = _URL_PASSWORD.sub(lambda m: m.group("user") + ":" + MASK + "@", clean)
+        if "AKIA" in clean or "ASIA" in clean:
+            clean = _AWS_KEY.sub(MASK, clean)
         return clean + f"… [{cut} characters truncated]" if cut > 0 else clean
 
     def job(self, job: Job) -> Job:
         """``job`` as people see it (API, CLI, dashboard): secrets in its payload masked."""
         return replace(job, payload=self.json(job.payload))
 
-    def json(self, value: JSON, _depth: int = 0) -> JSON:
-        """A copy of ``value`` with secret keys masked and every string cleaned."""
+    def json(self, value: JSON, _depth: int = 0, *, max_chars: int | None = None) -> JSON:
+        """A copy of ``value`` with secret keys masked and every string cleaned (each one cut
+        at ``max_chars``, by default the redactor's)."""
         if _depth > _MAX_DEPTH:
             return "[too deep]"
         if isinstance(value, dict):
             return {
-                clean_text(str(k)): MASK if self.secret_key(str(k)) else self.json(v, _depth + 1)
+                clean_text(str(k)): MASK
+                if self.secret_key(str(k))
+                else self.json(v, _depth + 1, max_chars=max_chars)
                 for k, v in value.items()
             }
         if isinstance(value, list | tuple):
-            return [self.json(v, _depth + 1) for v in value]
+            return [self.json(v, _depth + 1, max_chars=max_chars) for v in value]
         if isinstance(value, str):
-            return self.text(value)
+            return self.text(value, max_chars)
         if value is None or isinstance(value, bool | int | float):
             return value
-        return self.text(repr(value))
+        return self.text(repr(value), max_chars)
+
+    def stored(self, value: JSON) -> JSON:
+        """A handler's ``value`` (result, progress data) as it is stored: text cleaned and
+        secrets masked. Raises ``ValueError`` for what cannot be stored faithfully: numbers
+        that are not finite, values that are not JSON, keys that are not text."""
+        check_storable(value, text=False)
+        return self.json(value, max_chars=MAX_VALUE_CHARS)
+
+    def new_job(self, new: NewJob) -> NewJob:
+        """A job described by a caller, as it is stored: refused (``InvalidData``) unless its
+        fields are storable, its message and label values redacted. The payload stays as
+        given (its handler needs it); ``job`` masks it for display."""
+        fields: dict[str, JSON] = {"kind": new.kind, "key": new.key, "owner": new.owner}
+        fields |= {"trigger": new.trigger, "queue": new.queue, "message": new.message}
+        fields |= {"labels": dict(new.labels), "items_total": new.items_total}
+        checked("job", fields)
+        message = None if new.message is None else self.text(new.message, MAX_MESSAGE)
+        labels = self.json(dict(new.labels), max_chars=MAX_VALUE_CHARS)
+        return replace(new, message=message, labels=labels)
+
+    def reported(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Values reported for a job (``Tracker.report``) as they are stored: refused
+        (``InvalidData``) unless storable, text and JSON redacted."""
+        checked("report", values)
+        stored = dict(values)
+        for name in _REPORTED_TEXT:
+            if stored.get(name) is not None:
+                stored[name] = self.text(stored[name], MAX_ERROR)
+        for name in _REPORTED_JSON:
+            if stored.get(name) is not None:
+                stored[name] = self.json(stored[name], max_chars=MAX_VALUE_CHARS)
+        return stored
 
 
 def clean_text(value: str) -> str:
@@ -96,29 +151,46 @@ RESERVED_KEY_PREFIXES = ("schedule:", "celery:")
 the API cannot use them."""
 
 
-def check_storable(value: JSON, _depth: int = 0) -> None:
+def check_storable(value: JSON, _depth: int = 0, *, text: bool = True) -> None:
     """Raise ``ValueError`` unless ``value`` is JSON both databases store as given: text without
     NUL characters or lone surrogates, finite numbers, string keys, nesting at most 64 deep.
 
     The one rule for payloads, results, progress data and labels, whichever way they come in.
+    ``text=False`` leaves the characters of text out of the check, for values whose text is
+    cleaned on the way in (a handler's results and progress data).
     """
     if _depth > MAX_JSON_DEPTH:
         raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
     if isinstance(value, str):
-        _check_text(value)
+        if text:
+            _check_text(value)
     elif isinstance(value, float) and not math.isfinite(value):
         raise ValueError("numbers must be finite (no NaN or Infinity)")
     elif isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ValueError(f"object keys must be text, not {type(key).__name__}")
-            _check_text(key)
-            check_storable(item, _depth + 1)
+        _check_object(value, _depth, text)
     elif isinstance(value, list | tuple):
         for item in value:
-            check_storable(item, _depth + 1)
+            check_storable(item, _depth + 1, text=text)
     elif value is not None and not isinstance(value, bool | int | float):
         raise ValueError(f"not JSON: a {type(value).__name__}")
+
+
+def _check_object(value: dict[Any, JSON], depth: int, text: bool) -> None:
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise ValueError(f"object keys must be text, not {type(key).__name__}")
+        if text:
+            _check_text(key)
+        check_storable(item, depth + 1, text=text)
+
+
+def checked(what: str, values: Mapping[str, Any]) -> None:
+    """Raise ``InvalidData`` naming the field of ``values`` that ``check_storable`` refuses."""
+    for name, value in values.items():
+        try:
+            check_storable(value)
+        except ValueError as exc:
+            raise InvalidData(f"{what} field {name!r}: {exc}") from None
 
 
 def _check_text(value: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import functools
 import os
 import random
 import socket
@@ -19,6 +19,7 @@ from jobtrail.context import Context
 from jobtrail.exceptions import Cancelled, InvalidData, ShuttingDown, StoreError, TimedOut
 from jobtrail.jobs import JSON, EventType, Job, NewEvent, NewJob, Status
 from jobtrail.progress import ProgressBuffer
+from jobtrail.redaction import MAX_ERROR
 from jobtrail.store.database import outage_retrying
 
 if TYPE_CHECKING:
@@ -113,8 +114,6 @@ class Runner:
         payload = claimed.job.payload or {}
         try:
             result = spec.handler(run.ctx, **payload)
-            if "\\u0000" in json.dumps(result, allow_nan=False):
-                raise InvalidData("the result contains NUL characters")
         except InvalidData as exc:
             self.fail(run.buffer, exc)
         except ShuttingDown:
@@ -133,13 +132,13 @@ class Runner:
             self.fail(buffer, exc)
             return
         delay = retry_delay(job.attempt, spec.retry_backoff)
-        error = f"{type(exc).__name__}: {exc}"
+        error = buffer.redactor.text(f"{type(exc).__name__}: {exc}", MAX_ERROR)
         note = (
             f"attempt {job.attempt} of {job.max_attempts} failed ({error}); "
             f"retrying in {delay:.1f} s"
         )
         values = {
-            "error_message": buffer.redactor.text(error, 4096),
+            "error_message": error,
             "error_details": buffer.redactor.json(buffer.error_details(exc)),
         }
         log.warning("job failed; retrying", job_id=job.id, kind=job.kind, delay=delay, error=error)
@@ -156,42 +155,46 @@ class Runner:
         values: dict[str, JSON] | None = None,
     ) -> bool:
         """Put a held job back in the queue with its pending progress and an ``event``;
-        failed items belong to the attempt that failed them and are dropped."""
+        failed items belong to the attempt that failed them and are dropped. Progress the
+        database refuses (``InvalidData``) fails the job instead: it would be refused again."""
         progress, events, _items = buffer.take()
-        events.append(NewEvent(event, buffer.redactor.text(note, 4096)))
-        return _durably(
-            str(event),
-            lambda: self.runs.requeue(
-                buffer.job_id,
-                buffer.lease,
-                progress,
-                events,
-                delay=delay,
-                charge_attempt=charge_attempt,
-                values=values,
-            ),
+        events.append(NewEvent(event, buffer.redactor.text(note, MAX_ERROR)))
+        write = functools.partial(
+            self.runs.requeue,
+            buffer.job_id,
+            buffer.lease,
+            progress,
+            events,
+            delay=delay,
+            charge_attempt=charge_attempt,
+            values=values,
         )
+        try:
+            return _durably(str(event), write)
+        except InvalidData as exc:
+            return self.fail(buffer, exc)
 
     def succeed(self, buffer: ProgressBuffer, result: JSON) -> bool:
         """End a job whose code returned: its outcome follows from its items.
 
-        A result the database refuses (e.g. text with NUL characters on PostgreSQL) fails
-        the job with the reason instead of leaving it running.
+        The result is stored cleaned (NUL characters, lone surrogates) with secrets masked; one
+        that cannot be stored faithfully (NaN, not JSON) fails the job with the reason instead.
         """
+        try:
+            stored = buffer.redactor.stored(result)
+        except ValueError as exc:
+            refused = f"the result could not be stored: {exc}"
+            return _durably("fail", lambda: buffer.finish(Status.FAILED, error_message=refused))
         status = buffer.outcome()
         details = None if status is Status.SUCCEEDED else buffer.error_details(None) or {}
         message = None if details is None else buffer.failure_summary()
         wait = self.wait_for_outcomes
-        try:
-            return _durably(
-                "finish",
-                lambda: buffer.finish(
-                    status, result=result, error_message=message, error_details=details, wait=wait
-                ),
-            )
-        except InvalidData as exc:
-            refused = f"the result could not be stored: {exc.reason}"
-            return _durably("fail", lambda: buffer.finish(Status.FAILED, error_message=refused))
+        return _durably(
+            "finish",
+            lambda: buffer.finish(
+                status, result=stored, error_message=message, error_details=details, wait=wait
+            ),
+        )
 
     def fail(self, buffer: ProgressBuffer, exc: BaseException) -> bool:
         """End a job whose code raised: ``cancelled`` for a cancel, ``failed`` otherwise."""
@@ -224,6 +227,7 @@ class Runner:
         thread: it ends from its items when the block ends, or ``failed``/``cancelled`` when
         the block raises (the exception goes on)."""
         lease = uuid.uuid4().hex
+        new = self.tracker.redactor.new_job(new)
         job = self.runs.start(new, worker=runner_identity(), lease=lease)
         run = self.hold(job, lease)
         with Heartbeat(run.buffer, self.runs, self.tracker.settings.heartbeat_interval):

@@ -41,6 +41,23 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest accepted request body.")
     stream_poll_interval: float = Field(0.25, gt=0, description="Seconds between SSE polls.")
     max_error_chars: int = Field(32_768, ge=256, description="Longest stored traceback/message.")
+    max_streams_per_caller: int = Field(
+        20, ge=1, description="Open SSE/WebSocket streams per token (or client address)."
+    )
+    stream_auth_interval: float = Field(
+        5.0, gt=0, description="Seconds between re-checks of an open stream's token."
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins besides the server's own that may use the dashboard's cookie.",
+    )
+    metrics_public: bool = Field(False, description="Serve /metrics without an admin token.")
+    metrics_max_kinds: int = Field(
+        50, ge=1, description="Kinds and queues named in /metrics; the rest are 'other'."
+    )
+    auth_rate_limit: str = Field(
+        "30/minute", description="Failed sign-ins and bad tokens per client address."
+    )
 
 
 def configure(base: Settings | None, overrides: Mapping[str, Any]) -> Settings:

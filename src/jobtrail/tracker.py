@@ -7,6 +7,7 @@ import builtins
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
@@ -141,7 +142,7 @@ class Tracker:
         **options: Unpack[SubmitOptions],
     ) -> tuple[Job, bool]:
         """``submit``, also telling whether the job is new (False: ``key`` existed)."""
-        new = self.kind_of(kind).new_job(payload, **options)
+        new = self.redactor.new_job(self.kind_of(kind).new_job(payload, **options))
         return self.store.jobs.add_or_get([new], actor=actor)[0]
 
     def submit_many(
@@ -155,12 +156,13 @@ class Tracker:
         if options.get("key") is not None:
             raise ValueError("submit_many takes no key: one key cannot name several jobs")
         spec = self.kind_of(kind)
-        new = [spec.new_job(p, **options) for p in payloads]
+        new = [self.redactor.new_job(spec.new_job(p, **options)) for p in payloads]
         return self.store.jobs.add(new) if new else []
 
     def add(self, new: NewJob, actor: str | None = None) -> tuple[Job, bool]:
-        """Record a job described in full, for work that runs elsewhere (no registered kind
-        needed); False with the existing job when its ``key`` exists."""
+        """Record a job described in full, for work that runs elsewhere and ``report``s (no
+        registered kind needed); False with the existing job when its ``key`` exists."""
+        new = replace(self.redactor.new_job(new), external=True)
         return self.store.jobs.add_or_get([new], actor=actor)[0]
 
     @contextmanager
@@ -304,12 +306,10 @@ class Tracker:
 
         ``values`` holds job fields (``progress``, ``message``, ``items_*``, ``result``,
         ``error_message``, ``error_details``, ``progress_data``); ``items_done`` and the
-        percentage follow from the item counts. Raises ``IllegalTransition``.
+        percentage follow from the item counts. Only jobs made by ``add`` and held by no runner
+        take reports. Raises ``IllegalTransition`` (``ReportRefused``) or ``InvalidData``.
         """
-        values = dict(values)
-        if values.get("error_details") is not None:
-            values["error_details"] = self.redactor.json(values["error_details"])
-        return self.store.jobs.report(job_id, values, status, actor=actor)
+        return self.store.jobs.report(job_id, self.redactor.reported(values), status, actor=actor)
 
     # -- tokens -------------------------------------------------------------------------
 

@@ -343,6 +343,64 @@ def test_submit_queues_a_kind_registered_in_the_app_and_refuses_unknown_ones(
     assert "--app" in no_app.stderr
 
 
+HOSTILE = "\x1b]0;pwned\x07\x1b[31mred\x1b[0m \x9b2J\x1bPdcs\x1b\\ \r\x08\u202eevil"
+"""Terminal control in a job's fields: a title change (OSC), colours (CSI), a C1 CSI, a DCS
+string, carriage return, backspace and a right-to-left override."""
+
+
+def hostile_job(tracker: Tracker) -> str:
+    """A finished job carrying ``HOSTILE`` in every text field a person reads."""
+    with tracker.track(f"kind{HOSTILE}", owner=f"owner{HOSTILE}", total=2) as ctx:
+        ctx.progress(10, f"message{HOSTILE}")
+        ctx.flush()
+        ctx.log(f"log{HOSTILE}")
+        for row in ctx.items([f"item{HOSTILE}", "fine"]):
+            with ctx.item(row):
+                if row != "fine":
+                    raise ValueError(f"error{HOSTILE}")
+        ctx.progress(90, f"last{HOSTILE}")
+    job, _ = tracker.add(
+        NewJob("remote", payload={"p": HOSTILE}, status=Status.RUNNING, message=HOSTILE)
+    )
+    tracker.report(job.id, {"result": {"r": HOSTILE}, "error_message": HOSTILE}, Status.FAILED)
+    return ctx.job_id
+
+
+def test_jobs_ls_and_show_never_print_terminal_control_from_job_fields(
+    tracker: Tracker, database_url: str
+) -> None:
+    tracked = hostile_job(tracker)
+    remote = tracker.list(kind="remote").jobs[0].id
+
+    outputs = [
+        jobtrail(database_url, "jobs", "ls"),
+        jobtrail(database_url, "jobs", "show", tracked),
+        jobtrail(database_url, "jobs", "show", remote),
+    ]
+
+    for done in outputs:
+        assert done.returncode == 0, done.stderr
+        for control in ("\x1b", "\x9b", "\x07", "\r", "\x08", "\u202e"):
+            assert control not in done.stdout, (control, done.stdout)
+        # JSON (payload, result) shows the escapes as text (\\u001b), which a terminal prints.
+        assert "]0;pwned" not in done.stdout.replace("\\u001b]0;pwned", "")
+    shown = outputs[1].stdout
+    assert "Failed items (1)" in shown
+    assert "red 2J" in shown  # the words stay, only the control is gone
+    assert shown.count("Traceback") <= 1
+
+
+def test_tokens_create_refuses_an_empty_owner_in_one_line(
+    tracker: Tracker, database_url: str
+) -> None:
+    for owner in ("", "   "):
+        done = jobtrail(database_url, "tokens", "create", "--name", "blank", "--owner", owner)
+        assert done.returncode == 1
+        assert done.stdout == ""
+        assert_one_line_error(done, "invalid owner", "must not be empty")
+    assert tracker.tokens() == []
+
+
 # -- no store: the commands that read or change jobs create none ----------------------------
 
 READERS = [("jobs", "ls"), ("stats",), ("schedules",)]

@@ -265,3 +265,31 @@ def test_stats_and_schedules_pages_render_at_phone_width(
     assert width <= 400
     page.goto(f"{served.base}/schedules")
     expect(page.locator("h1")).to_have_text("Schedules")
+
+
+def test_pages_keep_to_their_content_security_policy_and_sign_out_with_a_post(
+    browser: Browser, served: Served
+) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    blocked: list[str] = []
+    page.on("console", lambda m: blocked.append(m.text) if "Security Policy" in m.text else None)
+    page.goto(f"{served.base}/login")
+    page.fill("#token", served.token)
+    page.click("button[type=submit]")
+    job = _submit(served, "long_job", {})
+    try:
+        until(lambda: served.tracker.get(job).progress > 0, 20, what="the job to report")
+        page.goto(f"{served.base}/jobs/{job}")
+        bar = page.locator(".live-progress .bar span")
+        until(lambda: bar.evaluate("el => el.style.width").endswith("%"), 10, what="a bar width")
+        page.goto(f"{served.base}/stats")
+        page.select_option("select[name=days]", "7")  # submits itself, without inline script
+        page.wait_for_url("**/stats?days=7")
+        page.click("header .signout button")
+        page.wait_for_url("**/login")
+        assert not [c for c in context.cookies() if c["name"] == "jobtrail_token"]
+    finally:
+        served.tracker.cancel(job)
+        context.close()
+    assert blocked == []

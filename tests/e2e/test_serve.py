@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
 
 from jobtrail import Status, Tracker
 from jobtrail.jobs import NewJob
@@ -298,7 +301,7 @@ def test_the_served_worker_runs_a_job_submitted_over_http(
         assert misfit.status_code == 422
         assert "greet" in misfit.json()["detail"]
 
-        metrics = httpx.get(f"{server.base_url}/api/v1/metrics", timeout=10.0).text
+        metrics = client.get("/metrics").text
         assert 'jobtrail_jobs_finished_total{kind="greet",status="succeeded"} 1.0' in metrics
         assert 'jobtrail_job_duration_seconds_count{kind="greet"} 1.0' in metrics
 
@@ -582,3 +585,154 @@ def test_no_auth_on_loopback_needs_no_token_and_warns_loudly(sqlite_servers: Ser
     warning = next(line for line in server.output().splitlines() if "--no-auth" in line)
     assert warning.startswith("WARNING: authentication is OFF")
     assert "every job" in warning
+
+
+# -- streams: cleanup, caps, revocation, origins, logs --------------------------------------
+
+
+def open_streams(server: Server, admin: str) -> float:
+    """The ``jobtrail_open_streams`` gauge of ``server``."""
+    with server.client(admin) as client:
+        response = client.get("/metrics")
+    assert response.status_code == 200, response.text
+    [line] = [x for x in response.text.splitlines() if x.startswith("jobtrail_open_streams ")]
+    return float(line.split()[1])
+
+
+def websocket(server: Server, query: str = "", **headers: str) -> ClientConnection:
+    """A WebSocket client of ``/api/v1/ws`` (``query`` without the ``?``)."""
+    url = (
+        server.base_url.replace("http://", "ws://") + "/api/v1/ws" + (f"?{query}" if query else "")
+    )
+    return connect(url, additional_headers=headers, open_timeout=10, close_timeout=2)
+
+
+def closed_with(connection: ClientConnection, timeout: float = 10.0) -> int | None:
+    """The close code the server ends ``connection`` with (messages before it are skipped;
+    ``TimeoutError`` if it stays open ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            connection.recv(timeout=max(deadline - time.monotonic(), 0.01))
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
+
+
+def test_websocket_clients_that_leave_release_their_stream_and_streams_are_capped(
+    sqlite_servers: Servers,
+) -> None:
+    server = sqlite_servers.start("--no-worker", JOBTRAIL_MAX_STREAMS_PER_CALLER="3")
+    admin = create_token(sqlite_servers.database_url, "--name", "root")
+    alice = create_token(sqlite_servers.database_url, "--owner", "A", "--name", "alice")
+    bearer = {"Authorization": f"Bearer {alice}"}
+    for _ in range(30):  # a filter that never matches: the server never sends them anything
+        with websocket(server, "kind=never", **bearer):
+            pass
+    until(lambda: open_streams(server, admin) == 0, 10, what="every closed socket to be released")
+
+    with ExitStack() as held:
+        for _ in range(3):
+            held.enter_context(websocket(server, "kind=never", **bearer))
+        until(lambda: open_streams(server, admin) == 3, 10, what="three open sockets")
+        with websocket(server, "kind=never", **bearer) as fourth:
+            assert closed_with(fourth) == 4429
+        with server.client(alice) as client:
+            refused = client.get("/stream")
+            assert refused.status_code == 429
+            assert "streams" in refused.json()["detail"]
+            assert int(refused.headers["retry-after"]) >= 1
+        with server.client(admin) as other, other.stream("GET", "/stream") as own:
+            assert own.status_code == 200
+    until(lambda: open_streams(server, admin) == 0, 10, what="the held sockets to be released")
+    with server.client(alice) as client, client.stream("GET", "/stream") as again:
+        assert again.status_code == 200
+
+
+def test_revoking_a_token_ends_its_open_streams_within_a_few_intervals(
+    sqlite_servers: Servers,
+) -> None:
+    server = sqlite_servers.start("--no-worker", JOBTRAIL_STREAM_AUTH_INTERVAL="0.2")
+    database_url = sqlite_servers.database_url
+    alice = create_token(database_url, "--owner", "A", "--name", "alice")
+    bob = create_token(database_url, "--owner", "B", "--name", "bob")
+    timeout = httpx.Timeout(10.0, read=5.0)
+    with server.client(alice) as client:
+        job = client.post("/jobs/external", json={"kind": "export"}).json()["id"]
+    with (
+        server.client(alice) as as_alice,
+        server.client(bob) as as_bob,
+        as_alice.stream("GET", "/stream", timeout=timeout) as everything,
+        as_alice.stream("GET", f"/jobs/{job}/stream", timeout=timeout) as one,
+        as_bob.stream("GET", "/stream", timeout=timeout) as bobs,
+        websocket(server, f"token={alice}") as alices_socket,
+    ):
+        assert (everything.status_code, one.status_code) == (200, 200)
+        revoked = jobtrail(database_url, "tokens", "revoke", "alice")
+        assert revoked.returncode == 0, revoked.stderr
+        started = time.monotonic()
+        # the streams end (after what was there to send) ...
+        assert {e.job()["id"] for e in sse_events(everything)} <= {job}
+        assert [e.job()["id"] for e in sse_events(one)] == [job]
+        assert closed_with(alices_socket) == 4401  # ... and the socket is closed
+        assert time.monotonic() - started < 5.0
+        assert as_bob.post("/jobs/external", json={"kind": "export"}).status_code == 201
+        still, _ = until_job(sse_events(bobs), lambda j: j["owner"] == "B")
+        assert still["kind"] == "export"
+
+
+def test_a_websocket_with_the_cookie_opens_only_from_the_servers_own_pages(
+    sqlite_servers: Servers,
+) -> None:
+    server = sqlite_servers.start("--no-worker")
+    admin = create_token(sqlite_servers.database_url)
+    cookie = {"Cookie": f"jobtrail_token={admin}"}
+    elsewhere = server.base_url.rsplit(":", 1)[0] + f":{free_port()}"
+    for foreign in ({"Origin": elsewhere}, {"Origin": "null"}, {}):
+        with pytest.raises(InvalidStatus) as refused, websocket(server, **cookie, **foreign):
+            pass
+        assert refused.value.response.status_code == 403, foreign
+    with websocket(server, **cookie, Origin=server.base_url) as own:
+        with server.client(admin) as client:
+            job = client.post("/jobs/external", json={"kind": "export"}).json()["id"]
+        assert json.loads(own.recv(timeout=10))["id"] == job
+    with websocket(server, **{"Authorization": f"Bearer {admin}", "Origin": elsewhere}):
+        pass  # a bearer token is no ambient credential: no origin needed
+
+
+def test_the_access_log_never_shows_a_websocket_token(sqlite_servers: Servers) -> None:
+    server = sqlite_servers.start("--no-worker")
+    admin = create_token(sqlite_servers.database_url)
+    with websocket(server, f"kind=export&token={admin}"):
+        pass
+    with pytest.raises(InvalidStatus), websocket(server, "token=jt_guessed"):
+        pass
+    with server.client(admin) as client:
+        assert client.get("/jobs", params={"token": admin}).status_code == 200
+
+    def logged() -> str:
+        output = server.output()
+        return output if output.count("token=[redacted]") >= 3 else ""
+
+    output = until(logged, 10, what="the requests to be logged")
+    assert admin not in output
+    assert "jt_guessed" not in output
+    assert "kind=export&token=[redacted]" in output
+
+
+def test_metrics_need_an_admin_token_unless_made_public(sqlite_servers: Servers) -> None:
+    guarded = sqlite_servers.start("--no-worker")
+    admin = create_token(sqlite_servers.database_url)
+    alice = create_token(sqlite_servers.database_url, "--owner", "A", "--name", "alice")
+    with guarded.client() as anonymous, guarded.client(alice) as owner:
+        assert anonymous.get("/metrics").status_code == 401
+        forbidden = owner.get("/metrics")
+        assert forbidden.status_code == 403
+        assert "admin" in forbidden.json()["detail"]
+        assert "jobtrail_" not in forbidden.text
+    with guarded.client(admin) as as_admin:
+        assert "jobtrail_open_streams" in as_admin.get("/metrics").text
+    public = sqlite_servers.start("--no-worker", JOBTRAIL_METRICS_PUBLIC="true")
+    with public.client() as scraper:
+        scraped = scraper.get("/metrics")
+        assert scraped.status_code == 200
+        assert "jobtrail_open_streams" in scraped.text

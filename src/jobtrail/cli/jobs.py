@@ -15,6 +15,7 @@ from jobtrail.cli.views import (
     job_json,
     job_view,
     jobs_table,
+    printable,
     schedules_table,
     stats_view,
     summary,
@@ -164,9 +165,9 @@ def jobs_cancel(source: Source, job_id: str, as_json: bool) -> None:
     if as_json:
         click.echo(to_json(job))
     elif job.status is Status.CANCELLED:
-        click.echo(f"cancelled {job.id}")
+        click.echo(f"cancelled {printable(job.id)}")
     else:
-        click.echo(f"cancel requested: {job.id} stops at its next checkpoint")
+        click.echo(f"cancel requested: {printable(job.id)} stops at its next checkpoint")
 
 
 @jobs.command("retry")
@@ -181,7 +182,7 @@ def jobs_retry(source: Source, job_id: str, failed_items: bool, as_json: bool) -
     if as_json:
         click.echo(to_json(job))
     else:
-        click.echo(f"queued {job.id} (retry of {job.retry_of})")
+        click.echo(f"queued {printable(job.id)} (retry of {printable(job.retry_of)})")
 
 
 @click.command()

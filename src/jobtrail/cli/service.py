@@ -157,6 +157,7 @@ def tokens() -> None:
 @database_option
 @click.option("--name", help="A name for the token (default: a random one).")
 @click.option("--owner", help="Restrict the token to this owner's jobs (default: admin).")
+@one_line_errors
 def tokens_create(database_url: str | None, name: str | None, owner: str | None) -> None:
     """Create a token and print it once."""
     with Tracker(database_url) as tracker:

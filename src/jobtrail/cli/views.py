@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +11,7 @@ import pydantic_core
 from rich import box
 from rich import json as rich_json
 from rich.console import Console, Group, RenderableType
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 from rich.text import Text
@@ -28,6 +30,27 @@ COLOURS = {
 }
 
 
+# What a terminal would act on rather than print: CSI sequences (colours, cursor moves,
+# clearing), OSC/DCS/PM/APC/SOS strings (window titles, hyperlinks, clipboard writes) up to
+# their terminator, any other escape, C0/C1 controls but tab and newline, and bidirectional
+# overrides. Each alternative starts at one fixed character, so stripping is linear.
+_CONTROLS = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]?"
+    r"|\x1b[\]PX^_][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b."
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]",
+    re.DOTALL,
+)
+
+
+def printable(value: str | None) -> str:
+    """A job's text as the terminal shows it: never an escape or control sequence (tab and
+    newline stay, for tracebacks)."""
+    if not value:
+        return ""
+    return _CONTROLS.sub("", value)
+
+
 def to_json(value: Any) -> str:
     """Records (and lists or dicts of them) as indented JSON, times in ISO 8601."""
     return pydantic_core.to_json(value, indent=2).decode()
@@ -39,14 +62,25 @@ def job_json(job: Job, events: list[Event], failed: list[FailedItem]) -> str:
     return to_json(record | {"events": events, "failed_items": failed})
 
 
+def compact_json(value: Any) -> str:
+    """A JSON value on one line."""
+    return pydantic_core.to_json(value).decode()
+
+
+def label(word: str) -> Text:
+    """An event's or a status's name, in its colour."""
+    return Text(printable(word), style=colour(word))
+
+
 def colour(word: str) -> str:
     """The colour of a status, or of the event that records it; none for other words."""
     return COLOURS[Status(word)] if word in Status.__members__.values() else ""
 
 
 def plain(value: str | Text | None) -> Text:
-    """A cell's text as it is: a job's words are never read as rich markup."""
-    return value if isinstance(value, Text) else Text(value or "")
+    """A cell's text as it is: a job's words are never read as rich markup, and never
+    reach the terminal as control sequences."""
+    return value if isinstance(value, Text) else Text(printable(value))
 
 
 def when(moment: datetime | None, layout: str = "%Y-%m-%d %H:%M:%S") -> str:
@@ -112,7 +146,7 @@ def jobs_table(page: Page) -> Table:
         status = Text(job.status.value, style=COLOURS[job.status])
         created, duration = when(job.created_at, "%m-%d %H:%M:%S"), span(elapsed(job))
         style = "red" if job.status is Status.FAILED else ""
-        message = Text(headline(job), style=style, no_wrap=True, overflow="ellipsis")
+        message = Text(printable(headline(job)), style=style, no_wrap=True, overflow="ellipsis")
         progress = f"{job.progress:.0f}%"
         cells = [job.id[:8], job.kind, job.owner, status, progress, items(job), created, duration]
         table.add_row(*[plain(cell) for cell in cells], message)
@@ -133,7 +167,7 @@ def job_facts(job: Job) -> Table:
         "duration": span(elapsed(job)), "eta": span(job.eta_seconds), "worker": job.worker or "",
         "key": job.key or "", "schedule": job.schedule or "", "retry of": job.retry_of or "",
         "labels": to_json(job.labels) if job.labels else "",
-        "payload": "" if job.payload is None else pydantic_core.to_json(job.payload).decode(),
+        "payload": "" if job.payload is None else compact_json(job.payload),
     }  # fmt: skip
     grid = Table.grid(padding=(0, 2))
     for name, value in facts.items():
@@ -144,7 +178,7 @@ def job_facts(job: Job) -> Table:
 
 def job_view(job: Job, events: list[Event], failed: list[FailedItem]) -> RenderableType:
     """One job: its record, history, failed items, error and result."""
-    history = [(when(e.at), Text(e.type, style=colour(e.type)), e.message, e.actor) for e in events]
+    history = [(when(e.at), label(e.type), e.message, e.actor) for e in events]
     parts: list[RenderableType] = [job_facts(job), Text("\nEvents", style="bold")]
     parts.append(table(["at", "event", "message", "actor"], history))
     if failed:
@@ -152,11 +186,13 @@ def job_view(job: Job, events: list[Event], failed: list[FailedItem]) -> Rendera
         parts += [Text(f"Failed items ({len(failed)})", style="bold")]
         parts += [table(["item", "error", "message"], rows)]
     if job.error_message:
-        parts += [Text("Error", style="bold red"), Text(job.error_message, style="red")]
+        error = Text(printable(job.error_message), style="red")
+        parts += [Text("Error", style="bold red"), error]
     if isinstance(job.error_details, dict) and job.error_details.get("traceback"):
-        parts.append(Text(str(job.error_details["traceback"]).rstrip(), style="bright_black"))
+        traceback = printable(str(job.error_details["traceback"])).rstrip()
+        parts.append(Text(traceback, style="bright_black"))
     if job.result is not None:
-        result = rich_json.JSON(pydantic_core.to_json(job.result).decode())
+        result = rich_json.JSON(printable(compact_json(job.result)))
         parts += [Text("Result", style="bold"), result]
     return Group(*parts)
 
@@ -172,7 +208,7 @@ def stats_view(stats: Stats) -> RenderableType:
     }.items():  # fmt: skip
         summary.add_row(Text(name, style="bold"), plain(value))
     by_status = sorted(stats.jobs_by_status.items(), key=lambda kv: -kv[1])
-    statuses = [(Text(status, style=colour(status)), str(n)) for status, n in by_status]
+    statuses = [(label(status), str(n)) for status, n in by_status]
     kinds = [
         (kind, str(n)) for kind, n in sorted(stats.jobs_by_kind.items(), key=lambda kv: -kv[1])
     ]
@@ -208,13 +244,15 @@ def watch(
     fields = ("{task.fields[items]}", "{task.fields[eta]}", "{task.fields[message]}")
     columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn()]
     with Progress(*columns, *map(TextColumn, fields), console=console) as bar:
-        task = bar.add_task(job.kind, total=100, items="", eta="", message="")
+        task = bar.add_task(escape(printable(job.kind)), total=100, items="", eta="", message="")
 
         def draw(now: Job) -> None:
-            description = f"{now.kind} [{COLOURS[now.status]}]{now.status.value}[/]"
+            kind = escape(printable(now.kind))
+            description = f"{kind} [{COLOURS[now.status]}]{now.status.value}[/]"
             eta = f"ETA {span(now.eta_seconds)}" if now.eta_seconds is not None else ""
+            message = escape(printable(headline(now)))
             bar.update(task, completed=now.progress, description=description)
-            bar.update(task, items=items(now), eta=eta, message=headline(now))
+            bar.update(task, items=items(now), eta=eta, message=message)
 
         return follow(backend, job, timeout, interval, draw)
 
@@ -222,9 +260,9 @@ def watch(
 def summary(job: Job) -> Text:
     """The line a watch ends with: how the job ended, how long it took, and why if it failed."""
     mark = "✔" if job.status is Status.SUCCEEDED else "✘"
-    line = Text(f"{mark} {job.id} {job.status.value}", style=COLOURS[job.status])
+    line = Text(f"{mark} {printable(job.id)} {job.status.value}", style=COLOURS[job.status])
     if job.duration_seconds is not None:
         line.append(f" in {span(job.duration_seconds)}")
     if job.status is not Status.SUCCEEDED and job.error_message:
-        line.append(f": {job.error_message}")
+        line.append(f": {printable(job.error_message)}")
     return line

@@ -84,6 +84,8 @@ class Database:
             raise self._translated(exc.orig) from exc
         except self._dbapi.Error as exc:  # raw cursors, and reconnects inside the pool
             raise self._translated(exc) from exc
+        except OverflowError as exc:  # sqlite3 refuses integers past 64 bits before SQLite
+            raise InvalidData(str(exc)) from exc
 
     def _translated(self, error: BaseException | None) -> JobtrailError:
         if isinstance(error, self._dbapi.DataError):
@@ -166,19 +168,50 @@ class Database:
         with self.raw(write=True) as session:
             return write(session)
 
-    def run_write_soon(self, write: Callable[[RawSession], bool], what: str) -> None:
+    def run_write_soon(
+        self,
+        write: Callable[[RawSession], bool],
+        what: str,
+        fallback: Callable[[InvalidData], Callable[[RawSession], bool]] | None = None,
+    ) -> None:
         """Run a raw write without waiting for its commit while grouping (else at once).
 
         Used for outcomes of jobs a worker ran: the worker goes on to its next job while the
-        commit is shared with the others'. A write that fails even on its own is logged; its
-        job, no longer heartbeated, is then rescued by the usual rules.
+        commit is shared with the others'. A write the database refuses for its values
+        (``InvalidData``; it fails alone, the others of its group commit) is replaced by
+        ``fallback(error)``'s write. Any other failure is logged; its job, no longer
+        heartbeated, is then rescued by the usual rules.
         """
         group = self._group
         if group is None:
-            self.run_write(write)
+            try:
+                self.run_write(write)
+            except InvalidData as exc:
+                if fallback is None:
+                    raise
+                self.run_write(fallback(exc))
             return
         future: Future[bool] = group.submit(write)
-        future.add_done_callback(lambda done: _log_failure(done, what))
+        future.add_done_callback(lambda done: self._settled(done, what, fallback))
+
+    def _settled(
+        self,
+        done: Future[bool],
+        what: str,
+        fallback: Callable[[InvalidData], Callable[[RawSession], bool]] | None,
+    ) -> None:
+        """After a write queued by ``run_write_soon``: its fallback, run in its own
+        transaction on the commit thread (the group may be closing), or a log line."""
+        error = done.exception()
+        if isinstance(error, InvalidData) and fallback is not None:
+            try:
+                with self.raw(write=True) as session:
+                    fallback(error)(session)
+                return
+            except Exception as exc:  # logged below, like any lost write
+                error = exc
+        if error is not None:
+            _log_lost(what, error)
 
 
 def _rollback(conn: Any) -> None:
@@ -188,14 +221,10 @@ def _rollback(conn: Any) -> None:
         conn.invalidate()
 
 
-def _log_failure(done: Future[bool], what: str) -> None:
-    error = done.exception()
-    if error is not None:
-        import structlog
+def _log_lost(what: str, error: BaseException) -> None:
+    import structlog
 
-        structlog.get_logger("jobtrail.store").error(
-            "a write was lost", what=what, error=str(error)
-        )
+    structlog.get_logger("jobtrail.store").error("a write was lost", what=what, error=str(error))
 
 
 # -- engines ----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from jobtrail.exceptions import IllegalTransition, JobNotFound
+from jobtrail.exceptions import IllegalTransition, InvalidData, JobNotFound, ReportRefused
 from jobtrail.jobs import (
     RETRYABLE,
     Event,
@@ -52,7 +52,8 @@ class JobStore:
     # -- creating -------------------------------------------------------------------------
 
     def add(self, new_jobs: Sequence[NewJob], actor: str | None = None) -> list[Job]:
-        """Insert jobs in one transaction; a job whose ``key`` exists yields the existing job."""
+        """Insert jobs in one transaction; a job whose ``key`` exists (among its owner's jobs:
+        keys are unique per owner) yields the existing job."""
         return [job for job, _created in self.add_or_get(new_jobs, actor)]
 
     def add_or_get(
@@ -62,7 +63,7 @@ class JobStore:
         now = self._db.clock()
         rows = [new_row(n, now) for n in new_jobs]
         with self._db.write() as conn:
-            stmt = self._db.insert(jobs).on_conflict_do_nothing(index_elements=["key"])
+            stmt = self._db.insert(jobs).on_conflict_do_nothing(index_elements=["key_scope", "key"])
             inserted = {r.id for r in conn.execute(stmt.returning(jobs.c.id), rows)}
             fresh = [r for r in rows if r["id"] in inserted]
             events = [(r["id"], NewEvent(EventType.CREATED, actor=actor)) for r in fresh]
@@ -72,18 +73,23 @@ class JobStore:
                 if r["attempt"] == 1
             ]
             append_events(conn, now, events)
-            existing = self._by_keys(conn, [r["key"] for r in rows if r["id"] not in inserted])
+            taken = [(r["key_scope"], r["key"]) for r in rows if r["id"] not in inserted]
+            existing = self._by_keys(conn, taken)
         return [
-            (job_from_row(r, now), True) if r["id"] in inserted else (existing[r["key"]], False)
+            (job_from_row(r, now), True)
+            if r["id"] in inserted
+            else (existing[r["key_scope"], r["key"]], False)
             for r in rows
         ]
 
-    def _by_keys(self, conn: Connection, keys: list[str]) -> dict[str, Job]:
+    def _by_keys(self, conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Job]:
+        """The jobs with these ``(key_scope, key)`` pairs."""
         if not keys:
             return {}
         now = self._db.clock()
-        rows = conn.execute(sa.select(*JOB_COLUMNS).where(jobs.c.key.in_(set(keys))))
-        return {r.key: job_from_row(r._mapping, now) for r in rows}
+        pairs = sa.tuple_(jobs.c.key_scope, jobs.c.key).in_(sorted(set(keys)))
+        rows = conn.execute(sa.select(*JOB_COLUMNS, jobs.c.key_scope).where(pairs))
+        return {(r.key_scope, r.key): job_from_row(r._mapping, now) for r in rows}
 
     # -- changing -------------------------------------------------------------------------
 
@@ -151,13 +157,13 @@ class JobStore:
     ) -> Job:
         """Apply progress and/or a status change reported for a job that runs elsewhere.
 
-        Raises ``IllegalTransition`` for a terminal job or a change the state machine forbids.
+        Raises ``IllegalTransition`` for a terminal job or a change the state machine forbids,
+        ``ReportRefused`` (an ``IllegalTransition``) for a job jobtrail runs itself or one a
+        runner holds right now, ``InvalidData`` for item counts that add up past the total.
         """
         with self._db.write() as conn:
-            job = self._get(conn, job_id)
+            job = self._reportable(conn, job_id, target)
             moving = target is not None and target != job.status
-            if job.terminal or (moving and not can_transition(job.status, target or job.status)):
-                raise IllegalTransition(job_id, job.status, target or job.status)
             now = self._db.clock()
             values = _with_counts(values, job) | {"heartbeat_at": now}
             events: list[NewEvent] = []
@@ -174,6 +180,24 @@ class JobStore:
             return self.transition(
                 job_id, target, from_=[job.status], values=values, events=events, conn=conn
             )
+
+    def _reportable(self, conn: Connection, job_id: str, target: Status | None) -> Job:
+        """The job a report is for, locked until the report is written, if it takes one."""
+        pick = sa.select(*JOB_COLUMNS, jobs.c.lease).where(jobs.c.id == job_id)
+        if self._db.dialect == "postgresql":
+            pick = pick.with_for_update()
+        row = conn.execute(pick).one_or_none()
+        if row is None:
+            raise JobNotFound(job_id)
+        job = job_from_row(row._mapping, self._db.clock())
+        moving = target is not None and target != job.status
+        if job.terminal or (moving and not can_transition(job.status, target or job.status)):
+            raise IllegalTransition(job_id, job.status, target or job.status)
+        if not job.external:
+            raise ReportRefused(job_id, job.status, "jobtrail runs it; only its runner reports")
+        if row.lease is not None:
+            raise ReportRefused(job_id, job.status, "a runner holds it and reports its progress")
+        return job
 
     def _update_in_place(
         self, conn: Connection, job: Job, values: dict[str, Any], events: list[NewEvent]
@@ -322,13 +346,21 @@ def _escape_like(text: str) -> str:
 
 def _with_counts(values: dict[str, Any], job: Job) -> dict[str, Any]:
     """``values`` with ``items_done`` (and, with a known total, the percentage) following
-    from reported item counts."""
-    if "items_succeeded" not in values and "items_failed" not in values:
+    from reported item counts; ``InvalidData`` if the counts, with the job's stored ones for
+    those left out, add up to more than the total."""
+    counts = ("items_total", "items_succeeded", "items_failed")
+    if not any(name in values for name in counts):
         return values
     succeeded = values.get("items_succeeded", job.items_succeeded) or 0
     failed = values.get("items_failed", job.items_failed) or 0
-    values = values | {"items_done": succeeded + failed}
     total = values.get("items_total", job.items_total)
+    if total is not None and succeeded + failed > total:
+        raise InvalidData(
+            f"items_succeeded + items_failed ({succeeded} + {failed}) exceeds items_total ({total})"
+        )
+    if "items_succeeded" not in values and "items_failed" not in values:
+        return values
+    values = values | {"items_done": succeeded + failed}
     if "progress" not in values and total:
         values["progress"] = min(values["items_done"] * 100.0 / total, 100.0)
     return values

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -12,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
-from jobtrail.exceptions import SchemaError
+from jobtrail.exceptions import SchemaError, StoreError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK = 0x6A6F62747261696C  # "jobtrail": one migrator at a time per database
@@ -47,10 +50,30 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision``, safely even when several processes start at once."""
-    with engine.begin() as conn:
+    with engine.connect() as conn, _foreign_keys_deferred(conn), conn.begin():
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
         command.upgrade(_config(conn), revision)
+        if conn.dialect.name == "sqlite":
+            broken = conn.exec_driver_sql("PRAGMA foreign_key_check").first()
+            if broken is not None:
+                raise StoreError(f"a migration broke a foreign key: {tuple(broken)}")
+
+
+@contextmanager
+def _foreign_keys_deferred(conn: Connection) -> Iterator[None]:
+    """On SQLite, foreign keys off while migrations run: a migration that rebuilds a table
+    (batch mode) drops it, which SQLite refuses while other tables' rows refer to it. They
+    are checked before the commit instead. (The switch only works outside a transaction.)"""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    driver: Any = conn.connection.driver_connection
+    driver.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        driver.execute("PRAGMA foreign_keys=ON")
 
 
 def ensure_schema(engine: Engine, auto_migrate: bool) -> None:

@@ -65,6 +65,7 @@ def new_row(new: NewJob, now: datetime) -> dict[str, Any]:
     return {
         "id": new.id,
         "key": new.key,
+        "key_scope": key_scope(new.owner),
         "kind": new.kind,
         "owner": new.owner,
         "trigger": new.trigger,
@@ -100,7 +101,13 @@ def new_row(new: NewJob, now: datetime) -> dict[str, Any]:
         "schedule": new.schedule,
         "retry_of": new.retry_of,
         "only_items": list(new.only_items) if new.only_items is not None else None,
+        "external": new.external,
     }
+
+
+def key_scope(owner: str | None) -> str:
+    """The scope a job's idempotency key is unique in: its owner's, or '' without one."""
+    return owner or ""
 
 
 def append_events(conn: Connection, at: datetime, events: Iterable[tuple[str, NewEvent]]) -> None:
@@ -110,8 +117,9 @@ def append_events(conn: Connection, at: datetime, events: Iterable[tuple[str, Ne
         conn.execute(job_events.insert(), rows)
 
 
-JOB_COLUMNS = tuple(c for c in jobs.c if c.name != "lease")
-"""Every column of a job but its lease, which never leaves the store."""
+JOB_COLUMNS = tuple(c for c in jobs.c if c.name not in ("lease", "key_scope"))
+"""Every column of a job but its lease, which never leaves the store, and its key scope
+(its owner's)."""
 
 
 def job_from_row(row: Mapping[Any, Any], now: datetime) -> Job:
@@ -154,6 +162,7 @@ def job_from_row(row: Mapping[Any, Any], now: datetime) -> Job:
         worker=row["worker"],
         schedule=row["schedule"],
         retry_of=row["retry_of"],
+        external=bool(row["external"]),
     )
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import functools
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
+from jobtrail.exceptions import InvalidData
 from jobtrail.jobs import (
     HELD,
     EventType,
@@ -231,9 +233,11 @@ class RunStore:
 
         Returns False (and writes nothing) if the job was meanwhile rescued, cancelled or
         finished by someone else. With ``wait=False`` (workers) the write is shared with the
-        next group commit and True only means it was queued.
+        next group commit and True only means it was queued. An outcome the database refuses
+        (``InvalidData``) never leaves the job running: it ends ``failed`` with the reason.
         """
         now = self._db.clock()
+        duration = None if started_at is None else (now - started_at).total_seconds()
         values = progress_params(progress) | {
             "id": job_id,
             "lease": lease,
@@ -241,7 +245,7 @@ class RunStore:
             "result": result,
             "error_message": error_message,
             "error_details": error_details,
-            "duration_seconds": None if started_at is None else (now - started_at).total_seconds(),
+            "duration_seconds": duration,
         }
         statements = self._statements
 
@@ -253,10 +257,32 @@ class RunStore:
             )
             return True
 
+        refuse = functools.partial(self._refused, job_id, lease, now, duration)
         if not wait:
-            self._db.run_write_soon(write, f"finish of job {job_id}")
+            self._db.run_write_soon(write, f"finish of job {job_id}", fallback=refuse)
             return True
-        return self._db.run_write(write)
+        try:
+            return self._db.run_write(write)
+        except InvalidData as exc:
+            return self._db.run_write(refuse(exc))
+
+    def _refused(
+        self, job_id: str, lease: str, now: datetime, duration: float | None, error: InvalidData
+    ) -> Callable[[RawSession], bool]:
+        """The write that fails a held job whose outcome the database refused, with why."""
+        reason = f"the job's outcome could not be stored: {error.reason}"[:4096]
+        values = {"id": job_id, "lease": lease, "now": now, "duration_seconds": duration}
+        values["error_message"] = reason
+        statements = self._statements
+
+        def write(session: RawSession) -> bool:
+            if session.rowcount(statements.refuse, values) != 1:
+                return False
+            event = NewEvent(EventType.FAILED, reason)
+            statements.append(session, now, [(job_id, event)])
+            return True
+
+        return write
 
     def requeue(
         self,

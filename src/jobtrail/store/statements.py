@@ -183,6 +183,22 @@ class Statements:
             )
             for status in TERMINAL
         }
+        # The last resort of an outcome the database refused (``RunStore.finish``): failed
+        # with the reason, leaving the columns it could not write as the last flush left them.
+        self.refuse = Prepared(
+            jobs.update()
+            .where(*key, status_in(sources_of(Status.FAILED, among=HELD)))
+            .values(
+                status=Status.FAILED.value,
+                result=sa.null(),
+                error_message=param(c.error_message),
+                error_details=sa.null(),
+                completed_at=now,
+                updated_at=now,
+                duration_seconds=param(c.duration_seconds),
+            ),
+            dialect,
+        )
         self.event = Prepared(
             job_events.insert().values(
                 {col: param(col) for col in job_events.c if col.name != "id"}

@@ -52,6 +52,8 @@ jobs = sa.Table(
     metadata,
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("key", sa.String(255), nullable=True),
+    # Keys are unique per owner: the owner, or '' for jobs without one (NULLs never collide).
+    sa.Column("key_scope", sa.String(200), nullable=False, server_default=""),
     sa.Column("kind", sa.String(200), nullable=False),
     sa.Column("owner", sa.String(200), nullable=True),
     sa.Column("trigger", sa.String(50), nullable=False),
@@ -87,7 +89,8 @@ jobs = sa.Table(
     sa.Column("schedule", sa.String(200), nullable=True),
     sa.Column("retry_of", sa.String(64), nullable=True),
     sa.Column("only_items", JSONType, nullable=True),
-    sa.UniqueConstraint("key"),
+    sa.Column("external", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.UniqueConstraint("key_scope", "key"),
     # Claims read WHERE status = 'queued' AND run_after <= now ORDER BY priority DESC, run_after.
     sa.Index("ix_jobs_claim", "status", sa.text("priority DESC"), "run_after"),
     # Listings read newest first with the id as tie-break (submit_many shares a created_at).

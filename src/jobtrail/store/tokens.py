@@ -9,7 +9,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from jobtrail.exceptions import TokenExists
+from jobtrail.exceptions import InvalidOwner, TokenExists
 from jobtrail.store.database import Database
 from jobtrail.store.statements import Statements
 from jobtrail.store.tables import tokens
@@ -43,7 +43,13 @@ class TokenStore:
         self._statements = statements
 
     def create(self, name: str, owner: str | None) -> str:
-        """Create a token and return its secret (shown once, stored only as a hash)."""
+        """Create a token and return its secret (shown once, stored only as a hash).
+
+        Raises ``InvalidOwner`` for an owner that is empty or blank: a token is an owner's
+        (scoped everywhere) or an admin's (``owner`` None), never something in between.
+        """
+        if owner is not None and not owner.strip():
+            raise InvalidOwner(owner)
         secret = "jt_" + secrets.token_urlsafe(32)
         row = {
             "name": name,

@@ -10,15 +10,18 @@ from anyio import to_thread
 from fastapi import FastAPI
 
 from jobtrail.tracker import Tracker
+from jobtrail.web.access_log import mask_tokens_in_logs
 from jobtrail.web.api import create_router
-from jobtrail.web.auth import open_auth
+from jobtrail.web.auth import AuthFailures, open_auth
 from jobtrail.web.dashboard import create_dashboard, static_files
 from jobtrail.web.errors import BodyLimit, install_error_handlers
+from jobtrail.web.methods import MethodGate
 
 DESCRIPTION = """What every background job is doing: submit jobs, report progress of work that
 runs elsewhere, follow jobs live (Server-Sent Events), cancel, retry, and read statistics.
-Every endpoint but `/health` and `/metrics` needs a bearer token (`jobtrail tokens create`);
-an owner token sees only its owner's jobs (others answer 404, exactly like absent ones)."""
+Every endpoint but `/health` needs a bearer token (`jobtrail tokens create`), `/metrics` an
+admin's; an owner token sees only its owner's jobs (others answer 404, exactly like absent
+ones)."""
 
 
 def create_app(
@@ -34,6 +37,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        mask_tokens_in_logs()  # now: the server has configured its loggers by the time it starts
         worker = tracker.worker(concurrency) if run_worker and tracker.kinds else None
         if worker is not None:
             worker.start()
@@ -50,10 +54,12 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(BodyLimit, max_bytes=tracker.settings.max_body_bytes)
+    app.add_middleware(MethodGate, document=app.openapi)
     install_error_handlers(app)
-    router = create_router(tracker, auth=open_auth if no_auth else None)
+    failures = AuthFailures(tracker.settings.auth_rate_limit)
+    router = create_router(tracker, auth=open_auth if no_auth else None, auth_failures=failures)
     app.include_router(router, prefix="/api/v1")
     if dashboard:
         app.mount("/static", static_files(), name="static")
-        app.include_router(create_dashboard(tracker, no_auth=no_auth))
+        app.include_router(create_dashboard(tracker, no_auth=no_auth, auth_failures=failures))
     return app

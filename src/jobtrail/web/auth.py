@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from limits import parse_many
+from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from starlette.requests import HTTPConnection
@@ -18,6 +18,7 @@ from starlette.requests import HTTPConnection
 from jobtrail.exceptions import JobNotFound
 from jobtrail.jobs import Job
 from jobtrail.tracker import Tracker
+from jobtrail.web.origins import SAFE_METHODS, Origins
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,11 @@ class Principal:
     def admin(self) -> bool:
         """Whether the caller sees and acts on every owner's jobs."""
         return self.owner is None
+
+    def scope(self, owner: str | None) -> str | None:
+        """The owner a listing of this caller is limited to: its own, or (an admin) the one
+        it asks for."""
+        return owner if self.owner is None else self.owner
 
     def may_filter(self, owner: str | None) -> bool:
         """Whether a filter on ``owner`` can match anything this caller may see."""
@@ -79,13 +85,43 @@ class RateLimit:
         """Count a request of ``key``; raise a 429 with ``Retry-After`` when over a limit."""
         for rate in self._rates:
             if not self._limiter.hit(rate, key):
-                reset, _remaining = self._limiter.get_window_stats(rate, key)
-                retry = max(int(reset - time.time()) + 1, 1)
-                raise HTTPException(
-                    429,
-                    f"rate limit of {rate} exceeded; retry in {retry} s",
-                    headers={"Retry-After": str(retry)},
-                )
+                raise self._throttled(rate, key)
+
+    def refuse_if_spent(self, key: str) -> None:
+        """Raise the 429 of ``check`` if ``key`` has no request left, without counting one."""
+        for rate in self._rates:
+            if not self._limiter.test(rate, key):
+                raise self._throttled(rate, key)
+
+    def _throttled(self, rate: RateLimitItem, key: str) -> HTTPException:
+        reset, _remaining = self._limiter.get_window_stats(rate, key)
+        retry = max(int(reset - time.time()) + 1, 1)
+        return HTTPException(
+            429,
+            f"rate limit of {rate} exceeded; retry in {retry} s",
+            headers={"Retry-After": str(retry)},
+        )
+
+
+def client_address(conn: HTTPConnection) -> str:
+    """The address a request came from (the proxy's, unless uvicorn trusts its headers)."""
+    return conn.client.host if conn.client is not None else "unknown"
+
+
+class AuthFailures:
+    """Failed sign-ins and unknown tokens per client address: past ``rates`` the address gets
+    429 for any token until the window moves on, so tokens cannot be guessed at speed."""
+
+    def __init__(self, rates: str) -> None:
+        self._limit = RateLimit(rates)
+
+    def refuse_if_blocked(self, conn: HTTPConnection) -> None:
+        """Raise a 429 if the address of ``conn`` has spent its failures."""
+        self._limit.refuse_if_spent(client_address(conn))
+
+    def count(self, conn: HTTPConnection) -> None:
+        """Count one failure of the address of ``conn`` (a 429 once over the limit)."""
+        self._limit.check(client_address(conn))
 
 
 COOKIE = "jobtrail_token"
@@ -94,31 +130,80 @@ COOKIE = "jobtrail_token"
 _bearer = HTTPBearer(auto_error=False, description="A token from `jobtrail tokens create`.")
 
 
-class Gate:
-    """Authentication then rate limiting, as configured for one API router."""
+@dataclass(frozen=True)
+class Admission:
+    """An admitted caller, the token it came with (to check again later) and the key its
+    requests and streams are counted under."""
 
-    def __init__(self, authenticate: Authenticate, limit: RateLimit) -> None:
+    caller: Principal
+    token: str | None
+    key: str
+
+
+class Gate:
+    """Authentication then rate limiting, as configured for one API router; cookie-borne
+    requests that change something must come from an allowed origin."""
+
+    def __init__(
+        self,
+        authenticate: Authenticate,
+        limit: RateLimit,
+        *,
+        failures: AuthFailures | None = None,
+        origins: Origins | None = None,
+    ) -> None:
         self.authenticate = authenticate
         self.limit = limit
+        self.failures = failures or AuthFailures("30/minute")
+        self.origins = origins or Origins()
 
-    def admit(self, request: HTTPConnection, token: str | None) -> Principal:
-        """The caller of ``request``, counted against its rate limit."""
-        caller = self.authenticate(request, token)
+    def admit(self, request: HTTPConnection, token: str | None) -> Admission:
+        """The caller of ``request``, counted against its rate limit; a token that fails
+        counts against the address's failures."""
+        if token is not None:
+            self.failures.refuse_if_blocked(request)
+        try:
+            caller = self.authenticate(request, token)
+        except HTTPException as exc:
+            if exc.status_code == 401 and token is not None:
+                self.failures.count(request)
+            raise
         key = caller.name
-        if caller.name == "anonymous" and request.client is not None:
-            key = request.client.host
+        if caller.name == "anonymous":
+            key = client_address(request)
         self.limit.check(key)
-        return caller
+        return Admission(caller, token, key)
+
+    def still_admitted(self, request: HTTPConnection, admission: Admission) -> bool:
+        """Whether the token ``admission`` came with is still accepted (not revoked)."""
+        try:
+            self.authenticate(request, admission.token)
+        except HTTPException:
+            return False
+        return True
+
+    def admission(
+        self,
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Admission:
+        """The caller from the bearer token or else the dashboard's cookie, admitted through
+        this gate (a cookie-borne change must come from an allowed origin)."""
+        if credentials:
+            return self.admit(request, credentials.credentials)
+        token = request.cookies.get(COOKIE)
+        if token is not None and request.method not in SAFE_METHODS:
+            self.origins.check(request)
+        return self.admit(request, token)
 
     def caller(
         self,
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
-        """The dependency of this router's endpoints: the caller, from the bearer token or
-        else the dashboard's cookie, admitted through this gate."""
-        token = credentials.credentials if credentials else request.cookies.get(COOKIE)
-        return self.admit(request, token)
+        """The dependency of this router's endpoints: the caller, admitted as by
+        ``admission``."""
+        return self.admission(request, credentials).caller
 
 
 def visible(tracker: Tracker, job_id: str, caller: Principal) -> Job:

@@ -3,28 +3,50 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from html import escape
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
 
+from anyio import to_thread
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from jobtrail.exceptions import JobNotFound
 from jobtrail.jobs import ACTIVE, RETRYABLE, TERMINAL, Status
 from jobtrail.tracker import Tracker
-from jobtrail.web.auth import COOKIE, Principal, open_auth, token_auth, visible
+from jobtrail.web.auth import (
+    COOKIE,
+    AuthFailures,
+    Principal,
+    open_auth,
+    token_auth,
+    visible,
+)
 from jobtrail.web.charts import bar_chart, line_chart
-from jobtrail.web.schemas import JobId, aware, parse_time
+from jobtrail.web.origins import Origins
+from jobtrail.web.schemas import JobId, utc_time
 
 HERE = FilePath(__file__).parent
 PAGE_SIZE = 50
 _STATUSES = [s.value for s in Status]
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+"""Sent with every dashboard response: its own scripts and styles only, never in a frame."""
 
 
 def _duration(seconds: float | None) -> str:
@@ -47,12 +69,30 @@ class NeedsLogin(Exception):
     """No valid token cookie: the page redirects to the login form."""
 
 
+class DashboardRoute(APIRoute):
+    """A dashboard route: every response carries ``PAGE_HEADERS``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            response = await handler(request)
+            response.headers.update(PAGE_HEADERS)
+            return response
+
+        return handle
+
+
 class Dashboard:
     """The pages, bound to one tracker."""
 
-    def __init__(self, tracker: Tracker, no_auth: bool) -> None:
+    def __init__(
+        self, tracker: Tracker, no_auth: bool, failures: AuthFailures, origins: Origins
+    ) -> None:
         self.tracker = tracker
         self.no_auth = no_auth
+        self.failures = failures
+        self.origins = origins
         self.authenticate = open_auth if no_auth else token_auth(tracker)
         self.templates = Jinja2Templates(directory=HERE / "templates")
         env = self.templates.env
@@ -62,9 +102,15 @@ class Dashboard:
 
     def caller(self, request: Request) -> Principal:
         """The signed-in caller (or the anonymous admin of ``--no-auth``)."""
+        token = request.cookies.get(COOKIE)
         try:
-            return self.authenticate(request, request.cookies.get(COOKIE))
+            if token is not None:
+                self.failures.refuse_if_blocked(request)
+            return self.authenticate(request, token)
         except HTTPException as exc:
+            if exc.status_code == 401 and token is not None:
+                with suppress(HTTPException):  # counted; past the limit, every page says so
+                    self.failures.count(request)
             raise NeedsLogin from exc
 
     def render(self, request: Request, name: str, caller: Principal, **context: Any) -> Response:
@@ -87,7 +133,7 @@ class Dashboard:
         caller = self.caller(request)
         limit = PAGE_SIZE
         listing = self.tracker.list(
-            owner=caller.owner or filters.get("owner"),
+            owner=caller.scope(filters.get("owner")),
             status=filters.get("status") or None,
             kind=filters.get("kind"),
             trigger=filters.get("trigger"),
@@ -164,15 +210,31 @@ class Dashboard:
         schedules = self.tracker.list_schedules(owner=caller.owner, recent=10)
         return self.render(request, "schedules.html", caller, schedules=schedules)
 
+    def login_form(self, request: Request, error: str | None = None, status: int = 200) -> Response:
+        return self.templates.TemplateResponse(
+            request, "login.html", {"error": error}, status_code=status
+        )
+
     async def login(self, request: Request) -> Response:
-        if request.method == "GET":
-            return self.templates.TemplateResponse(request, "login.html", {"error": None})
+        """Sign in with a token from the form: only from a page of this server (a forged
+        form would switch the victim to the forger's token), and a bounded number of wrong
+        tokens per address."""
+        refusal = self.origins.refusal(request)
+        if refusal is not None:
+            return self.login_form(request, "Sign-in from another site was refused.", 403)
+        try:
+            self.failures.refuse_if_blocked(request)
+        except HTTPException as exc:
+            headers = exc.headers or {}
+            response = self.login_form(request, "Too many attempts; try again later.", 429)
+            response.headers.update(headers)
+            return response
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
         secret = (form.get("token") or [""])[0].strip()
-        if not secret or self.tracker.find_token(secret) is None:
-            return self.templates.TemplateResponse(
-                request, "login.html", {"error": "That token is not valid."}, status_code=401
-            )
+        if not secret or await to_thread.run_sync(self.tracker.find_token, secret) is None:
+            with suppress(HTTPException):  # this failure is counted; the next one answers 429
+                self.failures.count(request)
+            return self.login_form(request, "That token is not valid.", 401)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(
             COOKIE,
@@ -185,10 +247,15 @@ class Dashboard:
         return response
 
 
-def create_dashboard(tracker: Tracker, *, no_auth: bool = False) -> APIRouter:
-    """The dashboard's pages (mount at ``/``); they call the API under ``/api/v1``."""
-    board = Dashboard(tracker, no_auth)
-    router = APIRouter(include_in_schema=False)
+def create_dashboard(
+    tracker: Tracker, *, no_auth: bool = False, auth_failures: AuthFailures | None = None
+) -> APIRouter:
+    """The dashboard's pages (mount at ``/``); they call the API under ``/api/v1``.
+    ``auth_failures`` counts wrong tokens at sign-in (share the API's to count both)."""
+    settings = tracker.settings
+    failures = auth_failures or AuthFailures(settings.auth_rate_limit)
+    board = Dashboard(tracker, no_auth, failures, Origins(settings.allowed_origins))
+    router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 
     @router.get("/", response_class=HTMLResponse)
     def overview(request: Request) -> Response:
@@ -212,8 +279,8 @@ def create_dashboard(tracker: Tracker, *, no_auth: bool = False) -> APIRouter:
             "kind": kind or None,
             "owner": owner or None,
             "trigger": trigger or None,
-            "created_from": aware(parse_time(created_from)),
-            "created_to": aware(parse_time(created_to)),
+            "created_from": utc_time(created_from),
+            "created_to": utc_time(created_to),
             "q": q or None,
             "raw_from": created_from or "",
             "raw_to": created_to or "",
@@ -232,12 +299,18 @@ def create_dashboard(tracker: Tracker, *, no_auth: bool = False) -> APIRouter:
     def schedules(request: Request) -> Response:
         return _guard(board.schedules, request)
 
-    @router.api_route("/login", methods=["GET", "POST"])
+    @router.get("/login")
+    def login_form(request: Request) -> Response:
+        return board.login_form(request)
+
+    @router.post("/login")
     async def login(request: Request) -> Response:
         return await board.login(request)
 
-    @router.get("/logout")
-    def logout() -> Response:
+    @router.post("/logout")
+    def logout(request: Request) -> Response:
+        """Sign out (a POST from a page of this server: a link could be forged)."""
+        board.origins.check(request)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE)
         return response

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -13,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from jobtrail.exceptions import (
     IllegalTransition,
     InvalidData,
+    InvalidOwner,
     JobNotFound,
     JobtrailError,
     KeyInUse,
@@ -33,6 +37,7 @@ STATUS_OF: dict[type[JobtrailError], int] = {
     TokenExists: 409,
     UnknownKind: 422,
     InvalidData: 422,
+    InvalidOwner: 422,
     PayloadError: 422,
     StoreError: 503,
 }
@@ -52,9 +57,29 @@ async def _handle(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with what JSON cannot carry made into text: non-finite numbers, and lone
+    surrogates (escaped), so an error can always echo the input it refuses."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {json_safe(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+async def _invalid(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    detail = json_safe(jsonable_encoder(exc.errors()))
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
 class JobtrailRoute(APIRoute):
-    """A route that answers ``JobtrailError`` itself, so the router works in any host app
-    without ``install_error_handlers``."""
+    """A route that answers ``JobtrailError`` and invalid input itself, so the router works in
+    any host app without ``install_error_handlers``."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -64,13 +89,17 @@ class JobtrailRoute(APIRoute):
                 return await handler(request)
             except JobtrailError as exc:
                 return await _handle(request, exc)
+            except RequestValidationError as exc:
+                return await _invalid(request, exc)
 
         return handle
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Answer every ``JobtrailError`` with its status and ``{"detail": ...}``."""
+    """Answer every ``JobtrailError`` with its status and ``{"detail": ...}``, and invalid
+    input with a 422 whose body is always JSON."""
     app.add_exception_handler(JobtrailError, _handle)
+    app.add_exception_handler(RequestValidationError, _invalid)
 
 
 class BodyLimit:

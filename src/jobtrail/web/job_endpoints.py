@@ -5,7 +5,6 @@ cancel and retry."""
 # caller dependency (a local alias), which FastAPI can only read evaluated.
 
 from dataclasses import replace
-from datetime import datetime
 from typing import Annotated, Any, TypeAlias
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -29,10 +28,12 @@ from jobtrail.web.schemas import (
     ProgressResponse,
     SubmitRequest,
     SubmitResponse,
-    aware,
+    TimeQuery,
     submitted,
 )
 
+JSON_FIELDS = frozenset({"result", "progress_data", "error_details"})
+"""Fields of a report where null is a value; in the others it means "not reported"."""
 EXISTING: dict[int | str, dict[str, Any]] = {
     200: {"model": Job, "description": "The job that already has this key"},
     **BODY,
@@ -48,8 +49,8 @@ def owner_for(requested: str | None, caller: Principal) -> str | None:
 
 
 def _existing(tracker: Tracker, job: Job, key: str | None, caller: Principal) -> JSONResponse:
-    """200 with the job that already has ``key``, unless it is another owner's (then 409,
-    without revealing it)."""
+    """200 with the job that already has ``key``, unless the caller may not see it (then 409,
+    revealing nothing of it; with keys scoped per owner that no longer happens)."""
     if not caller.can_see(job):
         raise KeyInUse(key or "")
     return JSONResponse(JOB_JSON.dump_python(tracker.redactor.job(job), mode="json"))
@@ -77,7 +78,7 @@ def _add_writes(router: APIRouter, tracker: Tracker, gate: Gate) -> None:
             key=body.key,
             priority=body.priority,
             trigger=body.trigger,
-            run_after=aware(body.run_after),
+            run_after=body.run_after,
             labels=body.labels,
             actor=caller.name,
         )
@@ -114,7 +115,11 @@ def _add_writes(router: APIRouter, tracker: Tracker, gate: Gate) -> None:
     def report_job(job_id: JobId, body: PatchJobRequest, caller: Caller) -> Job:
         """Report progress and/or a new status of an external job."""
         visible(tracker, job_id, caller)
-        values = body.model_dump(exclude_unset=True, exclude={"status"})
+        values = {
+            name: value
+            for name, value in body.model_dump(exclude_unset=True, exclude={"status"}).items()
+            if value is not None or name in JSON_FIELDS  # null: not reported
+        }
         job = tracker.report(job_id, values, body.status, actor=caller.name)
         return tracker.redactor.job(job)
 
@@ -154,8 +159,8 @@ def _add_reads(router: APIRouter, tracker: Tracker, gate: Gate) -> None:
     def list_jobs(
         caller: Caller,
         filters: Annotated[JobFilter, Depends()],
-        created_from: datetime | None = None,
-        created_to: datetime | None = None,
+        created_from: TimeQuery = None,
+        created_to: TimeQuery = None,
         q: NameQuery = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
@@ -164,13 +169,13 @@ def _add_reads(router: APIRouter, tracker: Tracker, gate: Gate) -> None:
         if not caller.may_filter(filters.owner):
             return Page(jobs=[], total_count=0, limit=limit, offset=offset)
         page = tracker.list(
-            owner=caller.owner or filters.owner,
+            owner=caller.scope(filters.owner),
             status=filters.status,
             kind=filters.kind,
             priority=filters.priority,
             trigger=filters.trigger,
-            created_from=aware(created_from),
-            created_to=aware(created_to),
+            created_from=created_from,
+            created_to=created_to,
             q=q,
             limit=limit,
             offset=offset,

@@ -1,44 +1,111 @@
 """Prometheus metrics: the store's figures read at scrape time (so they are right across
-processes), and this process's rate-limiter waits."""
+processes), with their names folded to a bounded set, and this process's open streams and
+rate-limiter waits."""
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: the endpoint's annotations name its router's
+# caller dependency (a local alias), which FastAPI can only read evaluated.
 
 import sys
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from typing import Annotated, Any, TypeAlias, TypeVar
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from jobtrail.exceptions import NotAllowed
 from jobtrail.jobs import DURATION_BUCKETS
 from jobtrail.tracker import Tracker
+from jobtrail.web.auth import Gate, Principal
+from jobtrail.web.open_streams import OpenStreams
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OTHER = "other"
+"""The label value that stands for every kind, trigger or queue past the busiest ones."""
 Family = GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily
+K = TypeVar("K")
+
+
+class Fold:
+    """Keeps the ``cap`` busiest names of a label; any other name is reported as ``other``,
+    so a tenant inventing kinds cannot grow the metrics without bound."""
+
+    def __init__(self, counts: Mapping[str, int], cap: int) -> None:
+        self.kept = set(sorted(counts, key=lambda name: (-counts[name], name))[:cap])
+
+    def __call__(self, name: str) -> str:
+        return name if name in self.kept else OTHER
 
 
 class StoreCollector(Collector):
     """Reads one snapshot of the store per scrape and reports it as ``jobtrail_*`` metrics,
-    with the rate-limiter waits of this process."""
+    with the open streams and rate-limiter waits of this process."""
 
-    def __init__(self, tracker: Tracker) -> None:
+    def __init__(self, tracker: Tracker, streams: OpenStreams, cap: int) -> None:
         self.tracker = tracker
+        self.streams = streams
+        self.cap = cap
 
     def collect(self) -> Iterator[Family]:
         shot = self.tracker.gauges()
-        yield from _jobs(shot.jobs, shot.created, shot.finished)
-        yield _durations(shot.durations)
+        kinds: Counter[str] = Counter(shot.created)
+        triggers: Counter[str] = Counter()
+        for (k, t, _), n in shot.jobs.items():
+            kinds[k] += n
+            triggers[t] += n
+        kind, trigger = Fold(kinds, self.cap), Fold(triggers, self.cap)
+        yield from _jobs(
+            _fold(shot.jobs, lambda j: (kind(j[0]), trigger(j[1]), j[2])),
+            _fold(shot.created, kind),
+            _fold(shot.finished, lambda f: (kind(f[0]), f[1])),
+        )
+        yield _durations(_fold_durations(shot.durations, kind))
         yield _active(shot.jobs)
-        yield from _queues(shot.queue_depth, shot.oldest_queued)
-        yield from _items(shot.items)
+        yield from _queues(shot.queue_depth, shot.oldest_queued, Fold(shot.queue_depth, self.cap))
+        yield from _items(_fold_items(shot.items, kind))
         yield CounterMetricFamily(
             "jobtrail_rescues", "Jobs rescued from lost workers", shot.rescues
         )
         yield GaugeMetricFamily(
             "jobtrail_stalled_jobs", "Running jobs flagged stalled", shot.stalled
         )
+        yield GaugeMetricFamily(
+            "jobtrail_open_streams",
+            "SSE and WebSocket streams open in this process",
+            self.streams.total,
+        )
         yield from _limiter_waits()
+
+
+def _fold(counts: Mapping[K, int], key: Callable[[K], K]) -> dict[K, int]:
+    """``counts`` summed under the keys ``key`` maps theirs to."""
+    total: Counter[K] = Counter()
+    for name, n in counts.items():
+        total[key(name)] += n
+    return dict(total)
+
+
+def _fold_durations(
+    durations: Mapping[str, tuple[list[int], float]], kind: Fold
+) -> dict[str, tuple[list[int], float]]:
+    folded: dict[str, tuple[list[int], float]] = {}
+    for name, (buckets, seconds) in durations.items():
+        before, total = folded.get(kind(name), ([0] * len(buckets), 0.0))
+        folded[kind(name)] = (
+            [a + b for a, b in zip(before, buckets, strict=True)],
+            total + seconds,
+        )
+    return folded
+
+
+def _fold_items(items: Mapping[str, tuple[int, int]], kind: Fold) -> dict[str, tuple[int, int]]:
+    folded: dict[str, tuple[int, int]] = {}
+    for name, (done, failed) in items.items():
+        was_done, was_failed = folded.get(kind(name), (0, 0))
+        folded[kind(name)] = (was_done + done, was_failed + failed)
+    return folded
 
 
 def _jobs(
@@ -84,14 +151,19 @@ def _active(jobs: dict[tuple[str, str, str], int]) -> GaugeMetricFamily:
     return active
 
 
-def _queues(depth: dict[str, int], oldest: dict[str, float]) -> Iterator[GaugeMetricFamily]:
+def _queues(
+    depth: dict[str, int], oldest: dict[str, float], queue: Fold
+) -> Iterator[GaugeMetricFamily]:
     queued = GaugeMetricFamily("jobtrail_queue_depth", "Jobs due to run", labels=["queue"])
     age = GaugeMetricFamily(
         "jobtrail_oldest_queued_age_seconds", "Wait of the oldest due job", labels=["queue"]
     )
-    for queue in sorted(depth):
-        queued.add_metric([queue], depth[queue])
-        age.add_metric([queue], oldest[queue])
+    waits: dict[str, float] = {}
+    for name, seconds in oldest.items():
+        waits[queue(name)] = max(waits.get(queue(name), 0.0), seconds)
+    for name, n in sorted(_fold(depth, queue).items()):
+        queued.add_metric([name], n)
+        age.add_metric([name], waits.get(name, 0.0))
     yield queued
     yield age
 
@@ -129,17 +201,35 @@ def _limiter_waits() -> Iterator[CounterMetricFamily]:
     yield seconds
 
 
-def add_metrics_route(router: APIRouter, tracker: Tracker) -> None:
-    """Add ``GET /metrics`` (Prometheus text format; no token, like most exporters)."""
+def add_metrics_route(
+    router: APIRouter, tracker: Tracker, gate: Gate, streams: OpenStreams
+) -> None:
+    """Add ``GET /metrics`` (Prometheus text format): for admin tokens, or for anyone when
+    the ``metrics_public`` setting is on (a scraper on a private network)."""
+    settings = tracker.settings
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(tracker))
+    registry.register(StoreCollector(tracker, streams, settings.metrics_max_kinds))
+    Caller: TypeAlias = Annotated[Principal, Depends(gate.caller)]
+    documented: dict[int | str, dict[str, Any]] = {
+        200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus metrics"}
+    }
 
-    @router.get(
-        "/metrics",
-        response_class=Response,
-        responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus metrics"}},
-        tags=["service"],
-    )
-    def metrics() -> Response:
-        """Every ``jobtrail_*`` metric, computed from the store at scrape time."""
+    def scrape() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE)
+
+    if settings.metrics_public:
+
+        @router.get("/metrics", response_class=Response, responses=documented, tags=["service"])
+        def public_metrics() -> Response:
+            """Every ``jobtrail_*`` metric, computed from the store at scrape time."""
+            return scrape()
+
+        return
+
+    @router.get("/metrics", response_class=Response, responses=documented, tags=["service"])
+    def metrics(caller: Caller) -> Response:
+        """Every ``jobtrail_*`` metric, computed from the store at scrape time; they name
+        every owner's kinds, so only an admin token may read them (others: 403)."""
+        if not caller.admin:
+            raise NotAllowed("metrics need an admin token")
+        return scrape()

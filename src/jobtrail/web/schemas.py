@@ -3,20 +3,45 @@ events, stats and schedules reuse the core records)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query, Request
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+)
 
 from jobtrail.jobs import Event, Filters, Job, Priority, Status
+from jobtrail.redaction import RESERVED_KEY_PREFIXES, check_storable
 from jobtrail.web.auth import Principal
 
 INT32 = 2**31 - 1
 NO_NUL = r"^[^\x00]*$"
-Text = Annotated[str, StringConstraints(pattern=NO_NUL)]
-"""Text a database can store: no NUL characters."""
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+"""Times outside these cannot be moved between zones or compared with a margin: refused."""
+_TIME_TEXT = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?([Zz]|[+-]\d{2}:?\d{2})?"
+)
+
+
+def _storable(value: Any) -> Any:
+    """``value`` if both databases store it as given (``check_storable``: no NUL or lone
+    surrogates, finite numbers, nesting at most 64 deep)."""
+    check_storable(value)
+    return value
+
+
+Text = Annotated[str, StringConstraints(pattern=NO_NUL), AfterValidator(_storable)]
+"""Text a database can store: no NUL characters, no lone surrogates."""
 JOB_JSON = TypeAdapter(Job)
 """Jobs to and from JSON, for responses built by hand (status 200 on a reused key, streams)."""
 
@@ -43,7 +68,7 @@ class JobFilter:
         """These filters as ``caller`` may apply them: only its own jobs, and none at all when
         it asks for another owner's."""
         return Filters(
-            owner=caller.owner or self.owner,
+            owner=caller.scope(self.owner),
             nothing=not caller.may_filter(self.owner),
             statuses=self.status or (),
             kind=self.kind,
@@ -52,26 +77,56 @@ class JobFilter:
         )
 
 
-def _storable(value: Any, depth: int = 0) -> Any:
-    """``value`` if every string and key in it can be stored (no NUL, nesting ≤ 64)."""
-    if depth > 64:
-        raise ValueError("nested more than 64 levels deep")
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("text must not contain NUL characters")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _storable(key, depth + 1)
-            _storable(item, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            _storable(item, depth + 1)
+Storable = Annotated[Any, AfterValidator(_storable)]
+StorableObject = Annotated[dict[str, Any], AfterValidator(_storable)]
+
+
+def _number(value: Any) -> Any:
+    """Refuse what is not a JSON number (a boolean, a numeric string) before pydantic's
+    conversions, which would read ``false`` as 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("expected a number")
     return value
 
 
-Storable = Annotated[Any, AfterValidator(_storable)]
-StorableObject = Annotated[dict[str, Any], AfterValidator(_storable)]
-Count = Annotated[int, Field(ge=0, le=INT32)]
+Count = Annotated[int, Field(ge=0, le=INT32), BeforeValidator(_number)]
+"""A count: a JSON integer (``3.0`` is one; ``false``, ``"3"`` and ``3.5`` are not)."""
+
+
+def _in_range(value: datetime | None) -> datetime | None:
+    """``value`` (naive: UTC) in UTC, if it lies between ``EARLIEST`` and ``LATEST``."""
+    if value is None:
+        return None
+    try:
+        moved = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        moved = None
+    if moved is None or not EARLIEST <= moved <= LATEST:
+        raise ValueError(f"time must lie between {EARLIEST.date()} and {LATEST.date()} (UTC)")
+    return moved
+
+
+def _time_text(value: Any) -> Any:
+    """Times as ISO 8601 date and time text only (not a number, a boolean or a bare date)."""
+    if value is None or (isinstance(value, str) and _TIME_TEXT.fullmatch(value)):
+        return value
+    raise ValueError("expected an ISO 8601 date and time, e.g. 2030-01-31T09:00:00Z")
+
+
+Moment = Annotated[datetime, BeforeValidator(_time_text), AfterValidator(_in_range)]
+"""A time: ISO 8601 text only, in range, moved to UTC (naive: taken as UTC)."""
+TimeQuery = Annotated[Moment | None, Query()]
+"""An optional time filter."""
+
+
+def _own_key(key: str | None) -> str | None:
+    if key is not None and key.startswith(RESERVED_KEY_PREFIXES):
+        raise ValueError(f"keys starting with {' or '.join(RESERVED_KEY_PREFIXES)} are reserved")
+    return key
+
+
+Key = Annotated[Text | None, Field(min_length=1, max_length=255), AfterValidator(_own_key)]
+"""A caller's idempotency key (the prefixes jobtrail makes keys with are reserved)."""
 
 
 class _Body(BaseModel):
@@ -81,13 +136,20 @@ class _Body(BaseModel):
 class SubmitRequest(_Body):
     """A job to queue for a registered kind."""
 
-    kind: Text = Field(min_length=1, max_length=200, examples=["listing_sync"])
-    payload: StorableObject = Field(default_factory=dict, examples=[{"account_id": "A1"}])
-    owner: Text | None = Field(None, min_length=1, max_length=200, examples=["A1"])
-    key: Text | None = Field(None, min_length=1, max_length=255, examples=["msg-8c1f"])
+    kind: Text = Field(
+        min_length=1,
+        max_length=200,
+        description="A kind registered on this server (e.g. `listing_sync` in the guide).",
+    )
+    payload: StorableObject = Field(
+        default_factory=dict,
+        description='The handler\'s arguments by name (e.g. `{"account_id": "A1"}`).',
+    )
+    owner: Text | None = Field(None, min_length=1, max_length=200)
+    key: Key = None
     priority: Priority | None = None
     trigger: Text = Field("api", min_length=1, max_length=50)
-    run_after: datetime | None = None
+    run_after: Moment | None = None
     labels: StorableObject = Field(default_factory=dict)
 
 
@@ -110,7 +172,7 @@ class ExternalJobRequest(_Body):
 
     kind: Text = Field(min_length=1, max_length=200, examples=["nightly_export"])
     owner: Text | None = Field(None, min_length=1, max_length=200)
-    key: Text | None = Field(None, min_length=1, max_length=255)
+    key: Key = None
     trigger: Text = Field("external", min_length=1, max_length=50)
     status: Literal["queued", "waiting", "running"] = "running"
     priority: Priority = Priority.NORMAL
@@ -123,7 +185,7 @@ class ExternalJobRequest(_Body):
 class PatchJobRequest(_Body):
     """Progress and/or a status change reported by the code running an external job."""
 
-    progress: float | None = Field(None, ge=0, le=100)
+    progress: float | None = Field(None, ge=0, le=100, strict=True, allow_inf_nan=False)
     message: Text | None = Field(None, max_length=4000)
     items_total: Count | None = None
     items_succeeded: Count | None = None
@@ -208,18 +270,15 @@ KEY_TAKEN: dict[int | str, dict[str, Any]] = {
 }
 
 
-def aware(value: datetime | None) -> datetime | None:
-    """Query timestamps without a zone are taken as UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
-def parse_time(text: str | None) -> datetime | None:
-    """``text`` as an ISO 8601 time (naive if it names no zone), or None if empty or not one."""
+def utc_time(text: str | None, *, naive: bool = True) -> datetime | None:
+    """``text`` as an ISO 8601 time in UTC (naive ones taken as UTC, unless ``naive`` is
+    False), or None if empty, not one, or out of range."""
     if not text:
         return None
     try:
-        return datetime.fromisoformat(text)
+        value = datetime.fromisoformat(text)
+        if value.tzinfo is None and not naive:
+            return None
+        return _in_range(value)
     except ValueError:
         return None

@@ -29,7 +29,7 @@ def add_service_routes(router: APIRouter, tracker: Tracker, gate: Gate) -> None:
         """Counts, success rate and durations of jobs created in the last ``days`` days."""
         if not caller.may_filter(owner):
             return Stats.empty(days)  # another owner's figures are simply not visible
-        return tracker.stats(days=days, owner=caller.owner or owner, kind=kind)
+        return tracker.stats(days=days, owner=caller.scope(owner), kind=kind)
 
     @router.get("/schedules", response_model=list[ScheduleInfo], tags=["schedules"])
     def list_schedules(caller: Caller) -> list[ScheduleInfo]:

@@ -26,8 +26,9 @@ from fastapi.responses import StreamingResponse
 from jobtrail.exceptions import JobNotFound
 from jobtrail.jobs import Filters, Job
 from jobtrail.tracker import Tracker
-from jobtrail.web.auth import COOKIE, Gate, Principal, visible
-from jobtrail.web.schemas import JOB_JSON, JobFilter, JobId, NameQuery, StatusQuery, parse_time
+from jobtrail.web.auth import COOKIE, Admission, Gate, visible
+from jobtrail.web.open_streams import HeldStream, OpenStreams, Recheck
+from jobtrail.web.schemas import JOB_JSON, JobFilter, JobId, NameQuery, StatusQuery, utc_time
 
 KEEPALIVE_SECONDS = 15.0
 OVERLAP = timedelta(seconds=2)
@@ -36,7 +37,6 @@ PAGE = 500
 _STREAM: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}
 }
-_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def sse(job: Job, event_id: str | None = None) -> bytes:
@@ -45,15 +45,14 @@ def sse(job: Job, event_id: str | None = None) -> bytes:
     return f"{head}event: job\ndata: ".encode() + JOB_JSON.dump_json(job) + b"\n\n"
 
 
-def _event_stream(events: AsyncIterator[bytes]) -> StreamingResponse:
-    return StreamingResponse(events, media_type="text/event-stream", headers=_HEADERS)
-
-
-def add_stream_routes(router: APIRouter, tracker: Tracker, gate: Gate) -> None:
+def add_stream_routes(
+    router: APIRouter, tracker: Tracker, gate: Gate, streams: OpenStreams
+) -> None:
     """Add ``GET /jobs/{id}/stream``, ``GET /stream`` and the ``/ws`` WebSocket to ``router``,
-    their callers admitted through ``gate``."""
-    Caller: TypeAlias = Annotated[Principal, Depends(gate.caller)]
+    their callers admitted through ``gate`` and their streams counted in ``streams``."""
+    Admitted: TypeAlias = Annotated[Admission, Depends(gate.admission)]
     poll = tracker.settings.stream_poll_interval
+    interval = tracker.settings.stream_auth_interval
 
     @router.get(
         "/jobs/{job_id}/stream",
@@ -61,22 +60,26 @@ def add_stream_routes(router: APIRouter, tracker: Tracker, gate: Gate) -> None:
         responses=_STREAM,
         tags=["streams"],
     )
-    async def stream_job(job_id: JobId, request: Request, caller: Caller) -> StreamingResponse:
+    async def stream_job(job_id: JobId, request: Request, admitted: Admitted) -> StreamingResponse:
         """The job on every change; the stream ends after a terminal state."""
-        job = await to_thread.run_sync(visible, tracker, job_id, caller)
-        return _event_stream(_follow_job(tracker, job, request, poll))
+        job = await to_thread.run_sync(visible, tracker, job_id, admitted.caller)
+        recheck = Recheck(gate, request, admitted, interval)
+        events = _follow_job(tracker, job, request, poll, recheck)
+        return HeldStream(events, streams.reserve(admitted.key))
 
     @router.get("/stream", response_class=StreamingResponse, responses=_STREAM, tags=["streams"])
     async def stream_jobs(
         request: Request,
-        caller: Caller,
+        admitted: Admitted,
         requested: Annotated[JobFilter, Depends()],
         last_event_id: Annotated[str | None, Header(max_length=64)] = None,
     ) -> StreamingResponse:
         """Every visible job change, filterable like ``/jobs``; resumes from ``Last-Event-ID``."""
-        filters = requested.seen_by(caller)
-        start = _resume_point(last_event_id) or tracker.now()
-        return _event_stream(_follow_changes(tracker, filters, start, request, poll))
+        filters = requested.seen_by(admitted.caller)
+        start = utc_time(last_event_id, naive=False) or tracker.now()
+        recheck = Recheck(gate, request, admitted, interval)
+        events = _follow_changes(tracker, filters, start, request, poll, recheck)
+        return HeldStream(events, streams.reserve(admitted.key))
 
     @router.websocket("/ws")
     async def socket_jobs(
@@ -87,38 +90,77 @@ def add_stream_routes(router: APIRouter, tracker: Tracker, gate: Gate) -> None:
         token: Annotated[str | None, Query(max_length=200)] = None,
     ) -> None:
         """The messages of ``/stream`` (job JSON per change) over a WebSocket. The token comes
-        from the ``Authorization`` header, the ``token`` query parameter or the cookie."""
-        bearer = websocket.headers.get("authorization", "")
-        secret = bearer[7:] if bearer.lower().startswith("bearer ") else token
+        from the ``Authorization`` header, the ``token`` query parameter or the cookie (then
+        the page must be of an allowed origin)."""
         try:
-            caller = await to_thread.run_sync(
-                gate.admit, websocket, secret or websocket.cookies.get(COOKIE)
-            )
+            admitted = await _admit_socket(gate, websocket, token)
         except HTTPException as exc:
             await websocket.close(code=4000 + exc.status_code, reason=str(exc.detail))
             return
         await websocket.accept()
-        filters = JobFilter(owner=owner, status=status, kind=kind).seen_by(caller)
+        try:
+            slot = streams.reserve(admitted.key)
+        except HTTPException as exc:
+            await websocket.close(code=4000 + exc.status_code, reason=str(exc.detail))
+            return
+        filters = JobFilter(owner=owner, status=status, kind=kind).seen_by(admitted.caller)
+        try:
+            session = _Session(websocket, Recheck(gate, websocket, admitted, interval))
+            await session.run(changes(tracker, filters, tracker.now(), poll))
+        finally:
+            slot.release()
+
+
+async def _admit_socket(gate: Gate, websocket: WebSocket, token: str | None) -> Admission:
+    """The caller of a WebSocket: from a bearer header, the ``token`` parameter, or the
+    dashboard's cookie (which only a page of an allowed origin may use)."""
+    bearer = websocket.headers.get("authorization", "")
+    secret = bearer[7:] if bearer.lower().startswith("bearer ") else token
+    if not secret:
+        secret = websocket.cookies.get(COOKIE)
+        if secret is not None:
+            gate.origins.check(websocket)
+    return await to_thread.run_sync(gate.admit, websocket, secret)
+
+
+class _Session:
+    """One accepted WebSocket: sends batches of changes while a second task waits for the
+    client to go, so a client that leaves ends the session even when nothing is sent."""
+
+    def __init__(self, websocket: WebSocket, recheck: Recheck) -> None:
+        self.websocket = websocket
+        self.recheck = recheck
+
+    async def run(self, batches: AsyncIterator[list[Job]]) -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._until_gone, group.cancel_scope)
+            with suppress(WebSocketDisconnect):
+                await self._send(batches)
+            group.cancel_scope.cancel()
+
+    async def _until_gone(self, scope: anyio.CancelScope) -> None:
         with suppress(WebSocketDisconnect):
-            async for batch in changes(tracker, filters, tracker.now(), poll):
-                for job in batch:
-                    await websocket.send_text(JOB_JSON.dump_json(job).decode())
+            while (await self.websocket.receive())["type"] != "websocket.disconnect":
+                pass  # what a client sends is ignored
+        scope.cancel()
 
-
-def _resume_point(last_event_id: str | None) -> datetime | None:
-    """Where ``Last-Event-ID`` says a stream left off; None unless it is a zoned time."""
-    value = parse_time(last_event_id)
-    return value if value is not None and value.tzinfo is not None else None
+    async def _send(self, batches: AsyncIterator[list[Job]]) -> None:
+        async for batch in batches:
+            if not await self.recheck.allowed():
+                await self.websocket.close(code=4401, reason="token revoked")
+                return
+            for job in batch:
+                await self.websocket.send_text(JOB_JSON.dump_json(job).decode())
 
 
 async def _follow_job(
-    tracker: Tracker, job: Job, request: Request, poll: float
+    tracker: Tracker, job: Job, request: Request, poll: float, recheck: Recheck
 ) -> AsyncIterator[bytes]:
     yield sse(tracker.redactor.job(job), job.updated_at.isoformat())
     last, quiet = job.updated_at, 0.0
     while not job.terminal:
         await anyio.sleep(poll)
-        if await request.is_disconnected():
+        if await request.is_disconnected() or not await recheck.allowed():
             return
         try:
             job = await to_thread.run_sync(tracker.get, job.id)
@@ -158,12 +200,17 @@ async def changes(
 
 
 async def _follow_changes(
-    tracker: Tracker, filters: Filters, start: datetime, request: Request, poll: float
+    tracker: Tracker,
+    filters: Filters,
+    start: datetime,
+    request: Request,
+    poll: float,
+    recheck: Recheck,
 ) -> AsyncIterator[bytes]:
     quiet = 0.0
     yield b": stream open\n\n"
     async for batch in changes(tracker, filters, start, poll):
-        if await request.is_disconnected():
+        if await request.is_disconnected() or not await recheck.allowed():
             return
         for job in batch:
             yield sse(job, job.updated_at.isoformat())

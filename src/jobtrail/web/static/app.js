@@ -167,7 +167,23 @@ function liveJob(article) {
 }
 
 
+// The page's Content-Security-Policy allows no inline styles or handlers: bars get their
+// width and selects their submit-on-change here.
+function fillBars() {
+  for (const bar of document.querySelectorAll(".bar[aria-valuenow]")) {
+    bar.firstElementChild.style.width = bar.getAttribute("aria-valuenow") + "%";
+  }
+}
+
+function autosubmit() {
+  for (const select of document.querySelectorAll("select[data-autosubmit]")) {
+    select.addEventListener("change", () => select.form.submit());
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  fillBars();
+  autosubmit();
   const overview = document.getElementById("active");
   if (overview) liveOverview(overview);
   const article = document.getElementById("job");
