@@ -1,10 +1,10 @@
-# One place for every command: `make demo`, `make test`, `make check`, `make bench`.
+# One place for every command: `make demo`, `make test`, `make check`, `make bench`, `make soak`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps demo test check lint format bench screenshots clean
+.PHONY: install system-deps demo test check lint format bench soak screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,16 @@ check: install
 
 test: system-deps check
 	$(BIN)/pytest
+
+# The reliability suite for hours: every test SOAK_SCALE times larger, the load for
+# SOAK_SECONDS per database (figures printed, and in load-report.txt under pytest's basetemp),
+# and the schema-driven API fuzzing at 50 x SOAK_SCALE cases per operation.
+SOAK_SCALE ?= 20
+SOAK_SECONDS ?= 1800
+soak: system-deps install
+	JOBTRAIL_SOAK_SCALE=$(SOAK_SCALE) JOBTRAIL_SOAK_SECONDS=$(SOAK_SECONDS) \
+		$(BIN)/pytest -s tests/reliability \
+		"tests/test_web.py::test_the_api_conforms_to_its_openapi_document_under_every_check"
 
 format: install
 	$(BIN)/ruff check --fix src tests bench

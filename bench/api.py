@@ -124,7 +124,7 @@ def main() -> None:
     args = parser.parse_args()
     with database("sqlite", "api") as url:
         tracker = jobtrail.Tracker(url)
-        token = tracker.create_token("bench", None)
+        token = tracker.ops.create_token("bench", None)
         with tracker.track("bench_get") as ctx:
             ctx.progress(50, "half way")
         process, base = serve(url)

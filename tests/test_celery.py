@@ -69,6 +69,20 @@ def test_items_and_result_of_a_task_land_in_its_job(
 
 
 @pytest.mark.usefixtures("worker")
+def test_celery_update_state_meta_reports_counts_percentage_and_messages(
+    celery_app: Celery, tracker: jobtrail.Tracker
+) -> None:
+    result = celery_app.send_task("convert_pages", kwargs={"pages": 3})
+    job = tracker.wait(result.id, timeout=30)
+    assert job.status is Status.SUCCEEDED
+    assert (job.items_total, job.items_succeeded, job.items_done) == (3, 3, 3)
+    assert (job.progress, job.message) == (100.0, "writing")
+    assert job.result == 3
+    messages = [e.message for e in tracker.events(job.id) if e.type == "progress"]
+    assert messages[-1] == "writing"  # the last message always reaches the history
+
+
+@pytest.mark.usefixtures("worker")
 def test_a_failing_task_ends_failed_with_a_redacted_traceback(
     celery_app: Celery, tracker: jobtrail.Tracker
 ) -> None:
@@ -162,3 +176,19 @@ def test_a_worker_process_killed_mid_task_is_redelivered_and_counted_once(
     types = event_types(tracker, job.id)
     assert types.count("rescued") == 1
     assert types.count("succeeded") == 1
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_task_moves_through_its_stages_like_a_handler(
+    celery_app: Celery, tracker: jobtrail.Tracker
+) -> None:
+    result = celery_app.send_task("staged_sync", kwargs={"media": ["a", "b", "c", "d"]})
+    job = tracker.wait(result.id, timeout=30)
+
+    assert (job.status, job.progress, job.stage) == (Status.SUCCEEDED, 100.0, "done")
+    stages = [e.data for e in tracker.events(job.id) if e.type == "stage"]
+    assert [(s["stage"], s["start"], s["end"]) for s in stages] == [
+        ("fetching", 0.0, 10.0),
+        ("found", 20.0, 90.0),
+        ("done", 100.0, 100.0),
+    ]

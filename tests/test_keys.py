@@ -3,12 +3,14 @@ schedule's slot jobs cannot be squatted by another owner."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from jobtrail import Context, Tracker
+from jobtrail import Context, DuplicateKey, JobNotFound, Status, Tracker
 from jobtrail.jobs import NewJob
 from jobtrail.kinds import JobHandle
 from jobtrail.scheduler import Schedule, Scheduler
@@ -161,3 +163,93 @@ def _recreate_at_0003(engine: sa.Engine) -> None:
         )
         for job_id in ("j-a", "j-none"):
             conn.execute(sa.text(event).bindparams(at), {"j": job_id})
+
+
+# -- looking jobs up by key -----------------------------------------------------------------
+
+
+def test_a_job_is_found_by_its_key_in_its_owners_scope(
+    tracker: Tracker, sync: JobHandle[None]
+) -> None:
+    mine = sync.submit(account="A1", owner="A", key="msg-1")
+    unowned = sync.submit(account="X", key="msg-1")
+
+    assert tracker.get_by_key("msg-1", owner="A").id == mine.id
+    assert tracker.get_by_key("msg-1").id == unowned.id
+    with pytest.raises(JobNotFound):
+        tracker.get_by_key("msg-1", owner="B")
+    with pytest.raises(JobNotFound):
+        tracker.get_by_key("msg-2", owner="A")
+
+
+def test_tracking_a_block_under_a_taken_key_raises_duplicate_key_naming_the_job(
+    tracker: Tracker,
+) -> None:
+    with tracker.track("trace", key="msg-7", owner="A") as ctx:
+        ctx.advance()
+    first = tracker.get(ctx.job_id)
+
+    with pytest.raises(DuplicateKey) as raised, tracker.track("trace", key="msg-7", owner="A"):
+        pytest.fail("the block must not run")
+
+    assert raised.value.job.id == first.id
+    assert raised.value.key == "msg-7"
+    assert str(raised.value) == f"the key 'msg-7' already names job {first.id} (succeeded)"
+    assert tracker.get(first.id) == first
+    assert tracker.list().total_count == 1
+    with tracker.track("trace", key="msg-7", owner="B") as other:  # another owner's scope
+        pass
+    assert tracker.get_by_key("msg-7", owner="B").id == other.job_id
+
+
+def test_a_duplicate_key_while_the_first_block_still_runs_leaves_it_running(
+    tracker: Tracker,
+) -> None:
+    with tracker.track("trace", key="msg-8") as ctx:
+        with pytest.raises(DuplicateKey) as raised, tracker.track("trace", key="msg-8"):
+            pass
+        assert raised.value.job.status is Status.RUNNING
+        ctx.advance()
+    assert tracker.get(ctx.job_id).status is Status.SUCCEEDED
+
+
+@pytest.fixture
+def keyed_api(tracker: Tracker, sync: JobHandle[None]) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """A client of the app and the headers of an admin and owners A and B."""
+    from jobtrail.web import create_app
+    from tests.test_web import bearer, open_client
+
+    with open_client(create_app(tracker, run_worker=False)) as client:
+        headers = {
+            name: bearer(tracker.ops.create_token(name, owner))
+            for name, owner in [("admin", None), ("A", "A"), ("B", "B")]
+        }
+        yield client, headers
+
+
+@pytest.mark.filterwarnings(
+    "ignore:Using `httpx` with `starlette.testclient` is deprecated"
+    ":starlette.exceptions.StarletteDeprecationWarning"
+)
+def test_get_by_key_over_http_is_scoped_like_every_read(
+    tracker: Tracker, sync: JobHandle[None], keyed_api: tuple[Any, dict[str, Any]]
+) -> None:
+    client, headers = keyed_api
+    owned = sync.submit(account="A1", owner="A", key="s3://bucket/doc.pdf")
+    unowned = sync.submit(account="X", key="s3://bucket/doc.pdf")
+    url = "/api/v1/jobs/by-key/s3://bucket/doc.pdf"
+
+    def get(who: str, **params: str) -> Any:
+        return client.get(url, params=params, headers=headers[who])
+
+    assert get("A").json()["id"] == owned.id
+    assert get("admin", owner="A").json()["id"] == owned.id
+    assert get("admin").json()["id"] == unowned.id
+    assert get("B").status_code == 404
+    assert get("A", owner="B").status_code == 404
+    missing = client.get("/api/v1/jobs/by-key/nothing", headers=headers["A"])
+    hidden = get("B")
+    assert missing.status_code == hidden.status_code == 404
+    assert set(missing.json()) == set(hidden.json()) == {"detail"}
+    progress_key = client.get("/api/v1/jobs/by-key/progress", headers=headers["A"])
+    assert progress_key.status_code == 404  # a key, not the progress of job "by-key"

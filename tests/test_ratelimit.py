@@ -124,21 +124,39 @@ def test_importing_jobtrail_leaves_the_rate_limit_integration_unloaded() -> None
     assert done.stdout.strip() == "False"
 
 
-def test_burst_sets_the_window_and_that_many_calls_go_back_to_back() -> None:
-    limiter = Limiter(unique("burst"), "10/second", burst=30)
-    assert (limiter.burst, limiter.window) == (30, 3.0)
-    assert [limiter.acquire() for _ in range(30)] == [0.0] * 30
-    with pytest.raises(RateLimitTimeout):
-        limiter.acquire(timeout=0.5)  # the next slot frees 3 s after the first
+def test_a_burst_makes_a_token_bucket_whose_next_call_waits_one_interval() -> None:
+    # Before: "10/second, burst 20" was a window of 20 per 2 s, so the 21st call waited 2 s.
+    limiter = Limiter(unique("bucket"), "10/second", burst=20)
+    assert (limiter.burst, limiter.window) == (20, 2.0)
+    assert [limiter.acquire() for _ in range(20)] == [0.0] * 20
+    further = [limiter.acquire() for _ in range(5)]
+    assert all(0.07 <= w <= 0.2 for w in further), further  # about 1/rate each, not 2 s
+    assert limiter.stats().waits == 5
 
 
-@pytest.mark.parametrize(
-    ("rate", "burst"), [("10/second", 5), ("10/second", 0), ("0/second", None)]
-)
-def test_a_rate_or_burst_that_makes_no_whole_second_window_is_refused(
-    rate: str, burst: int | None
+def test_try_acquire_takes_a_free_slot_and_never_waits() -> None:
+    limiter = Limiter(unique("try"), "2/minute", burst=2)
+    started = time.monotonic()
+    assert [limiter.try_acquire() for _ in range(3)] == [True, True, False]
+    assert time.monotonic() - started < 0.1
+    assert limiter.stats() == WaitStats(acquired=2)
+    window = Limiter(unique("try-window"), "1/minute")
+    assert (window.try_acquire(), window.try_acquire()) == (True, False)
+
+
+def test_a_limiter_without_rate_or_storage_takes_them_from_the_settings(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    with pytest.raises(ValueError, match=r"whole seconds|no requests"):
+    monkeypatch.setenv("JOBTRAIL_RATELIMIT_DEFAULT_RATE", "3/minute")
+    monkeypatch.setenv("JOBTRAIL_RATELIMIT_STORAGE_URL", "memory://")
+    limiter = Limiter(unique("settings"))
+    assert (limiter.rate, limiter.burst, limiter.window) == ("3/minute", 3, 60.0)
+    assert [limiter.try_acquire() for _ in range(4)] == [True, True, True, False]
+
+
+@pytest.mark.parametrize(("rate", "burst"), [("10/second", 0), ("0/second", None)])
+def test_a_rate_or_burst_that_allows_nothing_is_refused(rate: str, burst: int | None) -> None:
+    with pytest.raises(ValueError, match=r"at least 1|no requests"):
         Limiter(unique("bad"), rate, burst=burst)
 
 
@@ -198,6 +216,62 @@ def test_a_redis_limiter_holds_two_processes_to_one_rate(redis_server: RedisServ
     merged = taken[0] + taken[1]
     assert 54 <= len(merged) <= 66  # 20/s over 2.5 s: windows at 0, 1 and 2 s; 120 if unshared
     assert busiest(merged, 0.9) <= 20
+
+
+def test_a_redis_bucket_is_shared_by_processes_and_counts_their_waits_in_redis(
+    redis_server: RedisServer,
+) -> None:
+    name = unique("shared-bucket")
+    code = (
+        "import sys; from jobtrail.integrations.ratelimit import Limiter; "
+        f"l = Limiter({name!r}, '5/second', burst=2, storage_url=sys.argv[1]); "
+        "[l.acquire() for _ in range(5)]"
+    )
+    started = time.monotonic()
+    for p in [subprocess.Popen([sys.executable, "-c", code, redis_server.url()]) for _ in range(2)]:
+        assert p.wait(timeout=30) == 0
+    # One bucket: 2 at once, the other 8 one per 0.2 s (two unshared ones: 0.6 s each).
+    assert time.monotonic() - started >= 1.6
+    limiter = Limiter(name, "5/second", burst=2, storage_url=redis_server.url())
+    shared = limiter.stats()
+    assert shared.acquired == 10
+    assert shared.waits >= 5
+    assert shared.seconds > 0.5
+    assert wait_stats(redis_server.url())[name] == shared
+    assert name not in wait_stats()  # not counted as this process's
+
+
+@pytest.mark.filterwarnings(
+    "ignore:Using `httpx` with `starlette.testclient` is deprecated"
+    ":starlette.exceptions.StarletteDeprecationWarning"
+)
+def test_served_metrics_show_the_waits_other_processes_counted_in_redis(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from jobtrail.web import create_app
+
+    name = unique("elsewhere")
+    code = (
+        "import sys; from jobtrail.integrations.ratelimit import Limiter; "
+        f"l = Limiter({name!r}, '1/second', storage_url=sys.argv[1]); l.acquire(); l.acquire()"
+    )
+    subprocess.run([sys.executable, "-c", code, redis_server.url()], check=True, timeout=30)
+    url = f"sqlite:///{tmp_path / 'metrics.db'}"
+    with (
+        Tracker(url, ratelimit_storage_url=redis_server.url(), metrics_public=True) as tracker,
+        TestClient(create_app(tracker, run_worker=False)) as client,
+    ):
+        text = client.get("/api/v1/metrics").text
+    samples = {
+        (s.name, s.labels.get("limiter")): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("jobtrail_ratelimit_waits_total", name)] == 1
+    assert samples[("jobtrail_ratelimit_wait_seconds_total", name)] >= 0.9
 
 
 def test_limiter_waits_are_job_events_and_counted_under_its_name(tracker: Tracker) -> None:

@@ -326,7 +326,7 @@ def test_progress_messages_and_failed_item_ids_are_stored_and_logged_redacted(
     assert job.error_details["failed_items"] == [failed.item_id]
     messages = [e.message for e in careful.events(job.id) if e.type == "progress"]
     assert messages == [f"connecting to postgres://u:{MASK}@h/db", "half way"]
-    output = capsys.readouterr().out
+    output = capsys.readouterr().err  # jobtrail logs to stderr unless the app configures it
     assert "item failed" in output
     assert "calling upstream" in output
     for value in (dsn, item, logged):

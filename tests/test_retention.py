@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from jobtrail import Context, JobNotFound, Status, Tracker
+from jobtrail.jobs import NewJob, Progress
 from jobtrail.store.tables import job_events, job_items, jobs
 from tests.waiting import until
 
@@ -259,3 +260,197 @@ def test_a_job_created_just_before_the_stats_window_stays_out_of_it_after_a_purg
 
         assert after.total_jobs == before.total_jobs
         assert after.jobs_by_status == before.jobs_by_status
+
+
+# -- per-kind ages and the cap ---------------------------------------------------------------
+
+
+def test_each_registered_kind_keeps_its_jobs_as_long_as_it_promises(tracker: Tracker) -> None:
+    @tracker.job("trace", retain_succeeded=10, retain_failed=1)
+    def trace(ctx: Context) -> None: ...
+
+    @tracker.job("report")
+    def report(ctx: Context) -> None: ...
+
+    kept_success = finished(tracker, "trace", Status.SUCCEEDED)
+    purged_failure = finished(tracker, "trace", Status.FAILED)
+    purged_report = finished(tracker, "report", Status.SUCCEEDED)
+    for job_id in (kept_success, purged_failure, purged_report):
+        age(tracker, job_id, created=4, completed=4, duration=1.0)
+
+    assert tracker.purge() == 2
+
+    assert tracker.get(kept_success).status is Status.SUCCEEDED
+    for job_id in (purged_failure, purged_report):
+        with pytest.raises(JobNotFound):
+            tracker.get(job_id)
+
+
+def test_a_kinds_longer_promise_is_not_cut_short_by_the_30_day_cap(tracker: Tracker) -> None:
+    @tracker.job("audit", retain_succeeded=90)
+    def audit(ctx: Context) -> None: ...
+
+    job_id = finished(tracker, "audit", Status.SUCCEEDED)
+    age(tracker, job_id, created=45, completed=45, duration=1.0)
+
+    assert tracker.purge() == 0
+    assert tracker.purge(max_days=40) == 1  # a cap given to the purge applies as given
+
+
+def test_explicit_ages_are_not_overridden_by_the_default_cap(kinds: Tracker) -> None:
+    month_old = finished(kinds, "report", Status.SUCCEEDED)
+    age(kinds, month_old, created=31, completed=31, duration=1.0)
+
+    assert kinds.purge(succeeded_days=90, other_days=90) == 0
+    assert kinds.get(month_old).status is Status.SUCCEEDED
+    assert kinds.purge(succeeded_days=90, other_days=90, max_days=30) == 1
+
+
+def test_a_kind_refuses_a_negative_retention() -> None:
+    from jobtrail.kinds import JobKind
+
+    with pytest.raises(ValueError, match="retain_failed"):
+        JobKind.of("k", lambda ctx: None, retain_failed=-1)
+
+
+# -- expiry of unfinished work ---------------------------------------------------------------
+
+T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    """A store clock tests move by hand."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def timed(database_url: str, clock: Clock) -> Iterator[Tracker]:
+    """A tracker on ``clock`` with a kind whose queued jobs expire after a minute."""
+    with Tracker(database_url, clock=clock) as tracker:
+
+        @tracker.job("trace", expire_after=60)
+        def trace(ctx: Context) -> None: ...
+
+        yield tracker
+
+
+def test_a_queued_job_not_started_within_expire_after_ends_cancelled_as_expired(
+    timed: Tracker, clock: Clock
+) -> None:
+    job = timed.submit("trace")
+    assert job.expires_at == T0 + timedelta(seconds=60)
+    clock.advance(59)
+    assert timed.ops.expire() == []
+
+    clock.advance(2)
+    [expired] = timed.ops.expire()
+
+    assert expired.id == job.id
+    assert (expired.status, expired.error_message) == (Status.CANCELLED, "expired")
+    last = timed.events(job.id)[-1]
+    assert (last.type, last.data) == ("cancelled", {"reason": "expired"})
+    assert last.message == "expired: not started by 2024-06-01T12:01:00+00:00"
+    assert timed.ops.expire() == []
+
+
+def test_a_job_due_later_expires_counting_from_when_it_is_due(timed: Tracker, clock: Clock) -> None:
+    job = timed.submit("trace", run_after=T0 + timedelta(hours=1))
+    clock.advance(3600 + 59)
+    assert timed.ops.expire() == []
+    clock.advance(2)
+    assert [j.id for j in timed.ops.expire()] == [job.id]
+
+
+def test_a_job_that_started_or_retries_never_expires(timed: Tracker, clock: Clock) -> None:
+    started = timed.submit("trace")
+    timed.store.runs.claim("w", "lease", 1, kinds=["trace"])
+    timed.store.runs.requeue(started.id, "lease", Progress(0, None, None, None, None), [])
+    clock.advance(3600)
+
+    assert timed.ops.expire() == []
+    assert timed.get(started.id).status is Status.QUEUED
+
+
+def test_an_external_job_silent_past_its_report_timeout_ends_failed(
+    timed: Tracker, clock: Clock
+) -> None:
+    job, _ = timed.add(NewJob("remote", status=Status.RUNNING, report_timeout=30))
+    clock.advance(20)
+    timed.report(job.id, {"progress": 10.0})
+    clock.advance(29)
+    assert timed.ops.expire() == []
+
+    clock.advance(2)
+    [failed] = timed.ops.expire()
+
+    assert failed.status is Status.FAILED
+    assert failed.error_message == "no report since 2024-06-01T12:00:20+00:00"
+    assert failed.duration_seconds == 51
+    assert timed.events(job.id)[-1].type == "failed"
+
+
+def test_the_rescue_leaves_an_external_job_with_a_report_timeout_to_it(
+    timed: Tracker, clock: Clock
+) -> None:
+    patient, _ = timed.add(NewJob("remote", status=Status.RUNNING, report_timeout=3600))
+    plain, _ = timed.add(NewJob("remote", status=Status.RUNNING))
+    clock.advance(120)
+
+    rescued = timed.store.runs.rescue(heartbeat_timeout=60)
+
+    assert [job.id for job in rescued] == [plain.id]
+    assert timed.get(patient.id).status is Status.RUNNING
+
+
+def test_a_running_worker_expires_jobs_no_worker_started(database_url: str) -> None:
+    with Tracker(database_url, flush_interval=0.05) as tracker:
+
+        @tracker.job("gpu_job", queue="gpu", expire_after=0.2)
+        def gpu_job(ctx: Context) -> None: ...
+
+        job = tracker.submit("gpu_job")
+        with tracker.worker(1, queues=["default"], poll_interval=0.01, heartbeat_interval=0.1):
+            expired = until(lambda: tracker.get(job.id).terminal, timeout=10, what="expiry")
+
+        assert expired
+        assert tracker.get(job.id).error_message == "expired"
+
+
+@pytest.mark.filterwarnings(
+    "ignore:Using `httpx` with `starlette.testclient` is deprecated"
+    ":starlette.exceptions.StarletteDeprecationWarning"
+)
+def test_serve_without_registered_kinds_still_times_out_silent_external_jobs(
+    database_url: str,
+) -> None:
+    from jobtrail.web import create_app
+    from tests.test_web import bearer, open_client
+
+    with Tracker(database_url, heartbeat_interval=0.1) as tracker:
+        admin = bearer(tracker.ops.create_token("admin", None))
+        with open_client(create_app(tracker)) as client:
+            body = {"kind": "remote", "report_timeout": 0.3}
+            created = client.post("/api/v1/jobs/external", json=body, headers=admin)
+            assert created.status_code == 201, created.text
+            assert created.json()["report_timeout"] == 0.3
+            job_id = created.json()["id"]
+            until(lambda: tracker.get(job_id).terminal, timeout=10, what="the report timeout")
+            refused = client.post(
+                "/api/v1/jobs/external", json=body | {"report_timeout": -1}, headers=admin
+            )
+
+        assert (tracker.get(job_id).error_message or "").startswith("no report since")
+        assert refused.status_code == 422

@@ -355,23 +355,31 @@ def test_running_a_schedule_by_hand_queues_a_manual_job_outside_its_slots(
     )
 
 
-def test_startup_jobs_are_submitted_with_trigger_startup_each_time_a_worker_starts(
-    tracker: Tracker,
+def test_startup_jobs_are_submitted_once_per_deployment_start_not_per_worker(
+    database_url: str,
 ) -> None:
-    greeted: list[str] = []
+    clock = FakeClock(at(seconds=59.5))  # half a second before a window boundary
+    with Tracker(database_url, clock=clock, startup_window=60) as tracker:
+        greeted: list[str] = []
 
-    @tracker.job("warm_cache")
-    def warm_cache(ctx: Context, region: str) -> None:
-        greeted.append(region)
+        @tracker.job("warm_cache")
+        def warm_cache(ctx: Context, region: str) -> None:
+            greeted.append(region)
 
-    tracker.on_startup("warm_cache", {"region": "eu"}, owner="ops")
-    tracker.worker(1, poll_interval=0.01).run(burst=True)
-    tracker.worker(1, poll_interval=0.01).run(burst=True)
+        tracker.on_startup("warm_cache", {"region": "eu"}, owner="ops")
+        tracker.on_startup("warm_cache", {"region": "us"}, owner="ops")
+        for moment in (at(seconds=59.5), at(seconds=59.9), at(seconds=61)):  # one deployment
+            clock.now = moment
+            tracker.worker(1, poll_interval=0.01).run(burst=True)
+        clock.now = at(minutes=5)  # the next deployment
+        tracker.worker(1, poll_interval=0.01).run(burst=True)
 
-    jobs = tracker.list(kind="warm_cache").jobs
-    assert greeted == ["eu", "eu"]
-    assert len(jobs) == 2
+        jobs = tracker.list(kind="warm_cache").jobs
+    assert sorted(greeted) == ["eu", "eu", "us", "us"]
     assert {(j.trigger, j.owner, j.status) for j in jobs} == {("startup", "ops", Status.SUCCEEDED)}
+    keys = sorted(j.key or "" for j in jobs)
+    assert [k.rsplit(":", 1)[0] for k in keys[:2]] == ["startup:warm_cache:" + T0.isoformat()] * 2
+    assert len(set(keys)) == 4
 
 
 def test_a_startup_job_with_a_bad_payload_is_refused_when_it_is_declared(

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from jobtrail import Context, SchemaError, Status, Tracker
-from jobtrail.jobs import Filters
+from jobtrail.filters import Filters
 from jobtrail.store import Store
 from jobtrail.store.database import create_engine
 from jobtrail.store.migrate import current_revision, head_revision

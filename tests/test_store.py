@@ -19,9 +19,10 @@ from jobtrail import (
     Status,
     Tracker,
 )
-from jobtrail.jobs import TERMINAL, TRANSITIONS, Filters, NewEvent, NewJob, Progress
+from jobtrail.filters import Filters
+from jobtrail.jobs import TERMINAL, TRANSITIONS, NewEvent, NewJob, Progress
 from jobtrail.store import Store
-from jobtrail.store.jobs import listing_conditions
+from jobtrail.store.filters import listing_conditions
 from jobtrail.store.rows import JOB_COLUMNS
 from jobtrail.store.stats import StatsQuery
 from jobtrail.store.tables import jobs

@@ -475,15 +475,24 @@ def test_an_external_job_takes_reports_until_it_ends(tracker: Tracker) -> None:
         tracker.report(job.id, {"result": "again"}, Status.FAILED)
 
 
+def test_a_report_without_a_percentage_keeps_the_jobs(tracker: Tracker) -> None:
+    job, _ = tracker.add(NewJob("remote", status=Status.RUNNING))
+    tracker.report(job.id, {"progress": 40.0})
+
+    reported = tracker.report(job.id, {"progress": None, "message": "still going"})
+
+    assert (reported.progress, reported.message) == (40.0, "still going")
+
+
 # -- tokens -------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("owner", ["", " ", "\t\n"])
 def test_a_token_for_an_empty_owner_is_refused(tracker: Tracker, owner: str) -> None:
     with pytest.raises(InvalidOwner, match="must not be empty") as refused:
-        tracker.create_token("blank", owner)
+        tracker.ops.create_token("blank", owner)
 
     assert isinstance(refused.value, ValueError)
-    assert tracker.tokens() == []
-    assert tracker.create_token("admin", None).startswith("jt_")
-    assert tracker.create_token("someone", "A").startswith("jt_")
+    assert tracker.ops.tokens() == []
+    assert tracker.ops.create_token("admin", None).startswith("jt_")
+    assert tracker.ops.create_token("someone", "A").startswith("jt_")

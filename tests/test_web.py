@@ -26,6 +26,7 @@ from jobtrail.integrations.ratelimit import Limiter
 from jobtrail.jobs import ScheduleInfo
 from jobtrail.web import Principal, create_app, create_router
 from tests.apps.api_handlers import register
+from tests.reliability.harness import SCALE
 from tests.waiting import until
 
 if TYPE_CHECKING:
@@ -111,9 +112,9 @@ def _api(tracker: Tracker, client: TestClient) -> Api:
     return Api(
         tracker,
         client,
-        admin=bearer(tracker.create_token("admin", None)),
-        alice=bearer(tracker.create_token("alice", "A")),
-        bob=bearer(tracker.create_token("bob", "B")),
+        admin=bearer(tracker.ops.create_token("admin", None)),
+        alice=bearer(tracker.ops.create_token("alice", "A")),
+        bob=bearer(tracker.ops.create_token("bob", "B")),
     )
 
 
@@ -164,6 +165,8 @@ def test_a_submitted_job_runs_in_the_apps_worker_and_is_readable_over_http(serve
         "job_id",
         "status",
         "progress",
+        "stage",
+        "wait_reason",
         "message",
         "items_total",
         "items_done",
@@ -474,15 +477,15 @@ def _token_with_an_empty_owner(tracker: Tracker, database_url: str) -> dict[str,
     """A token whose owner is "" (``create_token`` refuses one now; older stores may hold
     one), written into the store directly."""
     with pytest.raises(InvalidOwner):
-        tracker.create_token("nobody", "")
-    secret = tracker.create_token("nobody", "placeholder")
+        tracker.ops.create_token("nobody", "")
+    secret = tracker.ops.create_token("nobody", "placeholder")
     engine = sa.create_engine(database_url)
     try:
         with engine.begin() as conn:
             conn.execute(sa.text("UPDATE tokens SET owner = '' WHERE name = 'nobody'"))
     finally:
         engine.dispose()
-    found = tracker.find_token(secret)
+    found = tracker.ops.find_token(secret)
     assert found is not None
     assert found.owner == ""
     return bearer(secret)
@@ -704,7 +707,7 @@ def test_failed_sign_ins_and_unknown_tokens_are_rate_limited_per_address(
     database_url: str,
 ) -> None:
     with Tracker(database_url, auth_rate_limit="3/minute") as tracker:
-        good = bearer(tracker.create_token("ops", None))
+        good = bearer(tracker.ops.create_token("ops", None))
         with open_client(create_app(tracker, run_worker=False)) as client:
             wrong = [
                 client.get(f"{API}/jobs", headers=bearer(f"jt_guess{n}")).status_code
@@ -765,7 +768,7 @@ def test_forged_and_revoked_tokens_are_refused_with_401(api: Api) -> None:
         assert response.status_code == 401, header
     assert api.client.get(f"{API}/jobs", headers=api.bob).status_code == 200
 
-    assert api.tracker.revoke_token("bob")
+    assert api.tracker.ops.revoke_token("bob")
 
     response = api.client.get(f"{API}/jobs", headers=api.bob)
     assert response.status_code == 401
@@ -798,8 +801,8 @@ def test_a_chunked_body_over_the_limit_is_refused_with_413(api: Api) -> None:
 def test_a_token_over_its_rate_limit_gets_429_with_retry_after(api_tracker: Tracker) -> None:
     app = FastAPI()
     app.include_router(create_router(api_tracker, rate_limit="5/second"), prefix=API)
-    alice = bearer(api_tracker.create_token("alice", "A"))
-    bob = bearer(api_tracker.create_token("bob", "B"))
+    alice = bearer(api_tracker.ops.create_token("alice", "A"))
+    bob = bearer(api_tracker.ops.create_token("bob", "B"))
     with open_client(app) as client:
         codes = [client.get(f"{API}/jobs", headers=alice).status_code for _ in range(5)]
         throttled = client.get(f"{API}/jobs", headers=alice)
@@ -1169,11 +1172,11 @@ def test_schedules_show_their_recent_slots_to_their_owner_and_run_on_demand(
         tracker.schedule("audit", "greet", every=3600, payload={"name": "audit"})
         with tracker.worker(concurrency=1):  # the worker stores the schedules and ticks them
             until(
-                lambda: [s for s in tracker.list_schedules(owner="A") if s.recent_runs],
+                lambda: [s for s in tracker.ops.list_schedules(owner="A") if s.recent_runs],
                 15,
                 what="a slot of the schedule to fire",
             )
-        [expected] = tracker.list_schedules(owner="A", recent=20)
+        [expected] = tracker.ops.list_schedules(owner="A", recent=20)
         fired = expected.recent_runs[0]
         assert fired.job_id is not None
         with open_client(create_app(tracker, run_worker=False)) as client:
@@ -1275,17 +1278,23 @@ counts may exceed the job's total."""
 
 
 def _schemathesis_config(token: str) -> schemathesis.Config:
+    # 50 cases per operation in ``make test``; ``make soak`` (scale 20) runs 1,000 each.
+    examples = 50 * SCALE
     return schemathesis.Config.from_dict(
         {
             "seed": 20260301,
             "headers": {"Authorization": f"Bearer {token}"},
             # NUL is refused by every text field (one of the schema's patterns says so, JSON
             # values cannot); the other tests send it.
-            "generation": {"max-examples": 25, "database": "none", "allow-x00": False},
+            "generation": {"max-examples": examples, "database": "none", "allow-x00": False},
             "phases": {"stateful": {"enabled": True, "max-steps": 12}},
             "operations": [
                 {
-                    "include-name": ["POST /api/v1/jobs", "PATCH /api/v1/jobs/{job_id}"],
+                    "include-name": [
+                        "POST /api/v1/jobs",
+                        "PATCH /api/v1/jobs/{job_id}",
+                        "POST /api/v1/jobs/{job_id}/items",
+                    ],
                     "checks": {"positive_data_acceptance": {"expected-statuses": SEMANTIC_422}},
                 }
             ],
@@ -1321,7 +1330,7 @@ def test_the_api_conforms_to_its_openapi_document_under_every_check(database_url
 
     with Tracker(database_url, auth_rate_limit="100000/minute") as tracker:
         register(tracker)
-        admin = tracker.create_token("admin", None)
+        admin = tracker.ops.create_token("admin", None)
         schema = (
             schemathesis.openapi.from_asgi(
                 "/openapi.json",
@@ -1364,7 +1373,7 @@ def users(request: HTTPConnection, token: str | None) -> Principal:
 def test_a_host_app_plugs_its_own_users_into_the_router(api_tracker: Tracker) -> None:
     app = FastAPI()
     app.include_router(create_router(api_tracker, auth=users), prefix="/jobtrail")
-    jobtrail_admin = bearer(api_tracker.create_token("admin", None))
+    jobtrail_admin = bearer(api_tracker.ops.create_token("admin", None))
     with open_client(app) as client:
         anonymous = client.get("/jobtrail/jobs", headers=jobtrail_admin)
         assert anonymous.status_code == 401
@@ -1402,7 +1411,7 @@ def test_a_host_app_that_mounts_only_the_router_answers_404_and_409(
 ) -> None:
     app = FastAPI()
     app.include_router(create_router(api_tracker), prefix=API)
-    admin = bearer(api_tracker.create_token("admin", None))
+    admin = bearer(api_tracker.ops.create_token("admin", None))
     with open_client(app, raise_server_exceptions=False) as client:
         missing = client.get(f"{API}/jobs/no-such-job", headers=admin)
         assert missing.status_code == 404, missing.text

@@ -725,3 +725,24 @@ def test_a_fresh_heartbeat_keeps_a_quiet_job_from_being_rescued(tracker: Tracker
     assert done.status is Status.SUCCEEDED
     assert done.result == 1
     assert "rescued" not in event_types(tracker, job.id)
+
+
+def test_a_worker_that_consumes_nothing_runs_no_job_but_still_rescues_lost_ones(
+    tracker: Tracker,
+) -> None:
+    ran: list[str] = []
+
+    @tracker.job("noted")
+    def noted(ctx: Context) -> None:
+        ran.append(ctx.job_id)
+
+    queued = noted.submit()
+    lost = noted.submit()
+    force(tracker, lost.id, status="running", lease="gone", attempt=0, max_attempts=2)
+    force(tracker, lost.id, heartbeat_at=datetime.now(UTC) - timedelta(hours=1))
+    with tracker.worker(1, consume=False, heartbeat_interval=0.05, heartbeat_timeout=1):
+        until(lambda: tracker.get(lost.id).status is not Status.RUNNING, what="the rescue")
+        assert tracker.workers() == []
+    assert ran == []
+    assert tracker.get(lost.id).status in (Status.QUEUED, Status.WAITING)
+    assert tracker.get(queued.id).status is Status.WAITING

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 from jobtrail.context import Context
 from jobtrail.exceptions import (
     Cancelled,
+    DuplicateKey,
     IllegalTransition,
     Interrupt,
     JobNotFound,
@@ -39,6 +40,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "Cancelled",
     "Context",
+    "DuplicateKey",
     "Event",
     "EventType",
     "FailedItem",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from jobtrail.exceptions import Cancelled, Interrupt, ShuttingDown, TimedOut
 from jobtrail.jobs import JSON, EventType, Job, NewEvent
-from jobtrail.redaction import clean_text
+from jobtrail.redaction import clean_text, shown
 
 if TYPE_CHECKING:
     from jobtrail.progress import ProgressBuffer
@@ -22,7 +22,7 @@ MAX_ITEM_ID = 500
 
 def item_key(item_id: object) -> str:
     """How an item id is stored: text the database accepts, at most 500 characters."""
-    return clean_text(str(item_id))[:MAX_ITEM_ID]
+    return clean_text(shown(item_id))[:MAX_ITEM_ID]
 
 
 class Context:
@@ -56,11 +56,34 @@ class Context:
     def progress(
         self, percent: float | None = None, message: str | None = None, **data: JSON
     ) -> None:
-        """Set the percentage and/or status message, and merge ``data`` into ``progress_data``.
+        """Set the percentage (of the current stage's band, inside a ``stage``) and/or status
+        message, and merge ``data`` into ``progress_data``.
 
         Raises ``Cancelled`` (or ``TimedOut``/``ShuttingDown``) if the job should stop.
         """
         self._buffer.set_progress(percent, message, data)
+        self.check()
+
+    def stage(
+        self,
+        name: str,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Enter the named stage, which owns the band ``start``–``end`` of the percentage.
+
+        ``start`` defaults to the current percentage and ``end`` to 100; the percentage is
+        ``start`` at once. Inside the stage, item counts (``set_total``, ``advance``, ``item``,
+        ``items``) move the percentage from ``start`` to ``end`` — counting the items left when
+        the stage began, so ``set_total`` is always the job's total — and ``progress(percent)``
+        is a percentage *of the stage* (``progress(50)`` in a 20–90 stage is 55 %). Each stage
+        change is a ``stage`` event in the history, never coalesced away; the job's ``stage``
+        field names the current one. Raises ``ValueError`` unless 0 ≤ start ≤ end ≤ 100, and
+        ``Cancelled`` (or ``TimedOut``/``ShuttingDown``) if the job should stop.
+        """
+        self._buffer.enter_stage(name, start, end, message)
         self.check()
 
     def set_total(self, total: int) -> None:
@@ -123,6 +146,15 @@ class Context:
     def flush(self) -> None:
         """Write pending progress, events and failed items now (normally done automatically)."""
         self._buffer.flush()
+
+    def wait(self, reason: str) -> None:
+        """Show the job ``waiting`` with ``reason`` (e.g. "handed to the remote OCR worker")
+        while this handler keeps it: heartbeats go on, a cancel still reaches ``check()``.
+
+        The next report (``progress``, ``set_total``, ``advance``, ``item``, ``log``,
+        ``stage``) or the job's end makes it ``running`` again; ``check()`` alone does not.
+        """
+        self._buffer.wait(reason)
 
 
 class ItemScope:

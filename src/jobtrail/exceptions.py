@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from jobtrail.jobs import Status
+from jobtrail.jobs import Job, Status
 
 
 class JobtrailError(Exception):
@@ -132,6 +132,16 @@ class KeyInUse(JobtrailError):
     def __init__(self, key: str) -> None:
         self.key = key
         super().__init__(f"the key {key!r} is already in use")
+
+
+class DuplicateKey(KeyInUse):
+    """``track(key=…)`` named a key that already names a job: a block run here cannot attach
+    to a job recorded (and perhaps run) by someone else. ``job`` is that job."""
+
+    def __init__(self, key: str, job: Job) -> None:
+        self.key = key
+        self.job = job
+        JobtrailError.__init__(self, f"the key {key!r} already names job {job.id} ({job.status})")
 
 
 class TokenExists(JobtrailError):

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeAlias, TypedDict, Unpack
+from typing import Any, TypeAlias
 
 JSON: TypeAlias = Any
 """A value that survives a JSON round trip (dict, list, str, int, float, bool, None)."""
@@ -122,7 +122,11 @@ class EventType(enum.StrEnum):
     INTERRUPTED = "interrupted"
     CANCEL_REQUESTED = "cancel_requested"
     STALLED = "stalled"
+    STAGE = "stage"
+    """The job entered a named stage (``ctx.stage``); never coalesced with other events."""
     WAITING = "waiting"
+    RESUMED = "resumed"
+    """A wait ended: a worker consumes the queue again, or the handler reported again."""
     SUCCEEDED = "succeeded"
     PARTIAL = "partial"
     FAILED = "failed"
@@ -180,6 +184,14 @@ class Job:
     retry_of: str | None = None
     external: bool = False
     """Whether the job runs elsewhere and reports its progress (``Tracker.add``, Celery)."""
+    stage: str | None = None
+    """The named stage the job is in (``ctx.stage``), if it uses stages."""
+    wait_reason: str | None = None
+    """Why a ``waiting`` job waits (e.g. no live worker consumes its queue)."""
+    expires_at: datetime | None = None
+    """A queued job not started by then ends ``cancelled`` ("expired")."""
+    report_timeout: float | None = None
+    """An external job with no report for this many seconds ends ``failed``."""
 
     @property
     def terminal(self) -> bool:
@@ -235,6 +247,9 @@ class Stats:
     p95_duration_seconds: float | None
     total_processing_seconds: float
     active_jobs: int
+    groups: dict[str, Stats] = field(default_factory=dict)
+    """With ``group_by``: the same figures per kind, owner ("" for unowned jobs) or label
+    value — the 50 largest groups; empty otherwise."""
 
     @classmethod
     def empty(cls, days: int) -> Stats:
@@ -247,57 +262,6 @@ DURATION_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 """Upper bounds (seconds) of the duration histogram kept in rollups and reported as metrics;
 one more bucket holds the rest."""
-
-
-class FilterOptions(TypedDict, total=False):
-    """What ``Tracker.list`` (and ``GET /jobs``) can filter on; every filter is optional."""
-
-    owner: str | None
-    status: Status | str | Sequence[Status | str] | None
-    kind: str | None
-    priority: Priority | str | None
-    trigger: str | None
-    created_from: datetime | None
-    created_to: datetime | None
-    q: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Filters:
-    """What a job listing or change feed is restricted to; every field is optional."""
-
-    owner: str | None = None
-    statuses: Sequence[Status] = ()
-    kind: str | None = None
-    priority: Priority | None = None
-    trigger: str | None = None
-    created_from: datetime | None = None
-    created_to: datetime | None = None
-    q: str | None = None
-    nothing: bool = False
-    """Match no job at all (e.g. a filter on an owner the caller may not see)."""
-
-    @classmethod
-    def of(cls, **options: Unpack[FilterOptions]) -> Filters:
-        """Filters from loosely typed values (names of statuses and priorities accepted);
-        a naive ``created_from``/``created_to`` is a ``ValueError``."""
-        for name in ("created_from", "created_to"):
-            moment = options.get(name)
-            if isinstance(moment, datetime) and moment.tzinfo is None:
-                raise ValueError(f"{name} is a naive datetime; give it a time zone")
-        status = options.get("status")
-        statuses = [status] if isinstance(status, str) else list(status or [])
-        priority = options.get("priority")
-        return cls(
-            owner=options.get("owner"),
-            statuses=[Status(s) for s in statuses],
-            kind=options.get("kind"),
-            priority=None if priority is None else Priority(priority),
-            trigger=options.get("trigger"),
-            created_from=options.get("created_from"),
-            created_to=options.get("created_to"),
-            q=options.get("q"),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +288,33 @@ class ScheduleInfo:
     last_slot_at: datetime | None
     next_run_at: datetime | None
     recent_runs: Sequence[ScheduleRun] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker process as its heartbeats register it (``Tracker.workers``).
+
+    A worker is live while ``last_seen_at`` is within ``heartbeat_timeout``; the queues of the
+    live jobtrail workers decide which queued jobs wait ("no worker consumes queue 'gpu'").
+    """
+
+    id: str
+    engine: str
+    """``jobtrail`` (a ``tracker.worker``) or ``celery`` (a worker of an installed app)."""
+    host: str
+    pid: int
+    queues: Sequence[str] | None
+    """The queues it consumes; None: every queue."""
+    kinds: Sequence[str]
+    concurrency: int
+    running: int
+    """Jobs it held at its last heartbeat."""
+    started_at: datetime
+    last_seen_at: datetime
+
+    def consumes(self, queue: str) -> bool:
+        """Whether this worker takes jobs from ``queue``."""
+        return self.queues is None or queue in self.queues
 
 
 # -- what the store takes in ----------------------------------------------------------------
@@ -353,6 +344,8 @@ class NewJob:
     message: str | None = None
     external: bool = False
     """A job that runs elsewhere and reports (``Tracker.add`` sets it)."""
+    expires_at: datetime | None = None
+    report_timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,6 +379,8 @@ class Progress:
     progress_data: JSON = None
     moved: bool = True
     """Whether percentage or counts changed since the last write (a stalled flag then clears)."""
+    stage: str | None = None
+    """The named stage the job is in (``ctx.stage``)."""
 
     @property
     def items_done(self) -> int | None:

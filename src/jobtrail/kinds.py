@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, Unpack
 
 from jobtrail.exceptions import PayloadError
@@ -33,6 +33,14 @@ class KindOptions(TypedDict, total=False):
     """Seconds without progress after which a running job is flagged stalled."""
     retry_backoff: float
     """A retry waits about ``retry_backoff * 2**(attempt-1)`` seconds, with jitter."""
+    retain_succeeded: float | None
+    """Days a succeeded job is kept after it ends (default: ``retention_succeeded_days``)."""
+    retain_failed: float | None
+    """Days a failed, partial or cancelled job is kept after it ends (default:
+    ``retention_other_days``)."""
+    expire_after: float | None
+    """Seconds a queued job may wait to start (from submit, or its ``run_after``); one not
+    started by then ends ``cancelled`` ("expired")."""
 
 
 @dataclass(frozen=True)
@@ -47,10 +55,17 @@ class JobKind:
     priority: Priority = Priority.NORMAL
     stall_after: float | None = None
     retry_backoff: float = 1.0
+    retain_succeeded: float | None = None
+    retain_failed: float | None = None
+    expire_after: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        for name in ("retain_succeeded", "retain_failed", "expire_after"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int | float) and value >= 0):
+                raise ValueError(f"{name} must be a number of at least 0")
 
     @classmethod
     def of(cls, name: str, handler: Callable[..., Any], **options: Unpack[KindOptions]) -> JobKind:
@@ -64,6 +79,9 @@ class JobKind:
             priority=Priority(options.get("priority", Priority.NORMAL)),
             stall_after=options.get("stall_after"),
             retry_backoff=options.get("retry_backoff", 1.0),
+            retain_succeeded=options.get("retain_succeeded"),
+            retain_failed=options.get("retain_failed"),
+            expire_after=options.get("expire_after"),
         )
 
     def validate(self, payload: Mapping[str, JSON]) -> None:
@@ -79,9 +97,13 @@ class JobKind:
             raise PayloadError(self.name, f"not storable JSON: {exc}") from None
 
     def new_job(
-        self, payload: Mapping[str, JSON] | None, **options: Unpack[SubmitOptions]
+        self,
+        payload: Mapping[str, JSON] | None,
+        now: datetime | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> NewJob:
-        """A validated job of this kind, ready to insert (``PayloadError`` if it does not fit)."""
+        """A validated job of this kind, ready to insert (``PayloadError`` if it does not fit);
+        with ``expire_after``, it expires that long after ``now`` (or its ``run_after``)."""
         body = dict(payload or {})
         self.validate(body)
         run_after = options.get("run_after")
@@ -100,7 +122,13 @@ class JobKind:
             max_attempts=self.max_attempts,
             timeout=self.timeout,
             run_after=run_after,
+            expires_at=self._expiry(run_after or now),
         )
+
+    def _expiry(self, start: datetime | None) -> datetime | None:
+        if self.expire_after is None:
+            return None
+        return (start or datetime.now(UTC)) + timedelta(seconds=self.expire_after)
 
 
 class SubmitOptions(TypedDict, total=False):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-import traceback
 from typing import TYPE_CHECKING
 
 import structlog
 
+from jobtrail import journal
 from jobtrail.exceptions import InvalidData, StoreError
 from jobtrail.jobs import JSON, EventType, Job, NewEvent, NewFailedItem, Progress, Status, outcome
 from jobtrail.redaction import (
@@ -18,6 +18,8 @@ from jobtrail.redaction import (
     Redactor,
     check_storable,
     clean_text,
+    shown,
+    traceback_text,
 )
 
 if TYPE_CHECKING:
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 
 MAX_LISTED_ITEMS = 100
 MAX_ITEM_ID = 500
+MAX_STAGE = 100
 Pending = tuple[Progress, list[NewEvent], list[NewFailedItem]]
 
 
@@ -45,7 +48,11 @@ class ProgressBuffer:
     ) -> None:
         self.job_id = job.id
         self.kind = job.kind
+        self.owner = job.owner
+        self.attempt = job.attempt
         self.lease = lease
+        self.began = time.monotonic()
+        """``time.monotonic()`` when this runner took the job (durations in the journal)."""
         self.started_at = job.started_at
         self.redactor = redactor
         self._runs = runs
@@ -56,6 +63,9 @@ class ProgressBuffer:
         self._derive = False
         self._message = job.message
         self.total = job.items_total
+        self._stage = job.stage
+        # The current stage's band: an absolute percentage is ``_low + _span * percent``.
+        self._low, self._span, self._base = 0.0, 1.0, 0
         self._succeeded: int | None = None
         self._failed: int | None = None
         self._data: dict[str, JSON] = {}
@@ -70,6 +80,8 @@ class ProgressBuffer:
         self._next_flush = time.monotonic() + flush_interval
         self.cancel_requested = job.cancel_requested
         self.lost = False
+        self.waiting = False
+        """Whether the handler waits (``ctx.wait``) until its next report."""
         self.last_moved = time.monotonic()
         """``time.monotonic()`` of the last change of percentage or item counts."""
         self._last_counts: tuple[float, int | None, int | None] = (job.progress, None, None)
@@ -94,7 +106,7 @@ class ProgressBuffer:
                 raise InvalidData(f"progress data: {exc}") from None
         with self._lock:
             if percent is not None:
-                self._percent = min(max(float(percent), 0.0), 100.0)
+                self._percent = self._low + self._span * min(max(float(percent), 0.0), 100.0)
                 self._derive = False
             if message is not None:
                 self._message = message if type(message) is str else str(message)
@@ -128,6 +140,46 @@ class ProgressBuffer:
             self._dirty = True
         self.tick()
 
+    def enter_stage(
+        self, name: str, start: float | None, end: float | None, message: str | None
+    ) -> None:
+        """Begin stage ``name``, owning the band ``start``–``end`` of the percentage (``start``
+        defaults to the current percentage, ``end`` to 100), with a ``stage`` event queued in
+        order with the job's other events. The message pending before it is kept as a
+        ``progress`` event first, so a stage change never coalesces a message away."""
+        stage = self.redactor.text(clean_text(str(name)), MAX_STAGE)[:MAX_STAGE]
+        message = None if message is None else str(message)
+        shown_message = None if message is None else self.redactor.text(message, MAX_MESSAGE)
+        with self._lock:
+            if self._derive and self.total:
+                self._percent = self._derived()
+            low = self._percent if start is None else float(start)
+            high = 100.0 if end is None else float(end)
+            if not 0.0 <= low <= high <= 100.0:
+                raise ValueError(
+                    f"a stage's band must be 0 <= start <= end <= 100, not {low}–{high}"
+                )
+            self._queue_pending_message()
+            if message is not None:
+                self._message = self._flushed_message = message
+                self._stored_message = shown_message
+            text = stage if shown_message is None else f"{stage}: {shown_message}"
+            data = {"stage": stage, "start": low, "end": high}
+            self._events.append(NewEvent(EventType.STAGE, text, data))
+            self._stage, self._low, self._span = stage, low, (high - low) / 100.0
+            self._base = (self._succeeded or 0) + (self._failed or 0)
+            self._percent, self._derive, self._dirty = low, False, True
+        self.tick()
+
+    def _queue_pending_message(self) -> None:
+        """Queue the message not yet written as a ``progress`` event (caller holds ``_lock``)."""
+        if self._message is None or self._message == self._flushed_message:
+            return
+        self._stored_message = self.redactor.text(self._message, MAX_MESSAGE)
+        data = {"progress": self._percent}
+        self._events.append(NewEvent(EventType.PROGRESS, self._stored_message, data))
+        self._flushed_message = self._message
+
     def item_id(self, item_id: str) -> str:
         """How a failed item's id is stored and shown: cleaned, redacted, at most 500
         characters."""
@@ -147,13 +199,23 @@ class ProgressBuffer:
                 return
             self._failed = (self._failed or 0) + 1
             self._succeeded = self._succeeded or 0
-            message = self.redactor.text(str(error), MAX_ERROR)
+            message = self.redactor.text(shown(error), MAX_ERROR)
             error_type = type(error).__name__[:200]
             self._items.append(NewFailedItem(item_id, error_type, message))
             self._failed_ids.append(item_id)
             data = {"item_id": item_id, "error_type": error_type}
             self._events.append(NewEvent(EventType.ITEM_FAILED, message, data))
         self.log.warning("item failed", item_id=item_id, error_type=error_type, error=message)
+
+    def wait(self, reason: str) -> None:
+        """Write what is pending, then show the job ``waiting`` with ``reason`` (still held
+        here); the next report ends the wait, written at once."""
+        self.flush()
+        text = self.redactor.text(clean_text(str(reason)), MAX_MESSAGE)
+        self.lost = self.lost or not self._runs.waits.wait(self.job_id, self.lease, text)
+        self.waiting, self._next_flush = True, 0.0
+        if not self.lost:
+            journal.held_changed("waiting", self, reason=text, duration=None)
 
     def observe(self, *, cancel_requested: bool, held: bool) -> None:
         """Take in what a heartbeat learned about this job."""
@@ -193,6 +255,10 @@ class ProgressBuffer:
                 self._next_flush = time.monotonic() + self._interval
                 progress, events, items = self._snapshot()
             try:
+                if self.waiting:  # any report ends the handler's wait
+                    if self._runs.waits.resume(self.job_id, self.lease):
+                        journal.held_changed("resumed", self, duration=None)
+                    self.waiting = False
                 result = self._runs.flush(self.job_id, self.lease, progress, events, items)
             except StoreError as exc:
                 self._restore(events, items)
@@ -200,14 +266,15 @@ class ProgressBuffer:
                 return
             self.cancel_requested = self.cancel_requested or result.cancel_requested
             self.lost = self.lost or not result.applied
+            if result.applied and (progress.moved or events):
+                journal.progressed(self.job_id, self.kind, self.owner, progress)
         finally:
             self._flush_lock.release()
 
     def _snapshot(self) -> Pending:
         """Take what is pending (caller holds ``_lock``)."""
-        done = (self._succeeded or 0) + (self._failed or 0)
         if self._derive and self.total:
-            self._percent = min(done * 100.0 / self.total, 100.0)
+            self._percent = self._derived()
         counts = (self._percent, self._succeeded, self._failed)
         moved = counts != self._last_counts
         if moved:
@@ -219,7 +286,10 @@ class ProgressBuffer:
             # Redacted once per write of a new message, never per ``ctx.progress`` call.
             self._stored_message = self.redactor.text(self._message, MAX_MESSAGE)
             data = {"progress": self._percent}
-            events.insert(0, NewEvent(EventType.PROGRESS, self._stored_message, data))
+            # The current message was set after the last stage began: it follows that stage.
+            stages = [i for i, e in enumerate(events) if e.type == EventType.STAGE]
+            at = stages[-1] + 1 if stages else 0
+            events.insert(at, NewEvent(EventType.PROGRESS, self._stored_message, data))
             self._flushed_message = self._message
         if self._data_changed:
             self._stored_data = self.redactor.json(self._data, max_chars=MAX_VALUE_CHARS)
@@ -232,9 +302,19 @@ class ProgressBuffer:
             items_succeeded=self._succeeded,
             items_failed=self._failed,
             progress_data=self._stored_data,
+            stage=self._stage,
         )
         self._dirty = False
         return progress, events, items
+
+    def _derived(self) -> float:
+        """The percentage the item counts give: the share of the items left when the stage
+        began that are done now, placed in the stage's band (caller holds ``_lock``)."""
+        total = self.total or 0
+        done = (self._succeeded or 0) + (self._failed or 0)
+        left = total - self._base
+        share = min(max(done - self._base, 0) * 100.0 / left, 100.0) if left > 0 else 100.0
+        return self._low + self._span * share
 
     def take(self) -> Pending:
         """Everything not yet written, for a runner that ends the job another way."""
@@ -243,7 +323,7 @@ class ProgressBuffer:
 
     def _restore(self, events: list[NewEvent], items: list[NewFailedItem]) -> None:
         with self._lock:
-            self._events[:0] = [e for e in events if e.type != EventType.PROGRESS]
+            self._events[:0] = events  # in order; a message already taken is not taken again
             self._items[:0] = items
             self._dirty = True
 
@@ -265,9 +345,8 @@ class ProgressBuffer:
         """Redacted details of ``error`` and of the failed items, for the job record."""
         details: dict[str, JSON] = {}
         if error is not None:
-            lines = traceback.format_exception(error)
             details["type"] = type(error).__name__
-            details["traceback"] = self.redactor.text("".join(lines))
+            details["traceback"] = self.redactor.text(traceback_text(error))
         if self._failed_ids:
             details["failed_items"] = self._failed_ids[:MAX_LISTED_ITEMS]
             details["failed_items_count"] = len(self._failed_ids)
@@ -286,13 +365,16 @@ class ProgressBuffer:
 
         ``wait=False`` queues the write for the worker's next group commit."""
         with self._flush_lock, self._lock:
-            if status is Status.SUCCEEDED and not self.total:
-                self._percent, self._derive = 100.0, False
+            done = (self._succeeded or 0) + (self._failed or 0)
+            if status is Status.SUCCEEDED and (not self.total or done >= self.total):
+                self._percent, self._derive = 100.0, False  # whatever band it ended in
             progress, events, items = self._snapshot()
         if error_message is not None:
             error_message = self.redactor.text(error_message, MAX_ERROR)
         try:
-            return self._runs.finish(
+            if self.waiting:  # it ends from running, like any report
+                self._runs.waits.resume(self.job_id, self.lease)
+            finished = self._runs.finish(
                 self.job_id,
                 self.lease,
                 status,
@@ -308,3 +390,6 @@ class ProgressBuffer:
         except StoreError:
             self._restore(events, items)  # a retried finish writes them all again
             raise
+        if finished:
+            journal.held_changed(status.value, self, error=error_message)
+        return finished

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import math
 import re
+import traceback
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from jobtrail.exceptions import InvalidData
-from jobtrail.jobs import JSON, Job, NewJob
+from jobtrail.jobs import JSON, Job, NewFailedItem, NewJob
 
 MASK = "[redacted]"
 DEFAULT_KEYS = ("password", "passwd", "token", "cookie", "authorization", "secret", "api_key")
@@ -19,6 +20,8 @@ MAX_MESSAGE = 4000
 """Characters of a job's status message that are stored."""
 MAX_ERROR = 4096
 """Characters of an error message that are stored."""
+MAX_ITEM_ID = 500
+"""Characters of a failed item's id that are stored."""
 MAX_VALUE_CHARS = 1_000_000
 """Characters of one string inside a result, progress data or labels that are stored."""
 # The password of ``scheme://user:password@host``: only tried right after a ``://``, and each
@@ -99,7 +102,7 @@ class Redactor:
             return self.text(value, max_chars)
         if value is None or isinstance(value, bool | int | float):
             return value
-        return self.text(repr(value), max_chars)
+        return self.text(_repr(value), max_chars)
 
     def stored(self, value: JSON) -> JSON:
         """A handler's ``value`` (result, progress data) as it is stored: text cleaned and
@@ -133,6 +136,39 @@ class Redactor:
                 stored[name] = self.json(stored[name], max_chars=MAX_VALUE_CHARS)
         return stored
 
+    def failed_item(self, item: NewFailedItem) -> NewFailedItem:
+        """A failed item reported from elsewhere as it is stored, like the runner stores its
+        own: refused (``InvalidData``) unless storable; id and message redacted and capped."""
+        fields = {"item_id": item.item_id, "error_type": item.error_type, "message": item.message}
+        checked("failed item", fields)
+        item_id = self.text(clean_text(item.item_id)[:MAX_ITEM_ID])[:MAX_ITEM_ID]
+        error_type = clean_text(item.error_type)[:200]
+        return NewFailedItem(item_id, error_type, self.text(item.message, MAX_ERROR))
+
+
+def shown(value: object) -> str:
+    """``str(value)``, or a placeholder when the object cannot be made into text (a broken
+    ``__str__``, or nesting too deep to print): describing a failure must not fail."""
+    try:
+        return str(value)
+    except Exception:
+        return f"<{type(value).__name__} that cannot be shown as text>"
+
+
+def error_text(error: BaseException) -> str:
+    """``"Type: message"`` of an exception, whatever its message does."""
+    return f"{type(error).__name__}: {shown(error)}"
+
+
+def traceback_text(error: BaseException) -> str:
+    """The formatted traceback of ``error``; its frames alone when the message cannot be
+    printed."""
+    try:
+        return "".join(traceback.format_exception(error))
+    except Exception:
+        frames = "".join(traceback.format_tb(error.__traceback__))
+        return f"Traceback (most recent call last):\n{frames}{error_text(error)}\n"
+
 
 def clean_text(value: str) -> str:
     """``value`` without NUL characters or lone surrogates, which databases refuse."""
@@ -146,8 +182,9 @@ def clean_text(value: str) -> str:
 
 
 MAX_JSON_DEPTH = 64
-RESERVED_KEY_PREFIXES = ("schedule:", "celery:")
-"""Idempotency keys jobtrail makes itself (a schedule's slot, a Celery task id); callers of
+RESERVED_KEY_PREFIXES = ("schedule:", "celery:", "startup:")
+"""Idempotency keys jobtrail makes itself (a schedule's slot, a Celery task id, a start
+window's startup job); callers of
 the API cannot use them."""
 
 
@@ -200,3 +237,10 @@ def _check_text(value: str) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError("text must be valid Unicode (no lone surrogates)") from None
+
+
+def _repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__} that cannot be shown as text>"

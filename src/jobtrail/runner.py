@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from jobtrail import journal
 from jobtrail.context import Context
 from jobtrail.exceptions import Cancelled, InvalidData, ShuttingDown, StoreError, TimedOut
 from jobtrail.jobs import JSON, EventType, Job, NewEvent, NewJob, Status
 from jobtrail.progress import ProgressBuffer
-from jobtrail.redaction import MAX_ERROR
+from jobtrail.redaction import MAX_ERROR, error_text, shown
 from jobtrail.store.database import outage_retrying
 
 if TYPE_CHECKING:
@@ -101,7 +102,11 @@ class Runner:
         None when it already ended or does not exist."""
         lease = uuid.uuid4().hex
         job = self.runs.take_over(job_id, lease, runner_identity())
-        return None if job is None else self.hold(job, lease)
+        if job is None:
+            return None
+        run = self.hold(job, lease)
+        journal.held_changed("started", run.buffer, duration=None)
+        return run
 
     def stall_after(self, kind: str) -> float | None:
         """The stall threshold of ``kind``, if it has one."""
@@ -112,6 +117,7 @@ class Runner:
         """Call the handler with the job's payload and record how it ended."""
         spec = self.tracker.kinds[claimed.job.kind]
         payload = claimed.job.payload or {}
+        journal.held_changed("started", run.buffer, duration=None)
         try:
             result = spec.handler(run.ctx, **payload)
         except InvalidData as exc:
@@ -132,7 +138,7 @@ class Runner:
             self.fail(buffer, exc)
             return
         delay = retry_delay(job.attempt, spec.retry_backoff)
-        error = buffer.redactor.text(f"{type(exc).__name__}: {exc}", MAX_ERROR)
+        error = buffer.redactor.text(error_text(exc), MAX_ERROR)
         note = (
             f"attempt {job.attempt} of {job.max_attempts} failed ({error}); "
             f"retrying in {delay:.1f} s"
@@ -141,7 +147,6 @@ class Runner:
             "error_message": error,
             "error_details": buffer.redactor.json(buffer.error_details(exc)),
         }
-        log.warning("job failed; retrying", job_id=job.id, kind=job.kind, delay=delay, error=error)
         self.requeue(buffer, EventType.RETRYING, note, delay=delay, values=values)
 
     def requeue(
@@ -158,7 +163,8 @@ class Runner:
         failed items belong to the attempt that failed them and are dropped. Progress the
         database refuses (``InvalidData``) fails the job instead: it would be refused again."""
         progress, events, _items = buffer.take()
-        events.append(NewEvent(event, buffer.redactor.text(note, MAX_ERROR)))
+        note = buffer.redactor.text(note, MAX_ERROR)
+        events.append(NewEvent(event, note))
         write = functools.partial(
             self.runs.requeue,
             buffer.job_id,
@@ -170,9 +176,12 @@ class Runner:
             values=values,
         )
         try:
-            return _durably(str(event), write)
+            requeued = _durably(str(event), write)
         except InvalidData as exc:
             return self.fail(buffer, exc)
+        if requeued:
+            journal.held_changed(str(event), buffer, reason=note, delay=delay)
+        return requeued
 
     def succeed(self, buffer: ProgressBuffer, result: JSON) -> bool:
         """End a job whose code returned: its outcome follows from its items.
@@ -183,7 +192,7 @@ class Runner:
         try:
             stored = buffer.redactor.stored(result)
         except ValueError as exc:
-            refused = f"the result could not be stored: {exc}"
+            refused = f"the result could not be stored: {shown(exc)}"
             return _durably("fail", lambda: buffer.finish(Status.FAILED, error_message=refused))
         status = buffer.outcome()
         details = None if status is Status.SUCCEEDED else buffer.error_details(None) or {}
@@ -206,10 +215,10 @@ class Runner:
             return _durably(
                 "timeout",
                 lambda: buffer.finish(
-                    Status.FAILED, error_message=str(exc), error_details=timed_out
+                    Status.FAILED, error_message=shown(exc), error_details=timed_out
                 ),
             )
-        error = f"{type(exc).__name__}: {exc}"
+        error = error_text(exc)
         details = buffer.error_details(exc)
         return _durably(
             "fail",
@@ -218,7 +227,6 @@ class Runner:
 
     def interrupt(self, buffer: ProgressBuffer, reason: str) -> bool:
         """Put a held job back in the queue without charging the attempt."""
-        log.info("job interrupted", job_id=buffer.job_id, kind=buffer.kind, reason=reason)
         return self.requeue(buffer, EventType.INTERRUPTED, reason, charge_attempt=False)
 
     @contextmanager
@@ -230,6 +238,8 @@ class Runner:
         new = self.tracker.redactor.new_job(new)
         job = self.runs.start(new, worker=runner_identity(), lease=lease)
         run = self.hold(job, lease)
+        journal.held_changed("created", run.buffer, duration=None)
+        journal.held_changed("started", run.buffer, duration=None)
         with Heartbeat(run.buffer, self.runs, self.tracker.settings.heartbeat_interval):
             try:
                 yield run.ctx

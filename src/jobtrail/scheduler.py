@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -161,3 +163,43 @@ def submit_slot(
         trigger=trigger,
     )
     return tracker.store.jobs.add([replace(new, schedule=schedule.name)])[0]
+
+
+def startup_key(kind: str, payload: Mapping[str, JSON], now: datetime, window: float) -> str:
+    """The key of ``kind``'s startup job for workers starting at ``now``: one per start
+    window of ``window`` seconds (``startup:KIND:<window start>``, with a digest of a
+    non-empty payload, so one kind started with two payloads gives two jobs)."""
+    start = math.floor(now.timestamp() / window) * window
+    key = f"startup:{kind}:{datetime.fromtimestamp(start, UTC).isoformat()}"
+    if payload:
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        key += f":{digest[:12]}"
+    return key
+
+
+def submit_startup_jobs(tracker: Tracker) -> list[Job]:
+    """Submit each ``on_startup`` job once per deployment start: a worker that starts within
+    ``startup_window`` seconds of the last startup job of that kind, payload and owner shares
+    it, and workers starting together agree on the key of the window they start in."""
+    now, window = tracker.now(), tracker.settings.startup_window
+    since = now - timedelta(seconds=window)
+    return [
+        tracker.submit(
+            kind,
+            payload,
+            owner=owner,
+            trigger="startup",
+            key=startup_key(kind, payload, now, window),
+        )
+        for kind, payload, owner in tracker.startup
+        if not _started_since(tracker, kind, payload, owner, since)
+    ]
+
+
+def _started_since(
+    tracker: Tracker, kind: str, payload: Mapping[str, JSON], owner: str | None, since: datetime
+) -> bool:
+    """Whether a startup job like this one was created since ``since`` (e.g. by a worker that
+    started just before the current window began)."""
+    recent = tracker.list(kind=kind, owner=owner, trigger="startup", created_from=since, limit=100)
+    return any(j.owner == owner and j.payload == dict(payload) for j in recent.jobs)

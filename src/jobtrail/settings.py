@@ -58,6 +58,16 @@ class Settings(BaseSettings):
     auth_rate_limit: str = Field(
         "30/minute", description="Failed sign-ins and bad tokens per client address."
     )
+    ratelimit_storage_url: str = Field(
+        "memory://",
+        description="Where outgoing limiters keep slots and wait counts (redis://… to share).",
+    )
+    ratelimit_default_rate: str = Field(
+        "10/second", description="Rate of an outgoing limiter made without one."
+    )
+    startup_window: float = Field(
+        60, gt=0, description="Seconds in which workers starting share one on_startup job."
+    )
 
 
 def configure(base: Settings | None, overrides: Mapping[str, Any]) -> Settings:

@@ -13,21 +13,22 @@ from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from jobtrail.context import Context
 from jobtrail.exceptions import JobTimeout, UnknownKind, UnknownSchedule
+from jobtrail.filters import FilterOptions, Filters
 from jobtrail.jobs import (
     ACTIVE,
     JSON,
     Event,
     FailedItem,
-    FilterOptions,
-    Filters,
     Job,
+    NewFailedItem,
     NewJob,
     Page,
-    ScheduleInfo,
     Stats,
     Status,
+    WorkerInfo,
 )
 from jobtrail.kinds import JobHandle, JobKind, KindOptions, SubmitOptions
+from jobtrail.operations import Operations
 from jobtrail.redaction import Redactor
 
 if TYPE_CHECKING:
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
     from jobtrail.settings import Settings
     from jobtrail.store import Store
     from jobtrail.store.database import Clock
-    from jobtrail.store.stats import Snapshot
-    from jobtrail.store.tokens import Token
     from jobtrail.worker import Worker, WorkerSettings
 
 R = TypeVar("R")
@@ -59,10 +58,12 @@ class Tracker:
         clock: Clock | None = None,
         **overrides: Any,
     ) -> None:
+        from jobtrail.journal import default_output
         from jobtrail.settings import configure
         from jobtrail.store import Store
         from jobtrail.store.database import utcnow
 
+        default_output()
         if url is not None:
             overrides["database_url"] = url
         self.settings = settings if settings and not overrides else configure(settings, overrides)
@@ -73,6 +74,8 @@ class Tracker:
             auto_migrate=self.settings.auto_migrate,
             clock=clock or utcnow,
         )
+        self.ops = Operations(self.store, self.settings)
+        """Change feeds, figures, tokens, stored schedules, the worker registry, expiry."""
         self.kinds: dict[str, JobKind] = {}
         self.schedules: dict[str, Schedule] = {}
         self.startup: list[tuple[str, dict[str, JSON], str | None]] = []
@@ -97,7 +100,7 @@ class Tracker:
         """Register the decorated function as the handler of ``kind``: it receives a
         ``Context`` first and the job's payload as keyword arguments. Options (``KindOptions``):
         ``max_attempts``, ``timeout``, ``queue``, ``priority``, ``stall_after``,
-        ``retry_backoff``."""
+        ``retry_backoff``, ``retain_succeeded``, ``retain_failed`` (days), ``expire_after``."""
         if options.get("max_attempts", 1) < 1:
             raise ValueError("max_attempts must be at least 1")
 
@@ -142,7 +145,7 @@ class Tracker:
         **options: Unpack[SubmitOptions],
     ) -> tuple[Job, bool]:
         """``submit``, also telling whether the job is new (False: ``key`` existed)."""
-        new = self.redactor.new_job(self.kind_of(kind).new_job(payload, **options))
+        new = self.redactor.new_job(self.kind_of(kind).new_job(payload, self.now(), **options))
         return self.store.jobs.add_or_get([new], actor=actor)[0]
 
     def submit_many(
@@ -156,7 +159,8 @@ class Tracker:
         if options.get("key") is not None:
             raise ValueError("submit_many takes no key: one key cannot name several jobs")
         spec = self.kind_of(kind)
-        new = [self.redactor.new_job(spec.new_job(p, **options)) for p in payloads]
+        now = self.now()
+        new = [self.redactor.new_job(spec.new_job(p, now, **options)) for p in payloads]
         return self.store.jobs.add(new) if new else []
 
     def add(self, new: NewJob, actor: str | None = None) -> tuple[Job, bool]:
@@ -181,7 +185,8 @@ class Tracker:
 
         The job ends ``succeeded``, ``partial`` or ``failed`` from its items when the block
         ends; an exception marks it ``failed`` (``cancelled`` for ``Cancelled``) and is
-        re-raised.
+        re-raised. A ``key`` that already names a job (of ``owner``) raises ``DuplicateKey``
+        with that job: a block cannot attach to work recorded elsewhere.
         """
         from jobtrail.runner import Runner
 
@@ -203,6 +208,11 @@ class Tracker:
         """The job with this id; raises ``JobNotFound``."""
         return self.store.jobs.get(job_id)
 
+    def get_by_key(self, key: str, owner: str | None = None) -> Job:
+        """The job with idempotency ``key`` among ``owner``'s jobs (keys are scoped per owner;
+        None: the unowned jobs); raises ``JobNotFound``."""
+        return self.store.jobs.get_by_key(key, owner)
+
     def list(
         self,
         *,
@@ -213,8 +223,8 @@ class Tracker:
     ) -> Page:
         """Jobs matching every given filter (``owner``, ``status`` (one or several), ``kind``,
         ``priority``, ``trigger``, ``created_from``, ``created_to``, ``q``: an exact id or key,
-        or text in the message), newest first (``order="duration"``: longest first);
-        ``limit`` 1–1000."""
+        or text in the message, ``labels``: ``{key: scalar}``, all of them), newest first
+        (``order="duration"``: longest first); ``limit`` 1–1000."""
         if not 1 <= limit <= 1000:
             raise ValueError("limit must be between 1 and 1000")
         if offset < 0:
@@ -236,10 +246,6 @@ class Tracker:
         """The items a job failed to process."""
         return self.store.jobs.failed_items(job_id)
 
-    def changes(self, since: datetime, filters: Filters, limit: int = 200) -> builtins.list[Job]:
-        """Jobs matching ``filters`` updated at or after ``since``, oldest change first."""
-        return self.store.jobs.changes(since, filters, limit)
-
     def wait(self, job_id: str, timeout: float = 60.0, poll: float = 0.05) -> Job:
         """Block until the job reaches a terminal state; raises ``JobTimeout`` after ``timeout``."""
         deadline = time.monotonic() + timeout
@@ -257,25 +263,22 @@ class Tracker:
         """The store's clock: what ``created_at``/``updated_at`` are measured with."""
         return self.store.clock()
 
-    def stats(self, days: int = 30, owner: str | None = None, kind: str | None = None) -> Stats:
-        """Counts, success rate and duration percentiles of jobs created in the last ``days``."""
+    def stats(
+        self,
+        days: int = 30,
+        owner: str | None = None,
+        kind: str | None = None,
+        *,
+        labels: Mapping[str, JSON] | None = None,
+        group_by: str | None = None,
+    ) -> Stats:
+        """Counts, success rate and duration percentiles of jobs created in the last ``days``
+        (with ``labels``: of live jobs having them); ``group_by`` (``"kind"``, ``"owner"`` or
+        ``"label:KEY"``) adds the same figures per group in ``Stats.groups``."""
         if days < 1:
             raise ValueError("days must be at least 1")
-        return self.store.stats.summary(days=days, owner=owner, kind=kind)
-
-    def timeline(
-        self, days: int, owner: str | None = None, kind: str | None = None
-    ) -> dict[str, dict[str, int]]:
-        """Jobs created per day (``YYYY-MM-DD``) and status over the last ``days`` days."""
-        return self.store.stats.timeline(days, owner=owner, kind=kind)
-
-    def gauges(self) -> Snapshot:
-        """Every metric figure, read from the store in one transaction."""
-        return self.store.stats.gauges()
-
-    def health(self) -> str | None:
-        """The store's schema revision, read with one round trip; ``StoreError`` if unreachable."""
-        return self.store.revision()
+        Filters.of(labels=labels)  # the same check as a listing's
+        return self.store.stats.summary(days, owner, kind, labels, group_by)
 
     # -- changing -----------------------------------------------------------------------
 
@@ -305,29 +308,21 @@ class Tracker:
         """Apply progress and/or a status change reported for a job that runs elsewhere.
 
         ``values`` holds job fields (``progress``, ``message``, ``items_*``, ``result``,
-        ``error_message``, ``error_details``, ``progress_data``); ``items_done`` and the
-        percentage follow from the item counts. Only jobs made by ``add`` and held by no runner
-        take reports. Raises ``IllegalTransition`` (``ReportRefused``) or ``InvalidData``.
+        ``error_message``, ``error_details``, ``progress_data``) and increments that add to the
+        stored counts atomically (``advance``, ``succeeded_delta``, ``failed_delta``), so
+        concurrent reporters lose no count; ``items_done`` and the percentage follow from the
+        item counts. Only jobs made by ``add`` and held by no runner take reports. Raises
+        ``IllegalTransition`` (``ReportRefused``) or ``InvalidData``.
         """
         return self.store.jobs.report(job_id, self.redactor.reported(values), status, actor=actor)
 
-    # -- tokens -------------------------------------------------------------------------
-
-    def create_token(self, name: str, owner: str | None = None) -> str:
-        """Create an API token (``owner`` None: admin) and return its secret, shown once."""
-        return self.store.tokens.create(name, owner)
-
-    def find_token(self, secret: str) -> Token | None:
-        """The live token with this secret, or None (unknown or revoked)."""
-        return self.store.tokens.find(secret)
-
-    def tokens(self) -> builtins.list[Token]:
-        """Every token, live and revoked, by name (never their secrets)."""
-        return self.store.tokens.list_all()
-
-    def revoke_token(self, name: str) -> bool:
-        """Revoke a token by name; False if there is no live token of that name."""
-        return self.store.tokens.revoke(name)
+    def report_items(
+        self, job_id: str, items: Iterable[NewFailedItem], actor: str | None = None
+    ) -> Job:
+        """Record failed items of a job that runs elsewhere (redacted), each counted into its
+        ``items_failed``; refused like ``report``."""
+        stored = [self.redactor.failed_item(i) for i in items]
+        return self.store.jobs.report(job_id, {}, None, actor=actor, items=stored)
 
     # -- schedules, workers, retention ---------------------------------------------------
 
@@ -353,7 +348,9 @@ class Tracker:
     def on_startup(
         self, kind: str, payload: Mapping[str, JSON] | None = None, owner: str | None = None
     ) -> None:
-        """Submit a job of ``kind`` (``trigger="startup"``) each time a worker starts."""
+        """Submit a job of ``kind`` (``trigger="startup"``) when workers start: once per
+        deployment start, however many workers start within one ``startup_window`` (the job's
+        key is ``startup:KIND:<window start>``)."""
         self.kind_of(kind).validate(dict(payload or {}))
         self.startup.append((kind, dict(payload or {}), owner))
 
@@ -367,30 +364,29 @@ class Tracker:
             raise UnknownSchedule(name) from None
         return submit_slot(self, schedule, None, trigger="manual")
 
-    def list_schedules(
-        self, owner: str | None = None, recent: int = 20
-    ) -> builtins.list[ScheduleInfo]:
-        """Stored schedules by name (only ``owner``'s when given), each with its ``recent``
-        last audited slots, newest first."""
-        return self.store.schedules.list_all(owner=owner, recent=recent)
-
     def worker(
         self,
         concurrency: int | None = None,
         *,
         queues: Iterable[str] | None = None,
+        consume: bool = True,
         **options: Unpack[WorkerSettings],
     ) -> Worker:
         """A worker for this tracker's kinds: ``with tracker.worker(4): ...`` or ``.run()``.
 
         ``heartbeat_interval``, ``heartbeat_timeout``, ``grace_period`` and ``poll_interval``
         left out come from the settings; given ones are validated like them (``0`` is a value,
-        not "unset"). ``queues`` limits the worker to those queues.
+        not "unset"). ``queues`` limits the worker to those queues. ``consume=False``: run no
+        jobs, only the maintenance (rescue, queue watch, expiry, purge), as ``serve`` does.
         """
         from jobtrail.worker import Worker, WorkerOptions
 
         given = {k: v for k, v in {**options, "concurrency": concurrency}.items() if v is not None}
-        return Worker(self, WorkerOptions.of(self._with(given), queues))
+        return Worker(self, WorkerOptions.of(self._with(given), queues, consume))
+
+    def workers(self) -> builtins.list[WorkerInfo]:
+        """The live workers (seen within ``heartbeat_timeout``), jobtrail's and Celery's."""
+        return self.store.workers.live(self.settings.heartbeat_timeout)
 
     def purge(
         self,
@@ -400,8 +396,10 @@ class Tracker:
         max_days: float | None = None,
         batch_size: int = 1000,
     ) -> int:
-        """Delete finished jobs past their retention (defaults from the settings), with their
-        events and items, in batches; they stay counted in ``stats()`` through daily rollups."""
+        """Delete finished jobs past their retention, with their events and items, in batches;
+        they stay counted in ``stats()`` through daily rollups. Registered kinds' own ages
+        (``retain_succeeded``, ``retain_failed``) win; given ages replace the settings for the
+        rest. The cap (``max_days``) rises to the longest age in effect unless given here."""
         from jobtrail.store.retention import RetentionPolicy
 
         given = {
@@ -410,7 +408,8 @@ class Tracker:
             "retention_max_days": max_days,
         }
         settings = self._with({k: v for k, v in given.items() if v is not None})
-        policy = RetentionPolicy.of(settings, self.now(), batch_size)
+        kinds, fixed = self.kinds.values(), max_days is not None
+        policy = RetentionPolicy.of(settings, self.now(), batch_size, kinds, fixed)
         return self.store.retention.purge(policy)
 
     def _with(self, overrides: Mapping[str, Any]) -> Settings:

@@ -17,10 +17,13 @@ from typing import TYPE_CHECKING, TypedDict
 
 import structlog
 
+from jobtrail import journal
 from jobtrail.exceptions import StoreError
+from jobtrail.presence import Presence
 from jobtrail.progress import ProgressBuffer
+from jobtrail.redaction import error_text
 from jobtrail.runner import Run, Runner
-from jobtrail.scheduler import Scheduler
+from jobtrail.scheduler import Scheduler, submit_startup_jobs
 from jobtrail.store.runs import Claimed
 
 if TYPE_CHECKING:
@@ -55,11 +58,16 @@ class WorkerOptions:
     poll_interval: float
     purge_interval: float = 3600.0
     queues: Collection[str] | None = None
+    consume: bool = True
+    """False: no runner threads and no registration, only the maintenance (``serve``)."""
 
     @classmethod
-    def of(cls, settings: Settings, queues: Iterable[str] | None = None) -> WorkerOptions:
+    def of(
+        cls, settings: Settings, queues: Iterable[str] | None = None, consume: bool = True
+    ) -> WorkerOptions:
         """The options ``settings`` give, for ``queues`` (None: every queue)."""
         return cls(
+            consume=consume,
             concurrency=settings.concurrency,
             heartbeat_interval=settings.heartbeat_interval,
             heartbeat_timeout=settings.heartbeat_timeout,
@@ -130,15 +138,27 @@ class Worker:
         self._burst = False
         self._threads: list[threading.Thread] = []
         self._maintainer: threading.Thread | None = None
+        self._consuming = False
+        self.presence = Presence(
+            tracker,
+            engine="jobtrail",
+            queues=options.queues,
+            kinds=tracker.kinds,
+            concurrency=options.concurrency,
+            running=self._holding,
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self, burst: bool = False) -> Worker:
         """Start the runner threads and the heartbeat/rescue thread; returns at once."""
         self._burst = burst
-        self._database.start_grouping()
-        self._start_up()
-        for n in range(self.options.concurrency):
+        # A worker without kinds claims nothing: it consumes no queue, whatever it was asked.
+        self._consuming = self.options.consume and bool(self.tracker.kinds)
+        if self._consuming:
+            self._database.start_grouping()
+            self._start_up()
+        for n in range(self.options.concurrency if self._consuming else 0):
             thread = threading.Thread(target=self._run_loop, name=f"jobtrail-{n}")
             thread.start()
             self._threads.append(thread)
@@ -159,7 +179,9 @@ class Worker:
         self._halt.set()
         if self._maintainer is not None:
             self._maintainer.join()
-        self._database.stop_grouping()
+        if self._consuming:
+            self._database.stop_grouping()
+            self.presence.forget()
         log.info("worker stopped", worker=self.identity)
 
     def __enter__(self) -> Worker:
@@ -262,8 +284,11 @@ class Worker:
         started = time.monotonic()
         try:
             self._runner.run(claimed, run)
-        except Exception:  # recording failed for good: the rescue rules take the job back
-            log.exception("could not record a job's outcome", job_id=claimed.job.id)
+        except Exception as exc:  # recording failed for good: the rescue rules take the job back
+            # Logged as text: a traceback of this error may itself fail to print.
+            log.error(
+                "could not record a job's outcome", job_id=claimed.job.id, error=error_text(exc)
+            )
         finally:
             elapsed = time.monotonic() - started
             with self._lock:
@@ -286,13 +311,14 @@ class Worker:
     # -- heartbeats, rescue, stalls -----------------------------------------------------
 
     def _maintain(self) -> None:
-        """Heartbeats, rescue and stall checks every heartbeat interval; schedule ticks every
-        second; a purge every purge interval. Any one failing is logged and retried later."""
+        """Heartbeats, rescue, queue watch, stalls, expiry every heartbeat interval; schedule ticks
+        every second; a purge every purge interval. Any one failing is logged, retried later."""
         o = self.options
         clock = self._clock
+        each_beat = (self._beat, self._rescue, self._watch_queues, self._watch_stalls)
         tasks = [
-            _Periodic(clock, o.heartbeat_interval, (self._beat, self._rescue, self._watch_stalls)),
-            _Periodic(clock, min(1.0, o.heartbeat_interval), (self._scheduler.tick,)),
+            _Periodic(clock, o.heartbeat_interval, (*each_beat, self.tracker.ops.expire)),
+            _Periodic(clock, min(1.0, o.heartbeat_interval), (self._tick,)),
             _Periodic(
                 clock, o.purge_interval, (self._purge,), first_delay=min(60.0, o.purge_interval)
             ),
@@ -302,17 +328,23 @@ class Worker:
             for task in tasks:
                 task.run_if_due()
 
+    def _tick(self) -> None:
+        if self._consuming:  # schedules fire from workers that run jobs
+            self._scheduler.tick()
+
     def _purge(self) -> None:
         deleted = self.tracker.purge()
         if deleted:
             log.info("purged finished jobs", count=deleted)
 
     def _start_up(self) -> None:
-        """Store schedule definitions and submit the startup jobs."""
+        """Register this worker, release the jobs that waited for its queues, store schedule
+        definitions and submit the startup jobs."""
+        self.presence.announce()
+        self._watch_queues()
         try:
             self._scheduler.register()
-            for kind, payload, owner in self.tracker.startup:
-                self.tracker.submit(kind, payload, owner=owner, trigger="startup")
+            submit_startup_jobs(self.tracker)
         except StoreError as exc:
             log.warning("startup tasks failed", error=str(exc))
 
@@ -325,7 +357,23 @@ class Worker:
             held.update({job_id: (r.buffer, r.buffer.lease) for job_id, r in self._running.items()})
         return held
 
+    def _holding(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    def _watch_queues(self) -> None:
+        """Park queued jobs no live worker consumes (``waiting``), release them when one does."""
+        try:
+            watch = self.tracker.ops.watch_queues()
+        except StoreError as exc:
+            log.warning("queue watch failed", error=str(exc))
+            return
+        if watch.parked or watch.released:
+            log.info("queue watch", waiting=watch.parked, queued_again=watch.released)
+
     def _beat(self) -> None:
+        if self._consuming:
+            self.presence.announce()
         held = self._held()
         beats = {b.job_id: b for b in self._runs.heartbeat({k: v[1] for k, v in held.items()})}
         for job_id, (buffer, _lease) in held.items():
@@ -336,7 +384,8 @@ class Worker:
 
     def _rescue(self) -> None:
         for job in self._runs.rescue(self.options.heartbeat_timeout):
-            log.warning("rescued job", job_id=job.id, kind=job.kind, status=str(job.status))
+            state = "failed" if job.terminal else "rescued"
+            journal.job_changed(state, job, reason="heartbeat lost", worker=job.worker)
 
     def _watch_stalls(self) -> None:
         with self._lock:

@@ -53,6 +53,16 @@ def define_tasks(app: Celery) -> None:
                     raise ConnectionError(f"upstream refused {listing}")
         return {"listings": len(listings)}
 
+    @app.task(base=TrackedTask, bind=True, name="staged_sync")
+    def staged_sync(self: TrackedTask, media: list[str]) -> int:
+        self.stage("fetching", start=0, end=10, message="fetching the library")
+        self.stage("found", start=20, end=90, message=f"found {len(media)} items")
+        for name in self.items(media):
+            with self.item(name):
+                pass
+        self.stage("done", start=100)
+        return len(media)
+
     @app.task(base=TrackedTask, bind=True, name="explode")
     def explode(self: TrackedTask, secret: str) -> None:
         raise ValueError(f"cannot connect with token={secret}")
@@ -64,6 +74,19 @@ def define_tasks(app: Celery) -> None:
         return "ok"
 
     define_process_tasks(app)
+    define_celery_progress_tasks(app)
+
+
+def define_celery_progress_tasks(app: Celery) -> None:
+    """Tasks that report progress Celery's way, with no jobtrail call at all."""
+
+    @app.task(base=TrackedTask, bind=True, name="convert_pages")
+    def convert_pages(self: TrackedTask, pages: int) -> int:
+        for page in range(1, pages + 1):
+            meta = {"current": page, "total": pages, "status": f"page {page} of {pages}"}
+            self.update_state(state="PROGRESS", meta=meta)
+        self.update_state(state="PROGRESS", meta={"percent": 250, "message": "writing"})
+        return pages
 
 
 def define_process_tasks(app: Celery) -> None:

@@ -258,6 +258,37 @@ def test_jobs_show_json_includes_the_events_and_failed_items(
     assert_one_line_error(missing, "no-such-job", "not found")
 
 
+def test_jobs_ls_and_show_name_the_stage_a_running_job_is_in(
+    tracker: Tracker, database_url: str
+) -> None:
+    started: queue.Queue[str] = queue.Queue()
+    release = threading.Event()
+
+    def run() -> None:
+        with tracker.track("media_sync", owner="A") as ctx:
+            ctx.stage("found", start=20, end=90, message="found 12 items")
+            ctx.flush()
+            started.put(ctx.job_id)
+            release.wait(30)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        job_id = started.get(timeout=10)
+        listing = jobtrail(database_url, "jobs", "ls")
+        page = jobtrail(database_url, "jobs", "show", job_id)
+    finally:
+        release.set()
+        worker.join()
+
+    assert listing.returncode == 0, listing.stderr
+    assert "found found 12 items" in listing.stdout
+    assert page.returncode == 0, page.stderr
+    facts = {line.split(maxsplit=1)[0]: line for line in page.stdout.splitlines() if line.strip()}
+    assert facts["stage"].split() == ["stage", "found"]
+    assert facts["progress"].split() == ["progress", "20%"]
+
+
 def test_jobs_watch_exits_0_when_the_job_it_follows_succeeds(
     tracker: Tracker, database_url: str
 ) -> None:
@@ -398,7 +429,7 @@ def test_tokens_create_refuses_an_empty_owner_in_one_line(
         assert done.returncode == 1
         assert done.stdout == ""
         assert_one_line_error(done, "invalid owner", "must not be empty")
-    assert tracker.tokens() == []
+    assert tracker.ops.tokens() == []
 
 
 # -- no store: the commands that read or change jobs create none ----------------------------
@@ -496,8 +527,8 @@ def server(database_url: str, tmp_path: Path) -> Iterator[str]:
 def test_the_same_commands_work_against_a_server_with_url_and_token(
     tracker: Tracker, database_url: str, server: str
 ) -> None:
-    admin = tracker.create_token("ops")
-    alice = tracker.create_token("alice", "A")
+    admin = tracker.ops.create_token("ops")
+    alice = tracker.ops.create_token("alice", "A")
     mine, theirs = added(tracker, NewJob(kind="export", owner="A"), NewJob(kind="export"))
     as_admin = ("--url", server, "--token", admin)
 
@@ -542,7 +573,7 @@ def test_schedules_print_one_shape_from_the_store_and_from_a_server(
         scheduler.register()
         now[0] = start + timedelta(minutes=3)
         scheduler.tick()
-        admin = tracker.create_token("ops")
+        admin = tracker.ops.create_token("ops")
 
     [pulse] = json_of(database_url, "schedules")
     assert (pulse["name"], pulse["kind"], pulse["every_seconds"]) == ("pulse", "beat", 60)

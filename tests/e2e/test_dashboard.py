@@ -47,7 +47,7 @@ class Served:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     url = f"sqlite:///{tmp_path_factory.mktemp('dash') / 'jobtrail.db'}"
     tracker = jobtrail.Tracker(url, flush_interval=0.05)
-    token = tracker.create_token("browser", None)
+    token = tracker.ops.create_token("browser", None)
     port = free_port()
     env = os.environ | {
         "JOBTRAIL_DATABASE_URL": url,
@@ -177,6 +177,44 @@ def test_a_progress_bar_advances_live_while_another_process_reports(
         finish.set()
         writer.join()
     expect(page.locator(".js-status .badge")).to_have_text("succeeded", timeout=5000)
+
+
+def test_the_stage_of_a_running_job_changes_live_on_its_row_and_its_page(
+    page: Page, served: Served
+) -> None:
+    next_stage = threading.Event()
+    finish = threading.Event()
+    started: list[str] = []
+
+    def report() -> None:
+        with served.tracker.track("media_sync", owner="u1") as ctx:
+            ctx.stage("fetching", start=0, end=10, message="fetching the library")
+            ctx.flush()
+            started.append(ctx.job_id)
+            next_stage.wait(20)
+            ctx.stage("found", start=20, end=90, message="found 12 items")
+            ctx.flush()
+            finish.wait(20)
+
+    writer = threading.Thread(target=report)
+    writer.start()
+    try:
+        until(lambda: started, what="the tracked job to start")
+        job_id = started[0]
+        page.goto(f"{served.base}/")
+        row = page.locator(f'#active tr[data-job="{job_id}"]')
+        expect(row.locator(".js-stage")).to_have_text("fetching")
+        next_stage.set()
+        expect(row.locator(".js-stage")).to_have_text("found", timeout=5000)
+        expect(row.locator(".bar")).to_have_attribute("aria-valuenow", "20.0")
+        expect(row.locator(".js-message")).to_have_text("found 12 items")
+        page.goto(f"{served.base}/jobs/{job_id}")
+        expect(page.locator(".live-progress .js-stage")).to_have_text("found")
+        expect(page.locator("#timeline .ev-stage")).to_have_count(2)
+    finally:
+        next_stage.set()
+        finish.set()
+        writer.join()
 
 
 def test_history_filters_by_status_and_kind_and_keeps_them_in_the_url(

@@ -50,7 +50,7 @@ def layout(
     name = f"layout_{uuid.uuid4().hex[:12]}"
     url = postgres.create_database(name)
     tracker = register(jobtrail.Tracker(url, flush_interval=0.05))
-    token = tracker.create_token("ops", None)
+    token = tracker.ops.create_token("ops", None)
     port = free_port()
     env = os.environ | {
         "JOBTRAIL_DATABASE_URL": url,

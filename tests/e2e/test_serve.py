@@ -466,7 +466,7 @@ def test_the_stream_of_all_jobs_resumes_from_last_event_id(
         Tracker(database_url, clock=lambda: now - timedelta(minutes=10)) as ten_minutes_ago,
         Tracker(database_url, clock=lambda: now - timedelta(minutes=30)) as half_an_hour_ago,
     ):
-        admin = ten_minutes_ago.create_token("root", None)
+        admin = ten_minutes_ago.ops.create_token("root", None)
         missed, _ = ten_minutes_ago.add(NewJob(kind="offline", status=Status.RUNNING))
         older, _ = half_an_hour_ago.add(NewJob(kind="offline", status=Status.RUNNING))
     timeout = httpx.Timeout(10.0, read=5.0)
@@ -511,8 +511,8 @@ def test_body_and_rate_limits_come_from_the_environment(sqlite_servers: Servers)
         "--no-worker", JOBTRAIL_MAX_BODY_BYTES="1024", JOBTRAIL_RATE_LIMIT="5/second"
     )
     with Tracker(sqlite_servers.database_url) as local:
-        alice = local.create_token("alice", "A")
-        bob = local.create_token("bob", "B")
+        alice = local.ops.create_token("alice", "A")
+        bob = local.ops.create_token("bob", "B")
     with server.client(alice) as as_alice, server.client(bob) as as_bob:
         big = as_bob.post("/jobs/external", json={"kind": "export", "message": "x" * 1100})
         assert big.status_code == 413

@@ -45,8 +45,10 @@ class WorkerProcesses:
         concurrency: int = 1,
         hello: bool = False,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
+        deploy: bool = False,
     ) -> subprocess.Popen[bytes]:
-        """Start one worker process (``args`` are extra CLI options, e.g. ``--burst``)."""
+        """Start one worker process (``args`` are extra CLI options, e.g. ``--burst``;
+        ``hello``/``deploy``: the app's startup jobs, see ``tests.apps.worker_app``)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("JOBTRAIL_")} | {
             "JOBTRAIL_DATABASE_URL": self.database_url,
             "JOBTRAIL_HEARTBEAT_INTERVAL": str(HEARTBEAT_INTERVAL),
@@ -55,6 +57,7 @@ class WorkerProcesses:
             "JOBTRAIL_POLL_INTERVAL": "0.05",
             "JOBTRAIL_FLUSH_INTERVAL": "0.05",
             "WORKER_APP_HELLO": "1" if hello else "0",
+            "WORKER_APP_DEPLOY": "1" if deploy else "0",
         }
         output = self.directory / f"worker-{len(self.started)}.out"
         with output.open("wb") as out:
@@ -228,6 +231,23 @@ def test_sigterm_requeues_the_job_at_the_next_item_and_the_worker_exits_in_time(
     assert [row[2] for row in lines(log, "start")] == ["1", "1"]
     starts = [e.message for e in app.events(job.id) if e.type == "started"]
     assert starts == ["attempt 1", "attempt 1"]
+
+
+def test_three_worker_processes_started_together_submit_one_startup_job(
+    app: Tracker, processes: WorkerProcesses
+) -> None:
+    for _ in range(3):
+        processes.start(hello=True, deploy=True)
+    until(
+        lambda: app.list(kind="hello", status=Status.SUCCEEDED).total_count == 4,
+        timeout=60,
+        what="every worker to start",
+    )  # each process's own hello, and the deployment's one
+    deployed = app.list(kind="hello", owner="deployment").jobs
+    assert len(deployed) == 1, processes.output()
+    assert deployed[0].trigger == "startup"
+    assert (deployed[0].key or "").startswith("startup:hello:")
+    assert len({j.owner for j in app.list(kind="hello").jobs}) == 4
 
 
 @pytest.mark.timeout(240)

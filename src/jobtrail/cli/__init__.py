@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from jobtrail.cli.jobs import jobs, schedules, stats, submit
+from jobtrail.cli.jobs import jobs, schedules, stats, submit, workers
 from jobtrail.cli.service import db, demo, purge, serve, tokens, worker
 
 __all__ = ["main"]
@@ -16,5 +16,6 @@ def main() -> None:
     """jobtrail: what every background job is doing."""
 
 
-for command in (worker, purge, serve, tokens, db, demo, jobs, submit, stats, schedules):
+commands = (worker, purge, serve, tokens, db, demo, jobs, submit, stats, schedules, workers)
+for command in commands:
     main.add_command(command)

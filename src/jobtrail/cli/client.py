@@ -7,7 +7,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 from urllib.parse import quote
@@ -15,7 +15,17 @@ from urllib.parse import quote
 from pydantic import TypeAdapter
 
 from jobtrail.exceptions import JobNotFound, JobTimeout, JobtrailError
-from jobtrail.jobs import JSON, Event, EventType, FailedItem, Job, Page, ScheduleInfo, Stats, Status
+from jobtrail.jobs import (
+    JSON,
+    Event,
+    FailedItem,
+    Job,
+    Page,
+    ScheduleInfo,
+    Stats,
+    Status,
+    WorkerInfo,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -47,6 +57,7 @@ class Query:
     q: str | None = None
     limit: int = 50
     offset: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -70,8 +81,11 @@ class Backend(Protocol):
     def cancel(self, job_id: str) -> Job: ...
     def retry(self, job_id: str, only_failed_items: bool) -> Job: ...
     def submit(self, order: Submission) -> Job: ...
-    def stats(self, days: int, owner: str | None, kind: str | None) -> Stats: ...
+    def stats(
+        self, days: int, owner: str | None, kind: str | None, group_by: str | None = None
+    ) -> Stats: ...
     def schedules(self) -> list[ScheduleInfo]: ...
+    def workers(self) -> list[WorkerInfo]: ...
 
 
 def cli_actor() -> str:
@@ -113,11 +127,16 @@ class StoreBackend:
     def submit(self, order: Submission) -> Job:
         return self.tracker.redactor.job(self.tracker.submit(**asdict(order), actor=self.actor))
 
-    def stats(self, days: int, owner: str | None, kind: str | None) -> Stats:
-        return self.tracker.stats(days=days, owner=owner, kind=kind)
+    def stats(
+        self, days: int, owner: str | None, kind: str | None, group_by: str | None = None
+    ) -> Stats:
+        return self.tracker.stats(days=days, owner=owner, kind=kind, group_by=group_by)
 
     def schedules(self) -> list[ScheduleInfo]:
-        return self.tracker.list_schedules()
+        return self.tracker.ops.list_schedules()
+
+    def workers(self) -> list[WorkerInfo]:
+        return self.tracker.workers()
 
 
 class HttpBackend:
@@ -175,6 +194,9 @@ class HttpBackend:
     def find(self, query: Query) -> Page:
         params: list[tuple[str, Any]] = []
         for name, value in asdict(query).items():
+            if name == "labels":
+                params += [("label", f"{k}:{v}") for k, v in value.items()]
+                continue
             values = value if isinstance(value, list | tuple) else [value]
             params += [(name, v.isoformat() if isinstance(v, datetime) else v) for v in values]
         wanted = [(name, value) for name, value in params if value is not None]
@@ -185,18 +207,7 @@ class HttpBackend:
         return parse(TypeAdapter(list[Event]), answer["events"])
 
     def failed_items(self, job_id: str) -> list[FailedItem]:
-        # The API lists no failed items, but the history records each one as it fails.
-        return [
-            FailedItem(
-                job_id,
-                str(e.data.get("item_id")),
-                str(e.data.get("error_type")),
-                e.message or "",
-                e.at,
-            )
-            for e in all_events(self, job_id)
-            if e.type == EventType.ITEM_FAILED and isinstance(e.data, dict)
-        ]
+        return parse(TypeAdapter(list[FailedItem]), self.job(job_id, suffix="/items"))
 
     def cancel(self, job_id: str) -> Job:
         return parse(TypeAdapter(Job), self.job(job_id, "POST", "/cancel"))
@@ -210,12 +221,18 @@ class HttpBackend:
         answer = self.call("POST", "/jobs", json=body)  # 202 {job_id, …}, or 200 the keyed job
         return self.get(answer.get("job_id") or answer["id"])
 
-    def stats(self, days: int, owner: str | None, kind: str | None) -> Stats:
-        params = {k: v for k, v in {"days": days, "owner": owner, "kind": kind}.items() if v}
+    def stats(
+        self, days: int, owner: str | None, kind: str | None, group_by: str | None = None
+    ) -> Stats:
+        asked = {"days": days, "owner": owner, "kind": kind, "group_by": group_by}
+        params = {k: v for k, v in asked.items() if v}
         return parse(TypeAdapter(Stats), self.call("GET", "/stats", params=params))
 
     def schedules(self) -> list[ScheduleInfo]:
         return parse(TypeAdapter(list[ScheduleInfo]), self.call("GET", "/schedules"))
+
+    def workers(self) -> list[WorkerInfo]:
+        return parse(TypeAdapter(list[WorkerInfo]), self.call("GET", "/workers"))
 
 
 def parse(adapter: TypeAdapter[T], data: Any) -> T:
@@ -284,9 +301,11 @@ def follow(
 def parse_moment(text: str) -> datetime:
     """An ISO time (local time if it has no zone) or an age before now: ``30m``, ``2h``, ``7d``."""
     age = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
-    if age:
-        return datetime.now(UTC) - timedelta(seconds=float(age[1]) * AGE_UNITS[age[2]])
     try:
+        if age:
+            return datetime.now(UTC) - timedelta(seconds=float(age[1]) * AGE_UNITS[age[2]])
         return datetime.fromisoformat(text).astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} is too far from now to filter on") from None
     except ValueError:
         raise ValueError(f"{text!r} is neither an ISO time nor an age like 30m, 2h or 7d") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -21,6 +22,7 @@ from jobtrail.cli.views import (
     summary,
     to_json,
     watch,
+    workers_table,
 )
 from jobtrail.exceptions import JobNotFound, JobTimeout
 from jobtrail.jobs import Priority, Status
@@ -41,6 +43,22 @@ def _json_object(ctx: click.Context, param: click.Parameter, value: str) -> dict
     if not isinstance(parsed, dict):
         raise click.BadParameter('must be a JSON object, e.g. \'{"account_id": "A1"}\'')
     return parsed
+
+
+def _labels(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, str]:
+    found = {}
+    for text in value:
+        key, colon, wanted = text.partition(":")
+        if not key or not colon:
+            raise click.BadParameter(f"{text!r} is not KEY:VALUE (e.g. document_type:pdf)")
+        found[key] = wanted
+    return found
+
+
+def _group_by(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None or re.fullmatch(r"kind|owner|label:.+", value):
+        return value
+    raise click.BadParameter(f"{value!r} is not kind, owner or label:KEY")
 
 
 def _fail(message: str, exit_code: int) -> NoReturn:
@@ -79,6 +97,14 @@ def jobs() -> None:
 )
 @click.option("--until", metavar="TIME", callback=_moment, help="Created before: ISO time, or age.")
 @click.option("-q", "q", help="An exact id or key, or text in the message.")
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="KEY:VALUE",
+    callback=_labels,
+    help="Only jobs with this label (repeatable: all must match).",
+)
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--offset", default=0, show_default=True, type=click.IntRange(min=0))
 @json_option
@@ -93,13 +119,14 @@ def jobs_ls(
     since: datetime | None,
     until: datetime | None,
     q: str | None,
+    labels: dict[str, str],
     limit: int,
     offset: int,
     as_json: bool,
 ) -> None:
     """List jobs, newest first, filtered like GET /api/v1/jobs (times in local time)."""
     status = [Status(s) for s in statuses]
-    query = Query(owner, status, kind, priority, trigger, since, until, q, limit, offset)
+    query = Query(owner, status, kind, priority, trigger, since, until, q, limit, offset, labels)
     with source.open() as backend:
         page = backend.find(query)
     if as_json:
@@ -223,12 +250,25 @@ def submit(
 @click.option("--days", default=30, show_default=True, type=click.IntRange(1, 3650))
 @owner_option
 @kind_option
+@click.option(
+    "--group-by",
+    metavar="kind|owner|label:KEY",
+    callback=_group_by,
+    help="Also the figures per kind, owner or value of a label (the 50 largest groups).",
+)
 @json_option
 @job_source
-def stats(source: Source, days: int, owner: str | None, kind: str | None, as_json: bool) -> None:
+def stats(
+    source: Source,
+    days: int,
+    owner: str | None,
+    kind: str | None,
+    group_by: str | None,
+    as_json: bool,
+) -> None:
     """Counts, success rate and durations of the jobs created in the last --days days."""
     with source.open() as backend:
-        figures = backend.stats(days, owner, kind)
+        figures = backend.stats(days, owner, kind, group_by)
     if as_json:
         click.echo(to_json(figures))
     else:
@@ -246,3 +286,19 @@ def schedules(source: Source, as_json: bool) -> None:
         click.echo(to_json(found))
     else:
         Console().print(schedules_table(found))
+
+
+@click.command()
+@json_option
+@job_source
+def workers(source: Source, as_json: bool) -> None:
+    """List live workers (jobtrail's and Celery's): process, queues ("*": every queue), jobs
+    running of threads, started, last seen, kinds. On a server: an admin token's."""
+    with source.open() as backend:
+        found = backend.workers()
+    if as_json:
+        click.echo(to_json(found))
+    elif not found:
+        click.echo("no live worker")
+    else:
+        Console().print(workers_table(found))

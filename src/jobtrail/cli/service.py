@@ -69,7 +69,7 @@ def warn_about_access(tracker: Tracker, no_auth: bool, address: str) -> None:
             bold=True,
             err=True,
         )
-    elif not tracker.tokens():
+    elif not tracker.ops.tokens():
         click.echo("No API tokens yet: create one with `jobtrail tokens create`.", err=True)
 
 
@@ -161,7 +161,7 @@ def tokens() -> None:
 def tokens_create(database_url: str | None, name: str | None, owner: str | None) -> None:
     """Create a token and print it once."""
     with Tracker(database_url) as tracker:
-        secret = tracker.create_token(name or f"token-{secrets.token_hex(3)}", owner)
+        secret = tracker.ops.create_token(name or f"token-{secrets.token_hex(3)}", owner)
     click.echo(secret)
 
 
@@ -171,7 +171,7 @@ def tokens_create(database_url: str | None, name: str | None, owner: str | None)
 def tokens_ls(database_url: str | None) -> None:
     """List tokens (never their secrets)."""
     with existing_tracker(database_url) as tracker:
-        for token in tracker.tokens():
+        for token in tracker.ops.tokens():
             state = "revoked" if token.revoked_at else "live"
             scope = f"owner={token.owner}" if token.owner else "admin"
             click.echo(f"{token.name}\t{scope}\t{state}\t{token.created_at:%Y-%m-%d %H:%M}")
@@ -184,6 +184,6 @@ def tokens_ls(database_url: str | None) -> None:
 def tokens_revoke(database_url: str | None, name: str) -> None:
     """Revoke a token by name."""
     with existing_tracker(database_url) as tracker:
-        if not tracker.revoke_token(name):
+        if not tracker.ops.revoke_token(name):
             raise click.ClickException(f"no live token named {name!r}")
     click.echo(f"revoked {name}")

@@ -91,12 +91,26 @@ def one_line_errors(command: Callable[P, None]) -> Callable[P, None]:
 
     @functools.wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        _refuse_undecodable(kwargs)
         try:
             command(*args, **kwargs)
         except JobtrailError as exc:
             raise click.ClickException(str(exc)) from exc
 
     return run
+
+
+def _refuse_undecodable(arguments: dict[str, Any]) -> None:
+    """Refuse, in one line, an argument that is not UTF-8 text (the shell passed bytes that
+    decode only to lone surrogates), before it reaches a database or a server."""
+    for name, value in arguments.items():
+        for text in value if isinstance(value, tuple | list) else [value]:
+            if isinstance(text, str):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    option = name.replace("_", "-")
+                    raise click.ClickException(f"{option} is not valid UTF-8 text") from None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from jobtrail.cli.client import Backend, follow
-from jobtrail.jobs import Event, FailedItem, Job, Page, ScheduleInfo, Stats, Status
+from jobtrail.jobs import Event, FailedItem, Job, Page, ScheduleInfo, Stats, Status, WorkerInfo
 
 COLOURS = {
     Status.QUEUED: "cyan",
@@ -113,8 +113,19 @@ def items(job: Job) -> str:
 
 
 def headline(job: Job) -> str:
-    """How a job is doing in one line: its error once it ended badly, else its message."""
-    return (job.error_message if job.terminal else None) or job.message or ""
+    """How a job is doing in one line: its error once it ended badly, why it waits while it
+    waits, else its message."""
+    waiting = job.wait_reason if job.status is Status.WAITING else None
+    return (job.error_message if job.terminal else None) or waiting or job.message or ""
+
+
+def staged(job: Job, style: str = "") -> Text:
+    """A job's ``headline`` after its current stage, in bold, while it runs."""
+    line = Text(no_wrap=True, overflow="ellipsis")
+    if job.stage and not job.terminal:
+        line.append(f"{printable(job.stage)} ", style="bold")
+    line.append(printable(headline(job)), style=style)
+    return line
 
 
 def table(columns: Sequence[str], rows: Sequence[Sequence[str | Text | None]]) -> Table:
@@ -146,7 +157,7 @@ def jobs_table(page: Page) -> Table:
         status = Text(job.status.value, style=COLOURS[job.status])
         created, duration = when(job.created_at, "%m-%d %H:%M:%S"), span(elapsed(job))
         style = "red" if job.status is Status.FAILED else ""
-        message = Text(printable(headline(job)), style=style, no_wrap=True, overflow="ellipsis")
+        message = staged(job, style)
         progress = f"{job.progress:.0f}%"
         cells = [job.id[:8], job.kind, job.owner, status, progress, items(job), created, duration]
         table.add_row(*[plain(cell) for cell in cells], message)
@@ -158,11 +169,14 @@ def job_facts(job: Job) -> Table:
     status = Text(job.status.value, style=COLOURS[job.status])
     if job.cancel_requested and not job.terminal:
         status.append(" (cancel requested)")
+    if job.status is Status.WAITING and job.wait_reason:
+        status.append(f": {printable(job.wait_reason)}")
     facts: dict[str, str | Text] = {
         "id": job.id, "kind": job.kind, "status": status, "owner": job.owner or "",
         "trigger": job.trigger, "priority": job.priority.value, "queue": job.queue,
         "attempt": f"{job.attempt} of {job.max_attempts}", "progress": f"{job.progress:.0f}%",
-        "items": items(job), "message": job.message or "", "created": when(job.created_at),
+        "items": items(job), "stage": job.stage or "", "message": job.message or "",
+        "created": when(job.created_at),
         "started": when(job.started_at), "completed": when(job.completed_at),
         "duration": span(elapsed(job)), "eta": span(job.eta_seconds), "worker": job.worker or "",
         "key": job.key or "", "schedule": job.schedule or "", "retry of": job.retry_of or "",
@@ -213,9 +227,16 @@ def stats_view(stats: Stats) -> RenderableType:
         (kind, str(n)) for kind, n in sorted(stats.jobs_by_kind.items(), key=lambda kv: -kv[1])
     ]
     title = Text(f"Jobs created in the last {stats.days} days", style="bold")
-    return Group(
-        title, summary, table(["status", "jobs"], statuses), table(["kind", "jobs"], kinds)
-    )
+    parts: list[RenderableType] = [title, summary, table(["status", "jobs"], statuses)]
+    parts.append(table(["kind", "jobs"], kinds))
+    if stats.groups:
+        parts.append(table(["group", "jobs", "active", "success rate", "p50", "p95"], [
+            (name or "(none)", str(g.total_jobs), str(g.active_jobs),
+             "" if g.success_rate is None else f"{g.success_rate:.1%}",
+             span(g.p50_duration_seconds), span(g.p95_duration_seconds))
+            for name, g in stats.groups.items()
+        ]))  # fmt: skip
+    return Group(*parts)
 
 
 def schedules_table(schedules: Sequence[ScheduleInfo]) -> Table:
@@ -235,6 +256,24 @@ def schedules_table(schedules: Sequence[ScheduleInfo]) -> Table:
     return table(["name", "kind", "when", "owner", "last slot", "next run", "recent"], rows)
 
 
+def workers_table(workers: Sequence[WorkerInfo]) -> Table:
+    """Live workers: where they run, what they consume, how busy they are."""
+    rows = [
+        (
+            w.engine,
+            f"{w.host}:{w.pid}",
+            "*" if w.queues is None else ", ".join(w.queues),
+            f"{w.running}/{w.concurrency}",
+            when(w.started_at),
+            when(w.last_seen_at),
+            ", ".join(w.kinds),
+        )
+        for w in workers
+    ]
+    columns = ["engine", "process", "queues", "running", "started", "last seen", "kinds"]
+    return table(columns, rows)
+
+
 def watch(
     backend: Backend, job: Job, timeout: float | None, interval: float, console: Console | None
 ) -> Job:
@@ -250,7 +289,7 @@ def watch(
             kind = escape(printable(now.kind))
             description = f"{kind} [{COLOURS[now.status]}]{now.status.value}[/]"
             eta = f"ETA {span(now.eta_seconds)}" if now.eta_seconds is not None else ""
-            message = escape(printable(headline(now)))
+            message = staged(now).markup
             bar.update(task, completed=now.progress, description=description)
             bar.update(task, items=items(now), eta=eta, message=message)
 

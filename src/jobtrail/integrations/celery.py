@@ -10,11 +10,12 @@ mapped here, at the edge, onto jobtrail's vocabulary.
 from __future__ import annotations
 
 import json
+import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from jobtrail.context import Context, ItemScope
 from jobtrail.exceptions import Cancelled, IllegalTransition, JobNotFound, MissingExtra
@@ -24,8 +25,12 @@ from jobtrail.tracker import Tracker
 
 try:
     from celery import Celery, Task, signals
+    from celery.backends.base import DisabledBackend
 except ImportError as exc:
     raise MissingExtra("celery", "jobtrail.integrations.celery", ["celery"]) from exc
+
+# Loaded once celery is known to be installed.
+from jobtrail.integrations.celery_presence import CeleryPresence
 
 ENGINE_LABEL = {"engine": "celery"}
 CELERY_STATES: dict[str, Status] = {
@@ -59,6 +64,8 @@ class _Task:
     run: Run | None
     stack: ExitStack
     error: BaseException | None = None
+    current: int = 0
+    """The last ``meta["current"]`` given to ``update_state`` (``advance`` takes differences)."""
 
     @property
     def skipped(self) -> bool:
@@ -198,6 +205,7 @@ class CeleryTracking:
         signals.task_postrun.connect(self.on_postrun, weak=False)
         signals.task_revoked.connect(self.on_revoked, weak=False)
         self.tracker.cancel_hooks.append(self.revoke)
+        CeleryPresence(self.app, lambda: self.tracker, self.tracked).connect()
 
 
 def install(app: Celery, tracker: Tracker, *, track_all: bool = False) -> CeleryTracking:
@@ -219,8 +227,8 @@ def tracking_of(app: Celery) -> CeleryTracking:
 class TrackedTask(Task):  # type: ignore[type-arg]
     """A Celery task base whose runs are jobtrail jobs, with ``Context``-like reporting.
 
-    ``@app.task(base=TrackedTask, bind=True)`` then ``self.progress(…)``, ``self.set_total(n)``,
-    ``with self.item(id): …``, ``self.check()`` inside the task.
+    ``@app.task(base=TrackedTask, bind=True)`` then ``self.stage(…)``, ``self.progress(…)``,
+    ``self.set_total(n)``, ``with self.item(id): …``, ``self.check()`` inside the task.
     """
 
     def _tracked(self) -> _Task | None:
@@ -248,6 +256,17 @@ class TrackedTask(Task):  # type: ignore[type-arg]
         """Like ``Context.progress``."""
         self.ctx.progress(percent, message, **data)
 
+    def stage(
+        self,
+        name: str,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Like ``Context.stage``: enter a named stage owning the band ``start``–``end``."""
+        self.ctx.stage(name, start=start, end=end, message=message)
+
     def set_total(self, total: int) -> None:
         """Like ``Context.set_total``."""
         self.ctx.set_total(total)
@@ -267,6 +286,64 @@ class TrackedTask(Task):  # type: ignore[type-arg]
     def check(self) -> None:
         """Like ``Context.check``: raises ``Cancelled`` once jobtrail cancelled the job."""
         self.ctx.check()
+
+    def wait(self, reason: str) -> None:
+        """Like ``Context.wait``: the job shows ``waiting`` with ``reason`` until the task
+        reports again (e.g. while a remote worker has the document)."""
+        self.ctx.wait(reason)
+
+    def update_state(
+        self,
+        task_id: str | None = None,
+        state: str | None = None,
+        meta: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """Celery's ``update_state``, read by jobtrail too, so existing code reports progress
+        unchanged: ``meta``'s ``current``/``total``, ``percent``/``progress`` and
+        ``message``/``status`` become the job's counts, percentage and message (see
+        ``META_KEYS``). Celery's own then runs, unless the app has no result backend (where
+        it could only raise)."""
+        tracked = self._tracked()
+        own = task_id is None or task_id == self.request.id
+        if own and tracked is not None and tracked.run is not None and isinstance(meta, Mapping):
+            report_meta(tracked.run.ctx, tracked, meta)
+        if not isinstance(self.backend, DisabledBackend):
+            super().update_state(task_id, state, meta, **kwargs)
+
+
+META_KEYS = {
+    "total": ("total",),
+    "current": ("current", "done"),
+    "percent": ("percent", "progress"),
+    "message": ("message", "status"),
+}
+"""The ``update_state`` meta keys jobtrail reads (the first present of each), for Celery's
+custom-state progress recipes."""
+
+
+def report_meta(ctx: Context, tracked: _Task, meta: Mapping[str, Any]) -> None:
+    """Map ``update_state`` meta onto ``ctx``: a total, a current count (as an advance past
+    the last one), a percentage (clamped to 0–100) and a message; other keys are ignored."""
+    total, current, percent, message = (
+        next((meta[k] for k in keys if meta.get(k) is not None), None)
+        for keys in META_KEYS.values()
+    )
+    if _whole(total):
+        ctx.set_total(total)
+    if _whole(current) and current > tracked.current:
+        ctx.advance(current - tracked.current)
+        tracked.current = current
+    share = float(percent) if isinstance(percent, int | float) else None
+    if isinstance(percent, bool) or (share is not None and not math.isfinite(share)):
+        share = None
+    text = message if isinstance(message, str) else None
+    if share is not None or text is not None:
+        ctx.progress(None if share is None else min(max(share, 0.0), 100.0), text)
+
+
+def _whole(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _payload(body: Any) -> JSON:

@@ -2,7 +2,8 @@
 
 ``Store(url)`` opens (and, unless told not to, migrates) a SQLite file or a PostgreSQL
 database and offers ``jobs`` (records and their changes from outside), ``runs`` (the writes of
-whoever runs a job), ``schedules``, ``tokens``, ``stats`` and ``retention``.
+whoever runs a job), ``schedules``, ``tokens``, ``stats``, ``retention``, ``expiry`` (unfinished
+work past its time) and ``workers`` (the registry of live workers).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from jobtrail.store.database import Clock, Database, utcnow
+from jobtrail.store.expiry import ExpiryStore
 from jobtrail.store.jobs import JobStore
 from jobtrail.store.migrate import ensure_schema
 from jobtrail.store.retention import RetentionStore
@@ -18,6 +20,7 @@ from jobtrail.store.schedules import ScheduleStore
 from jobtrail.store.statements import Statements
 from jobtrail.store.stats import StatsStore
 from jobtrail.store.tokens import TokenStore
+from jobtrail.store.workers import WorkerStore
 
 
 class Store:
@@ -45,6 +48,8 @@ class Store:
         self.tokens = TokenStore(self.database, statements)
         self.stats = StatsStore(self.database)
         self.retention = RetentionStore(self.database)
+        self.expiry = ExpiryStore(self.database)
+        self.workers = WorkerStore(self.database)
 
     @property
     def clock(self) -> Clock:

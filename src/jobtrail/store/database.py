@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import threading
 import weakref
@@ -28,6 +29,9 @@ T = TypeVar("T")
 
 READONLY = "jobtrail_readonly"
 """Execution option: a read-only transaction (a plain ``BEGIN`` on SQLite, no write lock)."""
+_UNWRITABLE = re.compile(r"readonly|read-only|unable to open database file", re.IGNORECASE)
+"""SQLite's words for a file (or its directory, or filesystem) it cannot write."""
+_AFTER_COMMIT = "jobtrail_after_commit"
 OUTAGE_SECONDS = 30.0
 """How long a write that must not be lost (a job's outcome) retries through an outage."""
 
@@ -90,15 +94,39 @@ class Database:
     def _translated(self, error: BaseException | None) -> JobtrailError:
         if isinstance(error, self._dbapi.DataError):
             return InvalidData(str(error).splitlines()[0])
+        if self.dialect == "sqlite" and _UNWRITABLE.search(str(error)):
+            return StoreError(
+                f"the SQLite store {self.url} is read-only or cannot be opened ({error}): "
+                "jobtrail needs to write the file and create its -wal and -shm files beside it"
+            )
         return StoreError(f"database error: {error!r}")
 
     # -- transactions ---------------------------------------------------------------------
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction (on SQLite the write lock is taken at BEGIN)."""
+        """A write transaction (on SQLite the write lock is taken at BEGIN); what
+        ``after_commit`` queued in it runs once it has committed."""
+        later: list[Callable[[], object]] = []
         with self.errors(), self.engine.begin() as conn:
-            yield conn
+            conn.info[_AFTER_COMMIT] = later
+            try:
+                yield conn
+            finally:
+                conn.info.pop(_AFTER_COMMIT, None)
+        for action in later:
+            action()
+
+    @staticmethod
+    def after_commit(conn: Connection, action: Callable[[], object]) -> None:
+        """Run ``action`` once ``conn``'s write transaction has committed (at once outside
+        one): log lines must neither describe a change that rolled back nor hold the write
+        lock while a slow log stream takes them."""
+        pending = conn.info.get(_AFTER_COMMIT)
+        if pending is None:
+            action()
+        else:
+            pending.append(action)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -9,15 +9,17 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from jobtrail.exceptions import IllegalTransition, InvalidData, JobNotFound, ReportRefused
+from jobtrail import journal
+from jobtrail.exceptions import IllegalTransition, JobNotFound, ReportRefused
+from jobtrail.filters import Filters
 from jobtrail.jobs import (
     RETRYABLE,
     Event,
     EventType,
     FailedItem,
-    Filters,
     Job,
     NewEvent,
+    NewFailedItem,
     NewJob,
     Page,
     Status,
@@ -25,12 +27,17 @@ from jobtrail.jobs import (
     sources_of,
 )
 from jobtrail.store.database import Database
+from jobtrail.store.filters import listing_conditions
+from jobtrail.store.reports import counted
 from jobtrail.store.rows import (
     JOB_COLUMNS,
     append_events,
+    append_labels,
     event_from_row,
     failed_item_from_row,
+    item_row,
     job_from_row,
+    key_scope,
     new_row,
 )
 from jobtrail.store.statements import Statements
@@ -66,6 +73,7 @@ class JobStore:
             stmt = self._db.insert(jobs).on_conflict_do_nothing(index_elements=["key_scope", "key"])
             inserted = {r.id for r in conn.execute(stmt.returning(jobs.c.id), rows)}
             fresh = [r for r in rows if r["id"] in inserted]
+            append_labels(conn, fresh)
             events = [(r["id"], NewEvent(EventType.CREATED, actor=actor)) for r in fresh]
             events += [
                 (r["id"], NewEvent(EventType.STARTED, actor=actor))
@@ -75,6 +83,7 @@ class JobStore:
             append_events(conn, now, events)
             taken = [(r["key_scope"], r["key"]) for r in rows if r["id"] not in inserted]
             existing = self._by_keys(conn, taken)
+        journal.created(fresh)
         return [
             (job_from_row(r, now), True)
             if r["id"] in inserted
@@ -128,7 +137,9 @@ class JobStore:
         if row is None:
             raise IllegalTransition(job_id, self._get(conn, job_id).status, target)
         append_events(conn, now, [(job_id, e) for e in events])
-        return job_from_row(row._mapping, now)
+        moved = job_from_row(row._mapping, now)
+        self._db.after_commit(conn, lambda: journal.job_changed(journal.state_of(target), moved))
+        return moved
 
     def cancel(self, job_id: str, actor: str | None = None) -> Job:
         """Cancel a job: queued or waiting ones at once, running ones at their next checkpoint."""
@@ -154,19 +165,26 @@ class JobStore:
         values: dict[str, Any],
         target: Status | None = None,
         actor: str | None = None,
+        items: Sequence[NewFailedItem] = (),
     ) -> Job:
         """Apply progress and/or a status change reported for a job that runs elsewhere.
 
-        Raises ``IllegalTransition`` for a terminal job or a change the state machine forbids,
-        ``ReportRefused`` (an ``IllegalTransition``) for a job jobtrail runs itself or one a
-        runner holds right now, ``InvalidData`` for item counts that add up past the total.
+        Increments (``advance``, ``succeeded_delta``, ``failed_delta``) add to the stored
+        counts in SQL; ``items`` are failed items to record, each counted into
+        ``items_failed``. Raises ``IllegalTransition`` for a terminal job or a change the
+        state machine forbids, ``ReportRefused`` (an ``IllegalTransition``) for a job jobtrail
+        runs itself or one a runner holds right now, ``InvalidData`` for item counts that add
+        up past the total.
         """
         with self._db.write() as conn:
             job = self._reportable(conn, job_id, target)
             moving = target is not None and target != job.status
             now = self._db.clock()
-            values = _with_counts(values, job) | {"heartbeat_at": now}
-            events: list[NewEvent] = []
+            if items:
+                values = values | {"failed_delta": values.get("failed_delta", 0) + len(items)}
+                conn.execute(job_items.insert(), [item_row(job_id, now, i) for i in items])
+            values = counted(_known(values), job) | {"heartbeat_at": now}
+            events = [_item_event(i, actor) for i in items]
             message = values.get("message")
             if message is not None and message != job.message:
                 events.append(NewEvent(EventType.PROGRESS, message, actor=actor))
@@ -229,6 +247,7 @@ class JobStore:
             now = self._db.clock()
             row = new_row(_repeat(old, only), now)
             conn.execute(jobs.insert(), [row])
+            append_labels(conn, [row])
             note = f"retried as {row['id']}" + (" (failed items only)" if only is not None else "")
             append_events(
                 conn,
@@ -238,6 +257,7 @@ class JobStore:
                     (job_id, NewEvent(EventType.LOG, note, {"retry": row["id"]}, actor)),
                 ],
             )
+        journal.created([row])
         return job_from_row(row, now)
 
     def note(self, job_id: str, event: NewEvent) -> None:
@@ -254,6 +274,18 @@ class JobStore:
         if not rows:
             raise JobNotFound(job_id)
         return job_from_row(rows[0], self._db.clock())
+
+    def get_by_key(self, key: str, owner: str | None = None) -> Job:
+        """The job with idempotency ``key`` among ``owner``'s jobs (None: the unowned ones);
+        raises ``JobNotFound`` (naming the key)."""
+        stmt = sa.select(*JOB_COLUMNS).where(
+            jobs.c.key_scope == key_scope(owner), jobs.c.key == key
+        )
+        with self._db.read() as conn:
+            row = conn.execute(stmt).one_or_none()
+        if row is None:
+            raise JobNotFound(key)
+        return job_from_row(row._mapping, self._db.clock())
 
     def _get(self, conn: Connection, job_id: str) -> Job:
         row = conn.execute(sa.select(*JOB_COLUMNS).where(jobs.c.id == job_id)).one_or_none()
@@ -312,58 +344,15 @@ class JobStore:
             return [failed_item_from_row(r._mapping) for r in conn.execute(stmt)]
 
 
-def listing_conditions(filters: Filters) -> list[sa.ColumnElement[bool]]:
-    """WHERE clauses for ``filters``; each listing they make is served by an index."""
-    c = jobs.c
-    conditions: list[sa.ColumnElement[bool]] = []
-    if filters.nothing:
-        conditions.append(sa.false())
-    if filters.owner is not None:
-        conditions.append(c.owner == filters.owner)
-    if filters.statuses:
-        conditions.append(c.status.in_([Status(s).value for s in filters.statuses]))
-    if filters.kind is not None:
-        conditions.append(c.kind == filters.kind)
-    if filters.priority is not None:
-        conditions.append(c.priority == filters.priority.rank)
-    if filters.trigger is not None:
-        conditions.append(c.trigger == filters.trigger)
-    if filters.created_from is not None:
-        conditions.append(c.created_at >= filters.created_from)
-    if filters.created_to is not None:
-        conditions.append(c.created_at < filters.created_to)
-    if filters.q:
-        pattern = "%" + _escape_like(filters.q) + "%"
-        conditions.append(
-            sa.or_(c.id == filters.q, c.key == filters.q, c.message.like(pattern, escape="\\"))
-        )
-    return conditions
+_KEPT_WHEN_NULL = frozenset(
+    {"progress", "items_total", "items_done", "items_succeeded", "items_failed"}
+)
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _with_counts(values: dict[str, Any], job: Job) -> dict[str, Any]:
-    """``values`` with ``items_done`` (and, with a known total, the percentage) following
-    from reported item counts; ``InvalidData`` if the counts, with the job's stored ones for
-    those left out, add up to more than the total."""
-    counts = ("items_total", "items_succeeded", "items_failed")
-    if not any(name in values for name in counts):
-        return values
-    succeeded = values.get("items_succeeded", job.items_succeeded) or 0
-    failed = values.get("items_failed", job.items_failed) or 0
-    total = values.get("items_total", job.items_total)
-    if total is not None and succeeded + failed > total:
-        raise InvalidData(
-            f"items_succeeded + items_failed ({succeeded} + {failed}) exceeds items_total ({total})"
-        )
-    if "items_succeeded" not in values and "items_failed" not in values:
-        return values
-    values = values | {"items_done": succeeded + failed}
-    if "progress" not in values and total:
-        values["progress"] = min(values["items_done"] * 100.0 / total, 100.0)
-    return values
+def _known(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` without null percentages or counts: a report that leaves one out (or sends
+    null for it) keeps the job's."""
+    return {k: v for k, v in values.items() if not (k in _KEPT_WHEN_NULL and v is None)}
 
 
 def _repeat(old: Job, only_items: list[str] | None) -> NewJob:
@@ -381,6 +370,12 @@ def _repeat(old: Job, only_items: list[str] | None) -> NewJob:
         retry_of=old.id,
         only_items=only_items,
     )
+
+
+def _item_event(item: NewFailedItem, actor: str | None) -> NewEvent:
+    """The history entry of a failed item reported from elsewhere (as the runner writes it)."""
+    data = {"item_id": item.item_id, "error_type": item.error_type}
+    return NewEvent(EventType.ITEM_FAILED, item.message, data, actor=actor)
 
 
 def _status_event(target: Status, note: str | None, actor: str | None) -> NewEvent:

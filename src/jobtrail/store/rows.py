@@ -20,7 +20,7 @@ from jobtrail.jobs import (
     Progress,
     Status,
 )
-from jobtrail.store.tables import job_events, jobs
+from jobtrail.store.tables import job_events, job_labels, jobs
 
 
 def event_row(job_id: str, at: datetime, event: NewEvent) -> dict[str, Any]:
@@ -56,6 +56,7 @@ def progress_columns(progress: Progress) -> dict[str, Any]:
         "items_succeeded": progress.items_succeeded,
         "items_failed": progress.items_failed,
         "progress_data": progress.progress_data,
+        "stage": progress.stage,
     } | ({"stalled": False} if progress.moved else {})
 
 
@@ -102,7 +103,45 @@ def new_row(new: NewJob, now: datetime) -> dict[str, Any]:
         "retry_of": new.retry_of,
         "only_items": list(new.only_items) if new.only_items is not None else None,
         "external": new.external,
+        "stage": None,
+        "wait_reason": None,
+        "expires_at": new.expires_at,
+        "report_timeout": new.report_timeout,
     }
+
+
+LABEL_KEY_CHARS = 100
+LABEL_VALUE_CHARS = 200
+
+
+def label_text(value: Any) -> str | None:
+    """How a label value is indexed in ``job_labels`` (as migration 0005 copied them): text as
+    it is, numbers and booleans as JSON; None for values that are not scalars (they stay in
+    the job's labels, unindexed). Label filters compare these texts."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value[:LABEL_VALUE_CHARS]
+    if isinstance(value, int | float):
+        return repr(value)
+    return None
+
+
+def label_rows(job_id: str, labels: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The ``job_labels`` rows of a job's scalar labels (keys longer than 100 are not indexed)."""
+    rows = []
+    for key, value in labels.items():
+        text = label_text(value)
+        if text is not None and len(key) <= LABEL_KEY_CHARS:
+            rows.append({"job_id": job_id, "key": key, "value": text})
+    return rows
+
+
+def append_labels(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Index the labels of new job rows (``new_row``'s) in one statement."""
+    found = [label for row in rows for label in label_rows(row["id"], row["labels"] or {})]
+    if found:
+        conn.execute(job_labels.insert(), found)
 
 
 def key_scope(owner: str | None) -> str:
@@ -163,6 +202,10 @@ def job_from_row(row: Mapping[Any, Any], now: datetime) -> Job:
         schedule=row["schedule"],
         retry_of=row["retry_of"],
         external=bool(row["external"]),
+        stage=row["stage"],
+        wait_reason=row["wait_reason"],
+        expires_at=row["expires_at"],
+        report_timeout=row["report_timeout"],
     )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from jobtrail.exceptions import InvalidData
+from jobtrail.exceptions import DuplicateKey, InvalidData
 from jobtrail.jobs import (
     HELD,
     EventType,
@@ -26,12 +26,14 @@ from jobtrail.store.database import Database
 from jobtrail.store.rows import (
     JOB_COLUMNS,
     append_events,
+    append_labels,
     job_from_row,
     new_row,
     progress_columns,
 )
 from jobtrail.store.statements import RawSession, Statements, progress_params, status_in
 from jobtrail.store.tables import jobs
+from jobtrail.store.waits import Waits
 
 c = jobs.c
 
@@ -69,9 +71,11 @@ class RunStore:
     def __init__(self, database: Database, statements: Statements) -> None:
         self._db = database
         self._statements = statements
+        self.waits = Waits(database, statements)  # a held job waits (``ctx.wait``), runs again
 
     def start(self, new: NewJob, worker: str, lease: str) -> Job:
-        """Insert a job that is already running here (work tracked in place, no queue)."""
+        """Insert a job that is already running here (work tracked in place, no queue);
+        ``DuplicateKey`` (with the existing job) if its key already names one."""
         now = self._db.clock()
         row = new_row(new, now) | {
             "status": Status.RUNNING.value,
@@ -83,7 +87,13 @@ class RunStore:
         }
         events = [NewEvent(EventType.CREATED), NewEvent(EventType.STARTED)]
         with self._db.write() as conn:
-            conn.execute(jobs.insert(), [row])
+            keys = ["key_scope", "key"]
+            insert = self._db.insert(jobs).on_conflict_do_nothing(index_elements=keys)
+            if conn.execute(insert.returning(c.id), [row]).first() is None:
+                scope = (c.key_scope == row["key_scope"], c.key == new.key)
+                taken = conn.execute(sa.select(*JOB_COLUMNS).where(*scope)).one()
+                raise DuplicateKey(str(new.key), job_from_row(taken._mapping, now))
+            append_labels(conn, [row])
             append_events(conn, now, [(new.id, e) for e in events])
         return job_from_row(row, now)
 
@@ -298,7 +308,7 @@ class RunStore:
         """Put a held job back in the queue (a retry after ``delay``, or an interruption that
         does not count as an attempt). False if the job was meanwhile taken from this runner."""
         now = self._db.clock()
-        back = sources_of(Status.QUEUED, among={Status.RUNNING})
+        back = sources_of(Status.QUEUED, among=HELD)
         stmt = (
             jobs.update()
             .where(c.id == job_id, c.lease == lease, status_in(back))
@@ -306,6 +316,7 @@ class RunStore:
                 **progress_columns(progress),
                 **(values or {}),
                 status=Status.QUEUED.value,
+                wait_reason=None,
                 attempt=c.attempt if charge_attempt else c.attempt - 1,
                 run_after=now + timedelta(seconds=delay),
                 lease=None,
@@ -320,30 +331,36 @@ class RunStore:
         return True
 
     def rescue(self, heartbeat_timeout: float) -> list[Job]:
-        """Take back running jobs whose heartbeat is older than ``heartbeat_timeout`` seconds.
+        """Take back held jobs (running, or waiting by ``ctx.wait``) whose heartbeat is older
+        than ``heartbeat_timeout`` seconds.
 
         Jobs with attempts left go back to ``queued`` (a ``rescued`` event); the others end
         ``failed`` with "worker lost". Their old runner's lease stops working either way.
         """
         now = self._db.clock()
-        stale = c.heartbeat_at < self._db.heartbeat_clock(now) - timedelta(
-            seconds=heartbeat_timeout
+        stale = sa.and_(
+            c.heartbeat_at < self._db.heartbeat_clock(now) - timedelta(seconds=heartbeat_timeout),
+            # An external job with a report timeout is timed out by that (``ExpiryStore``).
+            sa.or_(c.report_timeout.is_(None), c.lease.is_not(None)),
+            # A waiting job without a lease waits for a worker: no heartbeat to lose.
+            sa.or_(c.status != Status.WAITING.value, c.lease.is_not(None)),
         )
         back = (
             jobs.update()
             .where(
-                status_in(sources_of(Status.QUEUED, among={Status.RUNNING})),
+                status_in(sources_of(Status.QUEUED, among=HELD)),
                 stale,
                 c.attempt < c.max_attempts,
             )
             # ``worker`` keeps the lost worker's name; the next claim replaces it.
             .values(status=Status.QUEUED.value, run_after=now, lease=None, updated_at=now)
+            .values(wait_reason=None)
             .returning(*JOB_COLUMNS)
         )
         lost = (
             jobs.update()
             .where(
-                status_in(sources_of(Status.FAILED, among={Status.RUNNING})),
+                status_in(sources_of(Status.FAILED, among=HELD)),
                 stale,
                 c.attempt >= c.max_attempts,
             )

@@ -121,6 +121,7 @@ PROGRESS_COLUMNS: tuple[str, ...] = (
     "items_succeeded",
     "items_failed",
     "progress_data",
+    "stage",
 )
 
 
@@ -270,6 +271,7 @@ class Statements:
                 stalled=False,
                 progress=0.0,
                 message=None,
+                stage=None,
                 items_done=None,
                 items_succeeded=None,
                 items_failed=None,

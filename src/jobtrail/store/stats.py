@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from jobtrail.jobs import ACTIVE, DURATION_BUCKETS, TERMINAL, EventType, Stats, Status
+from jobtrail.jobs import ACTIVE, DURATION_BUCKETS, JSON, TERMINAL, EventType, Stats, Status
 from jobtrail.store.database import Database
-from jobtrail.store.tables import job_events, job_rollups, jobs
+from jobtrail.store.filters import has_label
+from jobtrail.store.tables import job_events, job_labels, job_rollups, jobs
 
+MAX_GROUPS = 50
+"""The most groups ``stats(group_by=…)`` reports, the largest first."""
 _FINISHED = [Status.SUCCEEDED.value, Status.PARTIAL.value, Status.FAILED.value]
 
 
@@ -26,11 +29,27 @@ class StatsStore:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    def summary(self, days: int = 30, owner: str | None = None, kind: str | None = None) -> Stats:
-        """Aggregates over the jobs created in the last ``days`` days."""
-        since = window_start(self._db.clock(), days)
+    def summary(
+        self,
+        days: int = 30,
+        owner: str | None = None,
+        kind: str | None = None,
+        labels: Mapping[str, JSON] | None = None,
+        group_by: str | None = None,
+    ) -> Stats:
+        """Aggregates over the jobs created in the last ``days`` days (with ``labels``: having
+        them); with ``group_by`` (``kind``, ``owner`` or ``label:KEY``) also per group."""
+        grouping = None if group_by is None else parse_group_by(group_by)
+        query = StatsQuery(window_start(self._db.clock(), days), owner, kind, dict(labels or {}))
         with self._db.read() as conn:
-            return StatsQuery(since, owner, kind).run(conn, days)
+            stats = query.run(conn, days)
+            if grouping is None:
+                return stats
+            groups = {
+                value: query.narrowed(grouping, value).run(conn, days)
+                for value in query.group_values(conn, grouping)
+            }
+        return replace(stats, groups=groups)
 
     def timeline(
         self, days: int, owner: str | None = None, kind: str | None = None
@@ -56,21 +75,66 @@ def window_start(now: datetime, days: int) -> datetime:
     return midnight - timedelta(days=days - 1)
 
 
+def parse_group_by(group_by: str) -> tuple[str, str | None]:
+    """``("kind"|"owner", None)`` or ``("label", KEY)`` for a ``group_by``; ``ValueError``
+    for anything else."""
+    if group_by in ("kind", "owner"):
+        return group_by, None
+    if group_by.startswith("label:") and len(group_by) > len("label:"):
+        return "label", group_by.removeprefix("label:")
+    raise ValueError(f"group_by must be 'kind', 'owner' or 'label:KEY', not {group_by!r}")
+
+
 @dataclass(frozen=True)
 class StatsQuery:
-    """Statistics over jobs created since ``since``, optionally for one owner or kind."""
+    """Statistics over jobs created since ``since``, optionally for one owner ("": the
+    unowned jobs) or kind, and having ``labels``."""
 
     since: datetime
     owner: str | None
     kind: str | None
+    labels: Mapping[str, JSON] = field(default_factory=dict)
 
-    def conditions(self) -> list[sa.ColumnElement[bool]]:
-        conditions: list[sa.ColumnElement[bool]] = [jobs.c.created_at >= self.since]
-        if self.owner is not None:
+    def filters(self) -> list[sa.ColumnElement[bool]]:
+        """The owner, kind and label conditions, without the window."""
+        conditions: list[sa.ColumnElement[bool]] = []
+        if self.owner == "":
+            conditions.append(jobs.c.owner.is_(None))
+        elif self.owner is not None:
             conditions.append(jobs.c.owner == self.owner)
         if self.kind is not None:
             conditions.append(jobs.c.kind == self.kind)
+        conditions += [has_label(key, value) for key, value in self.labels.items()]
         return conditions
+
+    def conditions(self) -> list[sa.ColumnElement[bool]]:
+        return [jobs.c.created_at >= self.since, *self.filters()]
+
+    def narrowed(self, grouping: tuple[str, str | None], value: str) -> StatsQuery:
+        """This query limited to one group's ``value``."""
+        what, key = grouping
+        if what == "label":
+            return replace(self, labels={**self.labels, str(key): value})
+        return replace(self, kind=value) if what == "kind" else replace(self, owner=value)
+
+    def group_values(self, conn: Connection, grouping: tuple[str, str | None]) -> list[str]:
+        """The ``MAX_GROUPS`` values of ``grouping`` with the most jobs in the window (purged
+        jobs count through the rollups for kinds and owners; rollups keep no labels)."""
+        what, key = grouping
+        counts: dict[str, int] = {}
+        if what == "label":
+            v = job_labels.c.value
+            stmt = sa.select(v, sa.func.count()).join(jobs, jobs.c.id == job_labels.c.job_id)
+            stmt = stmt.where(job_labels.c.key == key, *self.conditions()).group_by(v)
+        else:
+            column = jobs.c.kind if what == "kind" else sa.func.coalesce(jobs.c.owner, "")
+            stmt = sa.select(column, sa.func.count()).where(*self.conditions()).group_by(column)
+            for r in self.rollups(conn):
+                name = r.kind if what == "kind" else r.owner
+                counts[name] = counts.get(name, 0) + r.job_count
+        for value, n in conn.execute(stmt):
+            counts[str(value)] = counts.get(str(value), 0) + int(n)
+        return sorted(counts, key=lambda name: (-counts[name], name))[:MAX_GROUPS]
 
     def _groups(self, conn: Connection) -> tuple[dict[str, int], dict[str, int], int, float]:
         """Counts by status and by kind, and the count and sum of durations.
@@ -109,16 +173,15 @@ class StatsQuery:
         return [found.get(rank) for rank in ranks]
 
     def _active(self, conn: Connection) -> int:
-        conditions: list[sa.ColumnElement[bool]] = [jobs.c.status.in_([s.value for s in ACTIVE])]
-        if self.owner is not None:
-            conditions.append(jobs.c.owner == self.owner)
-        if self.kind is not None:
-            conditions.append(jobs.c.kind == self.kind)
+        conditions = [jobs.c.status.in_([s.value for s in ACTIVE]), *self.filters()]
         stmt = sa.select(sa.func.count()).select_from(jobs).where(*conditions)
         return int(conn.execute(stmt).scalar_one())
 
     def rollups(self, conn: Connection) -> list[sa.Row[Any]]:
-        """Daily rollups of purged jobs in the window (day × kind × owner × status rows)."""
+        """Daily rollups of purged jobs in the window (day × kind × owner × status rows); none
+        when the query asks for labels, which rollups do not keep."""
+        if self.labels:
+            return []
         r = job_rollups.c
         conditions: list[sa.ColumnElement[bool]] = [r.day >= self.since.date()]
         if self.owner is not None:

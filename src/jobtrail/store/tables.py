@@ -90,6 +90,10 @@ jobs = sa.Table(
     sa.Column("retry_of", sa.String(64), nullable=True),
     sa.Column("only_items", JSONType, nullable=True),
     sa.Column("external", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("stage", sa.String(100), nullable=True),
+    sa.Column("wait_reason", sa.Text(), nullable=True),
+    _ts("expires_at"),
+    sa.Column("report_timeout", sa.Float(), nullable=True),
     sa.UniqueConstraint("key_scope", "key"),
     # Claims read WHERE status = 'queued' AND run_after <= now ORDER BY priority DESC, run_after.
     sa.Index("ix_jobs_claim", "status", sa.text("priority DESC"), "run_after"),
@@ -100,6 +104,7 @@ jobs = sa.Table(
     sa.Index("ix_jobs_created_at_id", "created_at", "id"),
     sa.Index("ix_jobs_completed_at", "completed_at"),
     sa.Index("ix_jobs_updated_at", "updated_at"),
+    sa.Index("ix_jobs_expires_at", "expires_at"),
 )
 
 job_events = sa.Table(
@@ -176,4 +181,32 @@ tokens = sa.Table(
     _ts("created_at", nullable=False),
     _ts("revoked_at"),
     sa.UniqueConstraint("token_hash"),
+)
+
+job_labels = sa.Table(
+    "job_labels",
+    metadata,
+    # One row per scalar label of a job (its value as text), so label filters and
+    # per-label statistics read an index on both dialects.
+    sa.Column("job_id", sa.String(64), sa.ForeignKey("jobs.id"), primary_key=True),
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("value", sa.String(200), nullable=False),
+    sa.Index("ix_job_labels_key_value_job_id", "key", "value", "job_id"),
+)
+
+workers = sa.Table(
+    "workers",
+    metadata,
+    # Live workers, kept by their heartbeats: a row whose last_seen_at is recent is alive.
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("engine", sa.String(20), nullable=False),
+    sa.Column("host", sa.String(200), nullable=False),
+    sa.Column("pid", sa.Integer(), nullable=False),
+    sa.Column("queues", JSONType, nullable=True),
+    sa.Column("kinds", JSONType, nullable=True),
+    sa.Column("concurrency", sa.Integer(), nullable=False),
+    sa.Column("running", sa.Integer(), nullable=False),
+    _ts("started_at", nullable=False),
+    _ts("last_seen_at", nullable=False),
+    sa.Index("ix_workers_last_seen_at", "last_seen_at"),
 )

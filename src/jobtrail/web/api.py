@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from jobtrail.tracker import Tracker
 from jobtrail.web.auth import Authenticate, AuthFailures, Gate, RateLimit, token_auth
 from jobtrail.web.errors import JobtrailRoute
+from jobtrail.web.item_endpoints import add_item_routes
 from jobtrail.web.job_endpoints import add_job_routes
 from jobtrail.web.metrics import add_metrics_route
 from jobtrail.web.open_streams import OpenStreams
@@ -15,6 +16,7 @@ from jobtrail.web.origins import Origins
 from jobtrail.web.schemas import ERRORS
 from jobtrail.web.service_endpoints import add_health_route, add_service_routes
 from jobtrail.web.streams import add_stream_routes
+from jobtrail.web.worker_endpoints import add_worker_routes
 
 
 def create_router(
@@ -42,7 +44,9 @@ def create_router(
     streams = OpenStreams(settings.max_streams_per_caller)
     protected = APIRouter(responses=ERRORS, route_class=JobtrailRoute)
     add_job_routes(protected, tracker, gate)
+    add_item_routes(protected, tracker, gate)
     add_service_routes(protected, tracker, gate)
+    add_worker_routes(protected, tracker, gate)
     add_stream_routes(protected, tracker, gate, streams)
     add_metrics_route(protected, tracker, gate, streams)
     public = APIRouter(route_class=JobtrailRoute)

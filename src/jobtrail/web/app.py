@@ -32,20 +32,20 @@ def create_app(
     concurrency: int | None = None,
     dashboard: bool = True,
 ) -> FastAPI:
-    """The API under ``/api/v1`` and the dashboard at ``/``; with ``run_worker`` (and
-    registered kinds) a worker runs in the app's lifespan and drains gracefully on shutdown."""
+    """The API under ``/api/v1`` and the dashboard at ``/``; with ``run_worker`` a worker runs
+    in the app's lifespan and drains gracefully on shutdown. Without registered kinds, or
+    without ``run_worker``, it runs no jobs and consumes no queue: only the maintenance
+    (rescue, the queue watch that shows jobs ``waiting``, expiry, purges)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         mask_tokens_in_logs()  # now: the server has configured its loggers by the time it starts
-        worker = tracker.worker(concurrency) if run_worker and tracker.kinds else None
-        if worker is not None:
-            worker.start()
+        worker = tracker.worker(concurrency, consume=run_worker)
+        worker.start()
         try:
             yield
         finally:
-            if worker is not None:
-                await to_thread.run_sync(worker.stop)
+            await to_thread.run_sync(worker.stop)
 
     app = FastAPI(
         title="jobtrail",

@@ -61,7 +61,7 @@ def token_auth(tracker: Tracker) -> Authenticate:
     def authenticate(request: HTTPConnection, token: str | None) -> Principal:
         if token is None:
             raise _unauthorized("missing bearer token")
-        found = tracker.find_token(token)
+        found = tracker.ops.find_token(token)
         if found is None:
             raise _unauthorized("invalid or revoked token")
         return Principal(found.name, found.owner)

@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from pydantic import StringConstraints
 
 from jobtrail.exceptions import JobNotFound
 from jobtrail.jobs import ACTIVE, RETRYABLE, TERMINAL, Status
@@ -31,10 +32,12 @@ from jobtrail.web.auth import (
 )
 from jobtrail.web.charts import bar_chart, line_chart
 from jobtrail.web.origins import Origins
-from jobtrail.web.schemas import JobId, utc_time
+from jobtrail.web.schemas import JobId, label_filters, utc_time
 
 HERE = FilePath(__file__).parent
 PAGE_SIZE = 50
+LabelOrNothing = Annotated[str, StringConstraints(pattern=r"^([^:\x00]{1,100}:[^\x00]{0,200})?$")]
+"""A history page's label filter: ``KEY:VALUE``, or empty for none."""
 _STATUSES = [s.value for s in Status]
 PAGE_HEADERS = {
     "Content-Security-Policy": (
@@ -140,6 +143,7 @@ class Dashboard:
             created_from=filters.get("created_from"),
             created_to=filters.get("created_to"),
             q=filters.get("q"),
+            labels=label_filters(filters.get("label")),
             limit=limit,
             offset=(page - 1) * limit,
             order=order,
@@ -183,7 +187,7 @@ class Dashboard:
         caller = self.caller(request)
         owner = caller.owner
         stats = self.tracker.stats(days=days, owner=owner)
-        counted = self.tracker.timeline(days, owner=owner)
+        counted = self.tracker.ops.timeline(days, owner=owner)
         today = self.tracker.now().date()
         window = [(today - timedelta(days=n)).isoformat() for n in range(days - 1, -1, -1)]
         daily = {day: counted.get(day, {}) for day in window}
@@ -207,8 +211,14 @@ class Dashboard:
 
     def schedules(self, request: Request) -> Response:
         caller = self.caller(request)
-        schedules = self.tracker.list_schedules(owner=caller.owner, recent=10)
+        schedules = self.tracker.ops.list_schedules(owner=caller.owner, recent=10)
         return self.render(request, "schedules.html", caller, schedules=schedules)
+
+    def workers(self, request: Request) -> Response:
+        """The live workers; they name hosts and every owner's kinds: admins only."""
+        caller = self.caller(request)
+        workers = self.tracker.workers() if caller.admin else []
+        return self.render(request, "workers.html", caller, workers=workers)
 
     def login_form(self, request: Request, error: str | None = None, status: int = 200) -> Response:
         return self.templates.TemplateResponse(
@@ -231,7 +241,7 @@ class Dashboard:
             return response
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
         secret = (form.get("token") or [""])[0].strip()
-        if not secret or await to_thread.run_sync(self.tracker.find_token, secret) is None:
+        if not secret or await to_thread.run_sync(self.tracker.ops.find_token, secret) is None:
             with suppress(HTTPException):  # this failure is counted; the next one answers 429
                 self.failures.count(request)
             return self.login_form(request, "That token is not valid.", 401)
@@ -271,6 +281,7 @@ def create_dashboard(
         created_from: Annotated[str | None, Query(max_length=40)] = None,
         created_to: Annotated[str | None, Query(max_length=40)] = None,
         q: Annotated[str | None, Query(max_length=200)] = None,
+        label: Annotated[list[LabelOrNothing] | None, Query()] = None,
         order: Annotated[str, Query(pattern="^(created|duration)$")] = "created",
         page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     ) -> Response:
@@ -282,6 +293,7 @@ def create_dashboard(
             "created_from": utc_time(created_from),
             "created_to": utc_time(created_to),
             "q": q or None,
+            "label": [text for text in label or () if text],
             "raw_from": created_from or "",
             "raw_to": created_to or "",
         }
@@ -298,6 +310,10 @@ def create_dashboard(
     @router.get("/schedules", response_class=HTMLResponse)
     def schedules(request: Request) -> Response:
         return _guard(board.schedules, request)
+
+    @router.get("/workers", response_class=HTMLResponse)
+    def workers(request: Request) -> Response:
+        return _guard(board.workers, request)
 
     @router.get("/login")
     def login_form(request: Request) -> Response:

@@ -43,6 +43,10 @@ STATUS_OF: dict[type[JobtrailError], int] = {
 }
 
 
+RETRY_AFTER_SECONDS = 2
+"""What a 503 asks clients to wait: a store reconnects within a few seconds of coming back."""
+
+
 def _status(exc: JobtrailError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS_OF:
@@ -53,8 +57,11 @@ def _status(exc: JobtrailError) -> int:
 async def _handle(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, JobtrailError)
     status = _status(exc)
-    detail = "the job store is unavailable; try again" if status == 503 else str(exc)
-    return JSONResponse({"detail": detail}, status_code=status)
+    if status == 503:
+        detail = f"the job store is unavailable; try again in {RETRY_AFTER_SECONDS} s"
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+    return JSONResponse({"detail": str(exc)}, status_code=status)
 
 
 def json_safe(value: Any) -> Any:

@@ -7,10 +7,10 @@ cancel and retry."""
 from dataclasses import replace
 from typing import Annotated, Any, TypeAlias
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from jobtrail.exceptions import KeyInUse, NotAllowed
+from jobtrail.exceptions import JobNotFound, KeyInUse, NotAllowed
 from jobtrail.jobs import Job, NewJob, Page, Status
 from jobtrail.tracker import Tracker
 from jobtrail.web.auth import Gate, Principal, visible
@@ -19,6 +19,7 @@ from jobtrail.web.schemas import (
     CONFLICT,
     JOB_JSON,
     KEY_TAKEN,
+    NO_NUL,
     EventsResponse,
     ExternalJobRequest,
     JobFilter,
@@ -29,6 +30,7 @@ from jobtrail.web.schemas import (
     SubmitRequest,
     SubmitResponse,
     TimeQuery,
+    label_filters,
     submitted,
 )
 
@@ -103,6 +105,7 @@ def _add_writes(router: APIRouter, tracker: Tracker, gate: Gate) -> None:
             status=Status(body.status),
             items_total=body.items_total,
             message=body.message,
+            report_timeout=body.report_timeout,
         )
         job, created = tracker.add(new, actor=caller.name)
         if not created:
@@ -127,6 +130,20 @@ def _add_writes(router: APIRouter, tracker: Tracker, gate: Gate) -> None:
 def _add_reads(router: APIRouter, tracker: Tracker, gate: Gate) -> None:
     Caller: TypeAlias = Annotated[Principal, Depends(gate.caller)]
     shown = tracker.redactor.job
+
+    # Before ``/jobs/{job_id}/…``: ``/jobs/by-key/progress`` is the job keyed "progress".
+    @router.get("/jobs/by-key/{key:path}", response_model=Job, tags=["jobs"])
+    def get_job_by_key(
+        key: Annotated[str, Path(max_length=255, pattern=NO_NUL)],
+        caller: Caller,
+        owner: NameQuery = None,
+    ) -> Job:
+        """The job with idempotency key ``key``. Keys are scoped per owner: an owner token
+        looks in its own jobs; an admin in ``owner``'s, or among the unowned jobs without it.
+        404 exactly like a missing job."""
+        if not caller.may_filter(owner):
+            raise JobNotFound(key)
+        return shown(tracker.get_by_key(key, caller.scope(owner)))
 
     @router.get("/jobs/active", response_model=list[Job], tags=["jobs"])
     def active_jobs(caller: Caller) -> list[Job]:
@@ -177,6 +194,7 @@ def _add_reads(router: APIRouter, tracker: Tracker, gate: Gate) -> None:
             created_from=created_from,
             created_to=created_to,
             q=q,
+            labels=label_filters(filters.label),
             limit=limit,
             offset=offset,
         )

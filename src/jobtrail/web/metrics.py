@@ -5,6 +5,7 @@ rate-limiter waits."""
 # No ``from __future__ import annotations``: the endpoint's annotations name its router's
 # caller dependency (a local alias), which FastAPI can only read evaluated.
 
+import importlib
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -49,7 +50,7 @@ class StoreCollector(Collector):
         self.cap = cap
 
     def collect(self) -> Iterator[Family]:
-        shot = self.tracker.gauges()
+        shot = self.tracker.ops.gauges()
         kinds: Counter[str] = Counter(shot.created)
         triggers: Counter[str] = Counter()
         for (k, t, _), n in shot.jobs.items():
@@ -76,7 +77,7 @@ class StoreCollector(Collector):
             "SSE and WebSocket streams open in this process",
             self.streams.total,
         )
-        yield from _limiter_waits()
+        yield from _limiter_waits(self.tracker.settings.ratelimit_storage_url)
 
 
 def _fold(counts: Mapping[K, int], key: Callable[[K], K]) -> dict[K, int]:
@@ -182,10 +183,14 @@ def _items(items: dict[str, tuple[int, int]]) -> Iterator[CounterMetricFamily]:
     yield failed
 
 
-def _limiter_waits() -> Iterator[CounterMetricFamily]:
-    """This process's rate-limiter waits, when job code here uses the limiters at all (the
-    module is not imported for it: serving needs no ratelimit extra)."""
+def _limiter_waits(storage_url: str) -> Iterator[CounterMetricFamily]:
+    """Rate-limiter waits: those every process counted in the limiters' shared storage (a
+    Redis ``storage_url``), and this process's in-memory ones when job code here uses the
+    limiters (serving needs no ratelimit extra unless the storage is shared)."""
+    shared = not storage_url.startswith("memory:")
     module = sys.modules.get("jobtrail.integrations.ratelimit")
+    if module is None and shared:
+        module = importlib.import_module("jobtrail.integrations.ratelimit")
     if module is None:
         return
     waits = CounterMetricFamily(
@@ -194,7 +199,7 @@ def _limiter_waits() -> Iterator[CounterMetricFamily]:
     seconds = CounterMetricFamily(
         "jobtrail_ratelimit_wait_seconds", "Seconds spent waiting", labels=["limiter"]
     )
-    for name, stats in sorted(module.wait_stats().items()):
+    for name, stats in sorted(module.wait_stats(storage_url if shared else None).items()):
         waits.add_metric([name], stats.waits)
         seconds.add_metric([name], stats.seconds)
     yield waits

@@ -19,7 +19,8 @@ from pydantic import (
     TypeAdapter,
 )
 
-from jobtrail.jobs import Event, Filters, Job, Priority, Status
+from jobtrail.filters import Filters
+from jobtrail.jobs import Event, Job, Priority, Status
 from jobtrail.redaction import RESERVED_KEY_PREFIXES, check_storable
 from jobtrail.web.auth import Principal
 
@@ -51,6 +52,21 @@ NameQuery = Annotated[str | None, Query(max_length=200, pattern=NO_NUL)]
 TriggerQuery = Annotated[str | None, Query(max_length=50, pattern=NO_NUL)]
 StatusQuery = Annotated[list[Status] | None, Query()]
 """Any of these statuses (repeat the parameter)."""
+LabelText = Annotated[str, StringConstraints(pattern=r"^[^:\x00]{1,100}:[^\x00]{0,200}$")]
+LabelQuery = Annotated[
+    list[LabelText] | None,
+    Query(
+        description="`KEY:VALUE` (split at the first colon): only jobs with this label; "
+        "repeat for several, all must match. Numbers and booleans are written as in JSON.",
+        examples=["document_type:pdf"],
+    ),
+]
+"""Label filters, ``KEY:VALUE`` each."""
+
+
+def label_filters(labels: list[str] | None) -> dict[str, str]:
+    """``{key: value}`` of ``KEY:VALUE`` label filters (a key repeated: the last wins)."""
+    return dict(label.split(":", 1) for label in labels or ())
 
 
 @dataclass(frozen=True)
@@ -63,6 +79,7 @@ class JobFilter:
     kind: NameQuery = None
     priority: Priority | None = None
     trigger: TriggerQuery = None
+    label: LabelQuery = None
 
     def seen_by(self, caller: Principal) -> Filters:
         """These filters as ``caller`` may apply them: only its own jobs, and none at all when
@@ -74,6 +91,7 @@ class JobFilter:
             kind=self.kind,
             priority=self.priority,
             trigger=self.trigger,
+            labels=label_filters(self.label),
         )
 
 
@@ -180,6 +198,16 @@ class ExternalJobRequest(_Body):
     labels: StorableObject = Field(default_factory=dict)
     items_total: Count | None = None
     message: Text | None = Field(None, max_length=4000)
+    report_timeout: float | None = Field(
+        None,
+        gt=0,
+        le=366 * 86400,
+        strict=True,
+        allow_inf_nan=False,
+        description="Seconds without a report (PATCH) after which the running or waiting job "
+        'ends `failed` ("no report since …"); left out, `heartbeat_timeout` applies '
+        '("worker lost").',
+    )
 
 
 class PatchJobRequest(_Body):
@@ -190,11 +218,31 @@ class PatchJobRequest(_Body):
     items_total: Count | None = None
     items_succeeded: Count | None = None
     items_failed: Count | None = None
+    items_done: Count | None = Field(
+        None, description="Items processed so far: sets items_succeeded to this − items_failed."
+    )
+    advance: Count | None = Field(None, description="Items that succeeded since the last report.")
+    succeeded_delta: Count | None = Field(None, description="Added to items_succeeded.")
+    failed_delta: Count | None = Field(None, description="Added to items_failed.")
     progress_data: StorableObject | None = None
     status: Status | None = None
     result: Storable = None
     error_message: Text | None = Field(None, max_length=4000)
     error_details: Storable = None
+
+
+class FailedItemReport(_Body):
+    """One item the code running an external job failed to process."""
+
+    item_id: Text = Field(min_length=1, max_length=500, examples=["listing-42"])
+    error_type: Text = Field("Error", min_length=1, max_length=200, examples=["TimeoutError"])
+    message: Text = Field("", max_length=4096, examples=["upstream timed out after 30 s"])
+
+
+class FailedItemsRequest(_Body):
+    """Failed items of an external job, recorded and counted into its ``items_failed``."""
+
+    items: list[FailedItemReport] = Field(min_length=1, max_length=1000)
 
 
 class ProgressResponse(BaseModel):
@@ -203,6 +251,8 @@ class ProgressResponse(BaseModel):
     job_id: str
     status: Status
     progress: float
+    stage: str | None
+    wait_reason: str | None
     message: str | None
     items_total: int | None
     items_done: int | None
@@ -218,6 +268,8 @@ class ProgressResponse(BaseModel):
             job_id=job.id,
             status=job.status,
             progress=job.progress,
+            stage=job.stage,
+            wait_reason=job.wait_reason,
             message=job.message,
             items_total=job.items_total,
             items_done=job.items_done,

@@ -11,7 +11,15 @@ from jobtrail.exceptions import UnknownSchedule
 from jobtrail.jobs import ScheduleInfo, Stats
 from jobtrail.tracker import Tracker
 from jobtrail.web.auth import Gate, Principal
-from jobtrail.web.schemas import HealthResponse, NameQuery, SubmitResponse, submitted
+from jobtrail.web.errors import RETRY_AFTER_SECONDS
+from jobtrail.web.schemas import (
+    HealthResponse,
+    LabelQuery,
+    NameQuery,
+    SubmitResponse,
+    label_filters,
+    submitted,
+)
 
 
 def add_service_routes(router: APIRouter, tracker: Tracker, gate: Gate) -> None:
@@ -25,16 +33,32 @@ def add_service_routes(router: APIRouter, tracker: Tracker, gate: Gate) -> None:
         days: Annotated[int, Query(ge=1, le=3650)] = 30,
         owner: NameQuery = None,
         kind: NameQuery = None,
+        label: LabelQuery = None,
+        group_by: Annotated[
+            str | None,
+            Query(
+                pattern=r"^(kind|owner|label:[^\x00]{1,100})$",
+                description="`kind`, `owner` or `label:KEY`: the same figures per group in "
+                "`groups` (the 50 largest; label groups count jobs not yet purged).",
+                examples=["label:document_type"],
+            ),
+        ] = None,
     ) -> Stats:
         """Counts, success rate and durations of jobs created in the last ``days`` days."""
         if not caller.may_filter(owner):
             return Stats.empty(days)  # another owner's figures are simply not visible
-        return tracker.stats(days=days, owner=caller.scope(owner), kind=kind)
+        return tracker.stats(
+            days=days,
+            owner=caller.scope(owner),
+            kind=kind,
+            labels=label_filters(label),
+            group_by=group_by,
+        )
 
     @router.get("/schedules", response_model=list[ScheduleInfo], tags=["schedules"])
     def list_schedules(caller: Caller) -> list[ScheduleInfo]:
         """Every stored schedule with its next run and its last audited slots."""
-        return tracker.list_schedules(owner=caller.owner, recent=20)
+        return tracker.ops.list_schedules(owner=caller.owner, recent=20)
 
     @router.post(
         "/schedules/{name}/run",
@@ -64,8 +88,9 @@ def add_health_route(router: APIRouter, tracker: Tracker) -> None:
     def health(response: Response) -> HealthResponse:
         """Liveness and a store round trip; needs no token."""
         try:
-            revision = tracker.health()
+            revision = tracker.ops.health()
         except Exception:  # whatever the driver raises, the answer is "unavailable"
             response.status_code = 503
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
             return HealthResponse(status="degraded", store="unavailable")
         return HealthResponse(status="ok", store="ok", schema_revision=revision)

@@ -24,11 +24,20 @@ from fastapi import (
 from fastapi.responses import StreamingResponse
 
 from jobtrail.exceptions import JobNotFound
-from jobtrail.jobs import Filters, Job
+from jobtrail.filters import Filters
+from jobtrail.jobs import Job
 from jobtrail.tracker import Tracker
 from jobtrail.web.auth import COOKIE, Admission, Gate, visible
 from jobtrail.web.open_streams import HeldStream, OpenStreams, Recheck
-from jobtrail.web.schemas import JOB_JSON, JobFilter, JobId, NameQuery, StatusQuery, utc_time
+from jobtrail.web.schemas import (
+    JOB_JSON,
+    JobFilter,
+    JobId,
+    LabelQuery,
+    NameQuery,
+    StatusQuery,
+    utc_time,
+)
 
 KEEPALIVE_SECONDS = 15.0
 OVERLAP = timedelta(seconds=2)
@@ -87,6 +96,7 @@ def add_stream_routes(
         owner: NameQuery = None,
         status: StatusQuery = None,
         kind: NameQuery = None,
+        label: LabelQuery = None,
         token: Annotated[str | None, Query(max_length=200)] = None,
     ) -> None:
         """The messages of ``/stream`` (job JSON per change) over a WebSocket. The token comes
@@ -103,7 +113,8 @@ def add_stream_routes(
         except HTTPException as exc:
             await websocket.close(code=4000 + exc.status_code, reason=str(exc.detail))
             return
-        filters = JobFilter(owner=owner, status=status, kind=kind).seen_by(admitted.caller)
+        requested = JobFilter(owner=owner, status=status, kind=kind, label=label)
+        filters = requested.seen_by(admitted.caller)
         try:
             session = _Session(websocket, Recheck(gate, websocket, admitted, interval))
             await session.run(changes(tracker, filters, tracker.now(), poll))
@@ -187,7 +198,7 @@ async def changes(
     cursor = start
     sent: dict[tuple[str, datetime], None] = {}
     while True:
-        found = await to_thread.run_sync(tracker.changes, cursor - OVERLAP, filters, PAGE)
+        found = await to_thread.run_sync(tracker.ops.changes, cursor - OVERLAP, filters, PAGE)
         fresh = [j for j in found if (j.id, j.updated_at) not in sent]
         for job in fresh:
             sent[(job.id, job.updated_at)] = None

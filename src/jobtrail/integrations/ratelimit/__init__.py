@@ -1,11 +1,11 @@
 """Outgoing rate limits for job code: named limiters, HTTP retries and an httpx transport."""
 
+from jobtrail.integrations.ratelimit.counts import WaitStats
 from jobtrail.integrations.ratelimit.limiters import (
     CHECK_INTERVAL,
     BoundLimiter,
     Limiter,
     RateLimitTimeout,
-    WaitStats,
     wait_stats,
 )
 from jobtrail.integrations.ratelimit.retries import (

@@ -1,23 +1,27 @@
 """Named outgoing rate limiters for job code: slots shared by name (through Redis across
-processes), waits that honour a job's stop requests, and per-limiter wait counts for metrics."""
+processes), waits that honour a job's stop requests, and per-limiter wait counts for metrics
+(shared through Redis too)."""
 
 from __future__ import annotations
 
 import functools
-import math
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+import structlog
 
 from jobtrail.exceptions import JobtrailError, MissingExtra
+from jobtrail.integrations.ratelimit.buckets import Bucket
+from jobtrail.integrations.ratelimit.counts import WaitStats, local_stats, record, shared_stats
 
 try:
     import limits
-    from limits.storage import storage_from_string
+    from limits.storage import RedisStorage, storage_from_string
     from limits.strategies import MovingWindowRateLimiter
 except ImportError as exc:
     raise MissingExtra("ratelimit", "jobtrail.integrations.ratelimit", ["limits"]) from exc
@@ -32,6 +36,7 @@ CHECK_INTERVAL = 0.25
 """How often (seconds) a job that waits checks whether it must stop."""
 _NAMESPACE = "jobtrail"
 _SLACK = 0.001  # a slot frees strictly after its window; aim just past the edge
+log = structlog.get_logger("jobtrail.ratelimit")
 
 
 class RateLimitTimeout(JobtrailError):
@@ -56,46 +61,32 @@ def pause(seconds: float, ctx: Context | None = None) -> None:
         time.sleep(left if ctx is None else min(left, CHECK_INTERVAL))
 
 
-# -- wait statistics ------------------------------------------------------------------------
+def wait_stats(storage_url: str | None = None) -> dict[str, WaitStats]:
+    """Per limiter name, the slots taken and waits made (for metrics): by this process's
+    in-memory limiters, plus, with the URL of a Redis storage, those every process recorded
+    there."""
+    stats = local_stats()
+    backend = None if storage_url is None else _backend(storage_url)
+    if backend is None or backend.redis is None:
+        return stats
+    try:
+        return stats | shared_stats(backend.redis)
+    except backend.errors as exc:  # metrics go on without them while Redis is away
+        log.warning("cannot read shared limiter counts", storage=storage_url, error=str(exc))
+        return stats
 
 
-@dataclass(frozen=True)
-class WaitStats:
-    """Slots taken from one named limiter in this process, how many had to wait, and how long."""
-
-    acquired: int = 0
-    waits: int = 0
-    seconds: float = 0.0
-
-    def plus(self, waited: float | None) -> WaitStats:
-        """These counts with one more slot taken, after ``waited`` seconds (None: no wait)."""
-        if waited is None:
-            return WaitStats(self.acquired + 1, self.waits, self.seconds)
-        return WaitStats(self.acquired + 1, self.waits + 1, self.seconds + waited)
-
-
-_stats: dict[str, WaitStats] = {}
-_stats_lock = threading.Lock()
-
-
-def _count(name: str, waited: float | None) -> None:
-    with _stats_lock:
-        _stats[name] = _stats.get(name, WaitStats()).plus(waited)
-
-
-def wait_stats() -> dict[str, WaitStats]:
-    """Per limiter name, the slots taken and waits made by this process so far (for metrics)."""
-    with _stats_lock:
-        return dict(_stats)
-
-
-# -- limiters -------------------------------------------------------------------------------
+# -- storages -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class _Backend:
     strategy: MovingWindowRateLimiter
     lock: AbstractContextManager[object]
+    redis: Any
+    """The storage's Redis client, or None (memory: slots and counts stay in this process)."""
+    errors: tuple[type[BaseException], ...]
+    """What the storage raises when it cannot be reached."""
 
 
 _backends: dict[str, _Backend] = {}
@@ -109,26 +100,41 @@ def _backend(url: str) -> _Backend:
             # limits' memory storage can drop a key's lock while a thread waits on it (its
             # expiry timer), so in-process hits are serialised here; Redis scripts are atomic.
             lock = threading.Lock() if url.startswith("memory:") else nullcontext()
-            strategy = MovingWindowRateLimiter(storage_from_string(url))
-            _backends[url] = _Backend(strategy, lock)
+            storage = storage_from_string(url)
+            redis = storage.get_connection() if isinstance(storage, RedisStorage) else None
+            errors = storage.base_exceptions
+            if not isinstance(errors, tuple):
+                errors = (errors,)
+            strategy = MovingWindowRateLimiter(storage)
+            _backends[url] = _Backend(strategy, lock, redis, errors)
         return _backends[url]
 
 
-def _window(rate: str, burst: int | None) -> limits.RateLimitItem:
-    """The moving window that enforces ``rate`` and lets ``burst`` requests go back to back."""
+class _Window:
+    """Slots of a moving window (``limits``): never more than ``amount`` in any window."""
+
+    def __init__(self, backend: _Backend, item: limits.RateLimitItem, name: str) -> None:
+        self.backend = backend
+        self.item = item
+        self.name = name
+
+    def attempt(self) -> float:
+        """Take a slot if one is free (0.0); else the seconds until the oldest one frees."""
+        with self.backend.lock:
+            if self.backend.strategy.hit(self.item, self.name):
+                return 0.0
+            window = self.backend.strategy.get_window_stats(self.item, self.name)
+        if window.remaining > 0:
+            return _SLACK  # a slot freed between our hit and this look
+        return max(window.reset_time - time.time(), 0.0) + _SLACK
+
+
+def _rate(rate: str) -> tuple[int, int]:
+    """``rate`` (``limits`` notation) as (calls, seconds)."""
     item = limits.parse(rate)
-    amount, seconds = item.amount, item.get_expiry()
-    if amount < 1:
+    if item.amount < 1:
         raise ValueError(f"rate {rate!r} allows no requests at all")
-    if burst is not None:
-        if burst < 1 or burst * seconds % amount:
-            step = amount // math.gcd(amount, seconds)
-            raise ValueError(
-                f"burst {burst} of {rate!r} needs a window of {burst * seconds / amount:g} s; "
-                f"windows are whole seconds, so use a multiple of {step}"
-            )
-        amount, seconds = burst, burst * seconds // amount
-    return limits.RateLimitItemPerSecond(amount, seconds, namespace=_NAMESPACE)
+    return item.amount, item.get_expiry()
 
 
 class _Gate(ABC):
@@ -155,41 +161,59 @@ class _Gate(ABC):
 
 
 class Limiter(_Gate):
-    """A named, thread-safe rate limit on outgoing calls, built on ``limits``' moving window.
+    """A named, thread-safe rate limit on outgoing calls.
 
-    ``rate`` is ``limits`` notation (``"10/second"``, ``"600 per minute"``). The window never
-    holds more than ``burst`` slots, so that many calls may go back to back, and the average
-    stays at ``rate``: ``burst`` sets the window to ``burst / rate`` seconds. Left out, the
-    window is the rate's own (``"600/minute"`` lets 600 go at once, ``"10/second"`` 10).
-    Windows are whole seconds, so ``Limiter("api", "10/second", burst=30)`` (30 per 3 s) is
-    fine and ``burst=5`` (0.5 s) is refused.
+    ``rate`` is ``limits`` notation (``"10/second"``, ``"600 per minute"``). Without
+    ``burst`` it is a moving window (``limits``): never more than the rate's amount in any
+    window of its period, as an upstream's quota counts. With ``burst`` it is a token bucket:
+    ``burst`` calls may go back to back, then one every ``1 / rate`` (``"10/second",
+    burst=20``: 20 at once, then one every 0.1 s).
 
-    Limiters of one name and rate share their slots: within the process by default
-    (``memory://``), across processes and machines with ``storage_url="redis://host:6379/0"``
-    (Redis keeps the window; hosts' clocks should agree). ``with limiter:``, ``@limiter`` and
-    ``limiter.acquire()`` wait for a slot; ``limiter.bound(ctx)`` does the same for a job,
-    recording waits longer than ``report_after`` seconds in its history.
+    Left out, ``rate`` and ``storage_url`` come from the ``JOBTRAIL_RATELIMIT_DEFAULT_RATE``
+    and ``JOBTRAIL_RATELIMIT_STORAGE_URL`` settings. Limiters of one name and rate share
+    their slots: within the process with ``memory://``, across processes and machines with
+    ``redis://host:6379/0`` (Redis keeps the slots, and the wait counts that ``/metrics``
+    shows). ``with limiter:``, ``@limiter`` and ``limiter.acquire()`` wait for a slot,
+    ``limiter.try_acquire()`` never waits; ``limiter.bound(ctx)`` waits for a job, recording
+    waits longer than ``report_after`` seconds in its history.
     """
 
     def __init__(
         self,
         name: str,
-        rate: str = "10/second",
+        rate: str | None = None,
         *,
         burst: int | None = None,
         storage_url: str | None = None,
         report_after: float = 0.1,
     ) -> None:
+        if rate is None or storage_url is None:
+            from jobtrail.settings import Settings
+
+            settings = Settings()
+            rate = rate or settings.ratelimit_default_rate
+            storage_url = storage_url or settings.ratelimit_storage_url
+        amount, seconds = _rate(rate)
+        if burst is not None and burst < 1:
+            raise ValueError(f"burst must be at least 1, not {burst}")
         self.name = name
         self.rate = rate
-        self._item = _window(rate, burst)
-        self.burst = self._item.amount
-        self.window = float(self._item.get_expiry())
+        self.burst = amount if burst is None else burst
+        self.window = float(seconds) if burst is None else burst * seconds / amount
+        """Seconds in which ``burst`` calls may go: the window, or the time to refill."""
         self.report_after = report_after
-        self._backend = _backend(storage_url or "memory://")
+        self._backend = _backend(storage_url)
+        self._slots: _Window | Bucket
+        if burst is None:
+            item = limits.RateLimitItemPerSecond(amount, seconds, namespace=_NAMESPACE)
+            self._slots = _Window(self._backend, item, name)
+        else:
+            key = f"{name}:{amount}/{seconds}:{burst}"
+            self._slots = Bucket(key, seconds / amount, burst, self._backend.redis)
 
     def __repr__(self) -> str:
-        return f"Limiter({self.name!r}, {self.burst} per {self.window:g} s)"
+        kind = "per" if isinstance(self._slots, _Window) else "at once, refilled in"
+        return f"Limiter({self.name!r}, {self.burst} {kind} {self.window:g} s)"
 
     def acquire(self, ctx: Context | None = None, timeout: float | None = None) -> float:
         """Take a slot, waiting until one is free; return the seconds waited (0.0: none).
@@ -198,42 +222,37 @@ class Limiter(_Gate):
         the job's stop requests are honoured while waiting (``ctx.check()`` raises). Raises
         ``RateLimitTimeout``, without waiting, if no slot will be free within ``timeout``.
         """
-        if self._hit():
-            _count(self.name, None)
-            return 0.0
-        waited = self._wait(ctx, timeout)
-        _count(self.name, waited)
-        return waited
+        delay = self._slots.attempt()
+        waited = None if delay == 0.0 else self._wait(delay, ctx, timeout)
+        record(self.name, waited, self._backend.redis)
+        return waited or 0.0
+
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free right now; never waits. False: none is."""
+        taken = self._slots.attempt() == 0.0
+        if taken:
+            record(self.name, None, self._backend.redis)
+        return taken
 
     def bound(self, ctx: Context) -> BoundLimiter:
         """This limiter for one job: ``with limiter.bound(ctx):`` records waits as job events."""
         return BoundLimiter(self, ctx)
 
     def stats(self) -> WaitStats:
-        """Slots taken and waits made under this limiter's name in this process."""
-        with _stats_lock:
-            return _stats.get(self.name, WaitStats())
+        """Slots taken and waits made under this limiter's name: by every process when its
+        storage is Redis, else by this one."""
+        redis = self._backend.redis
+        if redis is None:
+            return local_stats().get(self.name, WaitStats())
+        return shared_stats(redis, [self.name]).get(self.name, WaitStats())
 
     def _take(self) -> float:
         return self.acquire()
 
-    def _hit(self) -> bool:
-        with self._backend.lock:
-            return self._backend.strategy.hit(self._item, self.name)
-
-    def _delay(self) -> float:
-        """Seconds until the oldest slot in the window frees up."""
-        with self._backend.lock:
-            window = self._backend.strategy.get_window_stats(self._item, self.name)
-        if window.remaining > 0:
-            return _SLACK  # a slot freed between our hit and this look
-        return max(window.reset_time - time.time(), 0.0) + _SLACK
-
-    def _wait(self, ctx: Context | None, timeout: float | None) -> float:
+    def _wait(self, delay: float, ctx: Context | None, timeout: float | None) -> float:
         started = time.monotonic()
         reported = False
         while True:
-            delay = self._delay()
             expected = time.monotonic() - started + delay
             if timeout is not None and expected > timeout:
                 raise RateLimitTimeout(self.name, timeout)
@@ -245,7 +264,8 @@ class Limiter(_Gate):
                     wait=round(expected, 3),
                 )
             pause(delay, ctx)
-            if self._hit():
+            delay = self._slots.attempt()
+            if delay == 0.0:
                 return time.monotonic() - started
 
 

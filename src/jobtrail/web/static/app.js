@@ -46,7 +46,9 @@ function paint(root, job) {
   const pct = root.querySelector(".js-progress .pct");
   if (pct) pct.textContent = (root.tagName === "TR" ? Math.round(job.progress) : job.progress.toFixed(1)) + "%";
   const set = (sel, text) => { const el = root.querySelector(sel); if (el) el.textContent = text; };
-  set(".js-message", job.message || "");
+  set(".js-stage", job.stage || "");
+  // A waiting job says why it waits (no worker consumes its queue, or its code waits).
+  set(".js-message", (job.status === "waiting" && job.wait_reason) || job.message || "");
   set(".js-items", itemsText(job));
   set(".js-eta", job.eta_seconds === null ? "–" : fmtDuration(job.eta_seconds));
   if (job.started_at && root.tagName === "TR") set(".js-elapsed", job.started_at.replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC"));

@@ -1,0 +1,73 @@
+"""The Celery workers of an installed app in jobtrail's registry of live workers (engine
+``celery``): registered when a worker starts (``worker_init``), refreshed every heartbeat
+interval, removed when it shuts down (``worker_shutdown``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import Celery, signals
+from celery.bootsteps import CLOSE, TERMINATE  # type: ignore[attr-defined]  # not in the stubs
+from celery.worker import state
+
+from jobtrail.presence import Presence, PresenceBeat
+from jobtrail.tracker import Tracker
+
+
+@dataclass
+class CeleryPresence:
+    """Keeps this process's Celery worker (of ``app``) in the tracker's registry."""
+
+    app: Celery
+    tracker: Callable[[], Tracker]
+    """The tracker now (the integration's tracker may be swapped, as tests do)."""
+    tracked: Callable[[Any], bool]
+    """Whether a task is mirrored into jobtrail (its name is listed as a kind)."""
+    _beat: PresenceBeat | None = field(default=None, init=False)
+
+    def on_worker_init(self, sender: Any = None, **kw: Any) -> None:
+        """A worker of this app starts: register it and keep it registered."""
+        if getattr(sender, "app", None) is not self.app:
+            return
+        if self._beat is not None:  # a worker of this app that stopped without telling
+            self._beat.stop()
+        tracker = self.tracker()
+        kinds = [n for n, t in self.app.tasks.items() if not n.startswith("celery.")]
+        concurrency = getattr(sender, "concurrency", 0)
+        presence = Presence(
+            tracker,
+            engine="celery",
+            queues=_queues(self.app),
+            kinds=[n for n in kinds if self.tracked(self.app.tasks[n])],
+            concurrency=concurrency if isinstance(concurrency, int) else 0,
+            running=lambda: len(state.active_requests),
+            name=str(getattr(sender, "hostname", "") or "") or None,
+        )
+        interval = tracker.settings.heartbeat_interval
+        self._beat = PresenceBeat(presence, interval, lambda: _running(sender)).start()
+
+    def on_worker_shutdown(self, sender: Any = None, **kw: Any) -> None:
+        """The worker stops: remove it from the registry."""
+        if getattr(sender, "app", None) is not self.app or self._beat is None:
+            return
+        beat, self._beat = self._beat, None
+        beat.stop()
+
+    def connect(self) -> None:
+        """Connect to Celery's worker signals (weakly: keep this object alive)."""
+        signals.worker_init.connect(self.on_worker_init, weak=False)
+        signals.worker_shutdown.connect(self.on_worker_shutdown, weak=False)
+
+
+def _running(worker: Any) -> bool:
+    """Whether a Celery worker has not begun to stop (a cold stop sends no signal)."""
+    blueprint = getattr(worker, "blueprint", None)
+    return getattr(blueprint, "state", None) not in (CLOSE, TERMINATE)
+
+
+def _queues(app: Celery) -> list[str]:
+    """The queues a worker of ``app`` consumes (set by ``-Q`` before ``worker_init``)."""
+    consumed = getattr(app.amqp.queues, "consume_from", None) or {}
+    return sorted(consumed) or [str(app.conf.task_default_queue)]

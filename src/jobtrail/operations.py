@@ -1,0 +1,82 @@
+"""Operations: what the web layer, the CLI and the integrations ask of a tracker beyond the
+job API — change feeds, figures, tokens, schedules as stored, the worker registry, expiry."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from jobtrail.filters import Filters
+from jobtrail.jobs import Job, ScheduleInfo, WorkerInfo
+
+if TYPE_CHECKING:
+    from jobtrail.settings import Settings
+    from jobtrail.store import Store
+    from jobtrail.store.stats import Snapshot
+    from jobtrail.store.tokens import Token
+    from jobtrail.store.workers import QueueWatch
+
+
+class Operations:
+    """``tracker.ops``: the tracker's store seen by operators and by jobtrail's own edges, so
+    none of them reaches into the store."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self._store = store
+        self._settings = settings
+
+    def changes(self, since: datetime, filters: Filters, limit: int = 200) -> list[Job]:
+        """Jobs matching ``filters`` updated at or after ``since``, oldest change first."""
+        return self._store.jobs.changes(since, filters, limit)
+
+    def timeline(
+        self, days: int, owner: str | None = None, kind: str | None = None
+    ) -> dict[str, dict[str, int]]:
+        """Jobs created per day (``YYYY-MM-DD``) and status over the last ``days`` days."""
+        return self._store.stats.timeline(days, owner=owner, kind=kind)
+
+    def gauges(self) -> Snapshot:
+        """Every metric figure, read from the store in one transaction."""
+        return self._store.stats.gauges()
+
+    def health(self) -> str | None:
+        """The store's schema revision, read with one round trip; ``StoreError`` if unreachable."""
+        return self._store.revision()
+
+    def create_token(self, name: str, owner: str | None = None) -> str:
+        """Create an API token (``owner`` None: admin) and return its secret, shown once."""
+        return self._store.tokens.create(name, owner)
+
+    def find_token(self, secret: str) -> Token | None:
+        """The live token with this secret, or None (unknown or revoked)."""
+        return self._store.tokens.find(secret)
+
+    def tokens(self) -> list[Token]:
+        """Every token, live and revoked, by name (never their secrets)."""
+        return self._store.tokens.list_all()
+
+    def revoke_token(self, name: str) -> bool:
+        """Revoke a token by name; False if there is no live token of that name."""
+        return self._store.tokens.revoke(name)
+
+    def list_schedules(self, owner: str | None = None, recent: int = 20) -> list[ScheduleInfo]:
+        """Stored schedules by name (only ``owner``'s when given), each with its ``recent``
+        last audited slots, newest first."""
+        return self._store.schedules.list_all(owner=owner, recent=recent)
+
+    def announce_worker(self, info: WorkerInfo) -> None:
+        """Register or refresh a live worker (its heartbeat; ``Presence`` calls it)."""
+        self._store.workers.announce(info)
+
+    def forget_worker(self, worker_id: str) -> None:
+        """Remove a worker that stopped cleanly from the registry."""
+        self._store.workers.forget(worker_id)
+
+    def watch_queues(self) -> QueueWatch:
+        """Park queued jobs no live worker would take (``waiting``), release them when one can."""
+        return self._store.workers.watch_queues(self._settings.heartbeat_timeout)
+
+    def expire(self) -> list[Job]:
+        """End unstarted jobs past ``expires_at`` (``cancelled``, "expired") and external jobs
+        silent past ``report_timeout`` (``failed``); workers and ``serve`` run it periodically."""
+        return self._store.expiry.expire()

@@ -1,0 +1,55 @@
+"""Filters as SQL: the WHERE clauses of job listings, change feeds and statistics, each
+served by an index (``tests/test_store.py`` and ``tests/test_labels.py`` read the plans)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from jobtrail.filters import Filters
+from jobtrail.jobs import Status
+from jobtrail.store.rows import label_text
+from jobtrail.store.tables import job_labels, jobs
+
+
+def listing_conditions(filters: Filters) -> list[sa.ColumnElement[bool]]:
+    """WHERE clauses for ``filters``; each listing they make is served by an index."""
+    c = jobs.c
+    conditions: list[sa.ColumnElement[bool]] = []
+    if filters.nothing:
+        conditions.append(sa.false())
+    if filters.owner is not None:
+        conditions.append(c.owner == filters.owner)
+    if filters.statuses:
+        conditions.append(c.status.in_([Status(s).value for s in filters.statuses]))
+    if filters.kind is not None:
+        conditions.append(c.kind == filters.kind)
+    if filters.priority is not None:
+        conditions.append(c.priority == filters.priority.rank)
+    if filters.trigger is not None:
+        conditions.append(c.trigger == filters.trigger)
+    if filters.created_from is not None:
+        conditions.append(c.created_at >= filters.created_from)
+    if filters.created_to is not None:
+        conditions.append(c.created_at < filters.created_to)
+    conditions += [has_label(key, value) for key, value in filters.labels.items()]
+    if filters.q:
+        pattern = "%" + _escape_like(filters.q) + "%"
+        conditions.append(
+            sa.or_(c.id == filters.q, c.key == filters.q, c.message.like(pattern, escape="\\"))
+        )
+    return conditions
+
+
+def has_label(key: str, value: Any) -> sa.ColumnElement[bool]:
+    """Jobs labelled ``key`` = ``value`` (compared as ``label_text``), read from the
+    ``(key, value, job_id)`` index of ``job_labels``."""
+    labelled = sa.select(job_labels.c.job_id).where(
+        job_labels.c.key == key, job_labels.c.value == label_text(value)
+    )
+    return jobs.c.id.in_(labelled)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -1,0 +1,286 @@
+"""Labels you can search and count: every job's scalar labels are indexed in ``job_labels``,
+filter every listing (API, REST, streams' feed, CLI, dashboard) and group statistics."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import sqlalchemy as sa
+
+from jobtrail import Context, Status, Tracker
+from jobtrail.filters import Filters
+from jobtrail.jobs import NewJob
+from jobtrail.store.tables import job_labels, jobs
+from jobtrail.web import create_app
+from tests.test_retention import age, finished
+from tests.test_store import assert_uses_index, counting, listing
+from tests.test_web import API, bearer, open_client
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Using `httpx` with `starlette.testclient` is deprecated"
+    ":starlette.exceptions.StarletteDeprecationWarning"
+)
+
+JOBTRAIL = str(Path(sys.executable).parent / "jobtrail")
+
+
+@pytest.fixture
+def ingest(tracker: Tracker) -> Tracker:
+    """Documents of three types: two pdfs (one urgent), a docx and an unlabelled job."""
+
+    @tracker.job("ingest")
+    def ingest(ctx: Context, doc: str) -> None: ...
+
+    tracker.submit("ingest", {"doc": "a"}, labels={"document_type": "pdf", "pages": 3})
+    tracker.submit("ingest", {"doc": "b"}, labels={"document_type": "pdf", "urgent": True})
+    tracker.submit("ingest", {"doc": "c"}, labels={"document_type": "docx"}, owner="A")
+    tracker.submit("ingest", {"doc": "d"})
+    return tracker
+
+
+def docs(page_jobs: Any) -> list[str]:
+    return sorted(job.payload["doc"] for job in page_jobs)
+
+
+def label_rows(tracker: Tracker) -> list[tuple[str, str, str]]:
+    with tracker.store.database.engine.connect() as conn:
+        rows = conn.execute(sa.select(job_labels.c.job_id, job_labels.c.key, job_labels.c.value))
+        return sorted((r.job_id, r.key, r.value) for r in rows)
+
+
+# -- filtering --------------------------------------------------------------------------
+
+
+def test_a_listing_filtered_by_labels_returns_only_jobs_having_all_of_them(
+    ingest: Tracker,
+) -> None:
+    assert docs(ingest.list(labels={"document_type": "pdf"}).jobs) == ["a", "b"]
+    assert docs(ingest.list(labels={"document_type": "pdf", "urgent": True}).jobs) == ["b"]
+    assert ingest.list(labels={"document_type": "pdf"}).total_count == 2
+    assert ingest.list(labels={"document_type": "xlsx"}).total_count == 0
+
+
+def test_numbers_and_booleans_match_their_json_text(ingest: Tracker) -> None:
+    assert docs(ingest.list(labels={"pages": 3}).jobs) == ["a"]
+    assert docs(ingest.list(labels={"pages": "3"}).jobs) == ["a"]
+    assert docs(ingest.list(labels={"urgent": "true"}).jobs) == ["b"]
+    assert ingest.list(labels={"urgent": False}).total_count == 0
+
+
+def test_labels_combine_with_the_other_filters(ingest: Tracker) -> None:
+    assert docs(ingest.list(owner="A", labels={"document_type": "docx"}).jobs) == ["c"]
+    assert ingest.list(owner="A", labels={"document_type": "pdf"}).total_count == 0
+    assert ingest.list(status="running", labels={"document_type": "pdf"}).total_count == 0
+
+
+def test_a_non_scalar_label_filter_is_refused(tracker: Tracker) -> None:
+    with pytest.raises(ValueError, match="label 'tags'"):
+        tracker.list(labels={"tags": ["a", "b"]})
+
+
+def test_tracked_external_and_retried_jobs_are_filterable_by_their_labels(
+    tracker: Tracker,
+) -> None:
+    with (
+        pytest.raises(ValueError, match="boom"),
+        tracker.track("import", labels={"source": "s3"}) as ctx,
+    ):
+        raise ValueError("boom")
+    tracker.add(NewJob("remote", labels={"source": "s3", "nested": {"not": "indexed"}}))
+    retried = tracker.retry(ctx.job_id)
+
+    found = tracker.list(labels={"source": "s3"}).jobs
+    assert {job.id for job in found} >= {ctx.job_id, retried.id}
+    assert len(found) == 3
+    assert not [row for row in label_rows(tracker) if row[1] == "nested"]
+
+
+def test_a_purge_deletes_the_labels_of_the_jobs_it_deletes(tracker: Tracker) -> None:
+    @tracker.job("report")
+    def report(ctx: Context) -> None: ...
+
+    old = finished(tracker, "report", Status.SUCCEEDED)
+    young = tracker.submit("report", labels={"team": "ops"})
+    with tracker.store.database.engine.begin() as conn:
+        conn.execute(job_labels.insert(), [{"job_id": old, "key": "team", "value": "ops"}])
+    age(tracker, old, created=10, completed=10, duration=1.0)
+
+    assert tracker.purge() == 1
+
+    assert label_rows(tracker) == [(young.id, "team", "ops")]
+
+
+def test_the_change_feed_of_streams_takes_label_filters(ingest: Tracker) -> None:
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    changed = ingest.ops.changes(since, Filters.of(labels={"document_type": "docx"}))
+    assert docs(changed) == ["c"]
+
+
+# -- statistics -------------------------------------------------------------------------
+
+
+def test_stats_grouped_by_a_label_give_the_figures_of_each_value(ingest: Tracker) -> None:
+    with ingest.track("ingest", labels={"document_type": "pdf"}):
+        pass
+
+    stats = ingest.stats(group_by="label:document_type")
+
+    assert stats.total_jobs == 5
+    assert list(stats.groups) == ["pdf", "docx"]  # the largest group first
+    pdf = stats.groups["pdf"]
+    assert (pdf.total_jobs, pdf.active_jobs, pdf.success_rate) == (3, 2, 1.0)
+    assert pdf.jobs_by_status == {"queued": 2, "succeeded": 1}
+    assert stats.groups["docx"].total_jobs == 1
+    assert stats.groups["pdf"].groups == {}
+
+
+def test_stats_group_by_kind_and_by_owner_name_unowned_jobs_with_an_empty_owner(
+    ingest: Tracker,
+) -> None:
+    by_owner = ingest.stats(group_by="owner").groups
+    by_kind = ingest.stats(group_by="kind", labels={"document_type": "pdf"}).groups
+
+    assert {owner: s.total_jobs for owner, s in by_owner.items()} == {"": 3, "A": 1}
+    assert {kind: s.total_jobs for kind, s in by_kind.items()} == {"ingest": 2}
+
+
+def test_stats_refuse_an_unknown_grouping(tracker: Tracker) -> None:
+    with pytest.raises(ValueError, match="group_by"):
+        tracker.stats(group_by="colour")
+
+
+def test_stats_grouped_by_kind_count_purged_jobs_through_their_rollups(
+    tracker: Tracker,
+) -> None:
+    @tracker.job("report")
+    def report(ctx: Context) -> None: ...
+
+    old = finished(tracker, "report", Status.SUCCEEDED)
+    age(tracker, old, created=10, completed=10, duration=1.0)
+    tracker.submit("report")
+    assert tracker.purge() == 1
+
+    assert tracker.stats(days=30, group_by="kind").groups["report"].total_jobs == 2
+
+
+# -- indexes ----------------------------------------------------------------------------
+
+
+def test_a_label_filter_reads_the_label_index(tracker: Tracker) -> None:
+    store = tracker.store
+    one = Filters.of(labels={"document_type": "pdf"})
+    assert_uses_index(store, listing(one), "ix_job_labels_key_value_job_id")
+    assert_uses_index(store, counting(one), "ix_job_labels_key_value_job_id")
+    grouped = (
+        sa.select(job_labels.c.value, sa.func.count())
+        .join(jobs, jobs.c.id == job_labels.c.job_id)
+        .where(job_labels.c.key == "document_type")
+        .group_by(job_labels.c.value)
+    )
+    assert_uses_index(store, grouped, "ix_job_labels_key_value_job_id")
+
+
+# -- REST -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def client(ingest: Tracker) -> Iterator[tuple[TestClient, dict[str, str], dict[str, str]]]:
+    """A client of the app without a worker, with an admin's and owner A's headers."""
+    with open_client(create_app(ingest, run_worker=False)) as test_client:
+        admin = bearer(ingest.ops.create_token("admin", None))
+        alice = bearer(ingest.ops.create_token("alice", "A"))
+        yield test_client, admin, alice
+
+
+def test_get_jobs_filters_by_repeated_label_parameters(
+    client: tuple[TestClient, dict[str, str], dict[str, str]],
+) -> None:
+    http, admin, alice = client
+    pdf = http.get(f"{API}/jobs?label=document_type:pdf", headers=admin).json()
+    urgent = http.get(
+        f"{API}/jobs", params=[("label", "document_type:pdf"), ("label", "urgent:true")],
+        headers=admin,
+    ).json()  # fmt: skip
+    theirs = http.get(f"{API}/jobs?label=document_type:pdf", headers=alice).json()
+
+    assert sorted(j["payload"]["doc"] for j in pdf["jobs"]) == ["a", "b"]
+    assert [j["payload"]["doc"] for j in urgent["jobs"]] == ["b"]
+    assert theirs["total_count"] == 0  # owner A has a docx only
+
+
+@pytest.mark.parametrize("bad", ["document_type", ":pdf", "k\x00:v", "k" * 101 + ":v"])
+def test_a_label_parameter_that_is_not_key_colon_value_is_a_422(
+    client: tuple[TestClient, dict[str, str], dict[str, str]], bad: str
+) -> None:
+    http, admin, _alice = client
+    response = http.get(f"{API}/jobs", params={"label": bad}, headers=admin)
+    assert response.status_code == 422, response.text
+    assert "label" in response.text
+
+
+def test_get_stats_groups_by_a_label_and_stays_compatible_without_it(
+    client: tuple[TestClient, dict[str, str], dict[str, str]],
+) -> None:
+    http, admin, _alice = client
+    plain = http.get(f"{API}/stats", headers=admin).json()
+    grouped = http.get(f"{API}/stats?group_by=label:document_type", headers=admin).json()
+    filtered = http.get(f"{API}/stats?label=document_type:docx", headers=admin).json()
+    refused = http.get(f"{API}/stats?group_by=colour", headers=admin)
+
+    assert plain["total_jobs"] == 4
+    assert plain["groups"] == {}
+    assert {k: v["total_jobs"] for k, v in grouped["groups"].items()} == {"pdf": 2, "docx": 1}
+    assert grouped["groups"]["pdf"]["jobs_by_status"] == {"queued": 2}
+    assert filtered["total_jobs"] == 1
+    assert refused.status_code == 422
+
+
+def test_the_dashboard_history_filters_by_a_label(
+    client: tuple[TestClient, dict[str, str], dict[str, str]], ingest: Tracker
+) -> None:
+    http, admin, _alice = client
+    http.cookies.set("jobtrail_token", admin["Authorization"][7:])
+    docx = ingest.list(labels={"document_type": "docx"}).jobs[0]
+
+    page = http.get("/jobs?label=document_type:docx", headers=admin)
+
+    assert page.status_code == 200, page.text
+    assert docx.id in page.text
+    assert "1 jobs" in page.text
+    assert 'value="document_type:docx"' in page.text
+
+
+# -- CLI --------------------------------------------------------------------------------
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [JOBTRAIL, *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_the_cli_lists_by_label_and_groups_stats_by_label(
+    ingest: Tracker, database_url: str
+) -> None:
+    listed = run_cli(
+        "jobs", "ls", "--database-url", database_url, "--label", "document_type:pdf", "--json"
+    )
+    grouped = run_cli("stats", "--database-url", database_url, "--group-by", "label:document_type")
+    refused = run_cli("jobs", "ls", "--database-url", database_url, "--label", "pdf")
+
+    assert listed.returncode == 0, listed.stderr
+    assert '"total_count": 2' in listed.stdout
+    assert grouped.returncode == 0, grouped.stderr
+    assert "pdf" in grouped.stdout
+    assert "docx" in grouped.stdout
+    assert refused.returncode == 2
+    assert "KEY:VALUE" in refused.stderr
