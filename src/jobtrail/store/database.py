@@ -31,7 +31,6 @@ READONLY = "jobtrail_readonly"
 """Execution option: a read-only transaction (a plain ``BEGIN`` on SQLite, no write lock)."""
 _UNWRITABLE = re.compile(r"readonly|read-only|unable to open database file", re.IGNORECASE)
 """SQLite's words for a file (or its directory, or filesystem) it cannot write."""
-_AFTER_COMMIT = "jobtrail_after_commit"
 OUTAGE_SECONDS = 30.0
 """How long a write that must not be lost (a job's outcome) retries through an outage."""
 
@@ -71,6 +70,7 @@ class Database:
         self._dbapi: Any = dbapi
         self._group: GroupCommit | None = None
         self._group_users = 0
+        self._after_commit: dict[int, list[Callable[[], object]]] = {}
         self._group_lock = threading.Lock()
 
     def close(self) -> None:
@@ -109,20 +109,21 @@ class Database:
         ``after_commit`` queued in it runs once it has committed."""
         later: list[Callable[[], object]] = []
         with self.errors(), self.engine.begin() as conn:
-            conn.info[_AFTER_COMMIT] = later
+            # Kept beside the connection, not in it: a connection the server dropped must
+            # not be touched again on the way out (it raises until rolled back).
+            self._after_commit[id(conn)] = later
             try:
                 yield conn
             finally:
-                conn.info.pop(_AFTER_COMMIT, None)
+                self._after_commit.pop(id(conn), None)
         for action in later:
             action()
 
-    @staticmethod
-    def after_commit(conn: Connection, action: Callable[[], object]) -> None:
+    def after_commit(self, conn: Connection, action: Callable[[], object]) -> None:
         """Run ``action`` once ``conn``'s write transaction has committed (at once outside
         one): log lines must neither describe a change that rolled back nor hold the write
         lock while a slow log stream takes them."""
-        pending = conn.info.get(_AFTER_COMMIT)
+        pending = self._after_commit.get(id(conn))
         if pending is None:
             action()
         else:
