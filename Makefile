@@ -45,6 +45,7 @@ format: install
 bench: install
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.calls
+	$(BIN)/python -m bench.pickup
 	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.celery_overhead
 

@@ -746,3 +746,19 @@ def test_a_worker_that_consumes_nothing_runs_no_job_but_still_rescues_lost_ones(
     assert ran == []
     assert tracker.get(lost.id).status in (Status.QUEUED, Status.WAITING)
     assert tracker.get(queued.id).status is Status.WAITING
+
+
+def test_a_job_submitted_to_an_idle_worker_in_this_process_starts_without_waiting_for_a_poll(
+    tracker: Tracker,
+) -> None:
+    @tracker.job("ping")
+    def ping(ctx: Context) -> str:
+        return "pong"
+
+    with tracker.worker(1, poll_interval=60):
+        first = ping.submit()
+        assert tracker.wait(first.id, timeout=30).status is Status.SUCCEEDED
+        time.sleep(0.2)  # the worker has found nothing more and waits for its next poll
+        second = ping.submit()
+        # Woken by the submit's commit: a 60 s poll would time this out.
+        assert tracker.wait(second.id, timeout=10).result == "pong"

@@ -172,6 +172,7 @@ class Worker:
         put whatever still runs back in the queue (not charged as an attempt)."""
         grace = self.options.grace_period if grace_period is None else grace_period
         self._draining.set()
+        self._database.doorbell.ring()
         deadline = time.monotonic() + grace
         for thread in self._threads:
             thread.join(max(deadline - time.monotonic(), 0))
@@ -210,6 +211,7 @@ class Worker:
         """Ask ``run()`` to stop (what SIGTERM does)."""
         self._stop_requested.set()
         self._draining.set()
+        self._database.doorbell.ring()
 
     @property
     def alive(self) -> bool:
@@ -236,12 +238,16 @@ class Worker:
     # -- running ------------------------------------------------------------------------
 
     def _run_loop(self) -> None:
+        doorbell = self._database.doorbell
         while not self._draining.is_set():
+            seen = doorbell.rung  # read before the claim: a ring after it is not missed
             claimed = self._next()
             if claimed is None:
                 if self._burst:
                     return
-                self._draining.wait(self.options.poll_interval)
+                # Woken at once by work committed in this process (or a stop); other
+                # processes' work is seen at the next poll.
+                doorbell.wait(seen, self.options.poll_interval)
                 continue
             self._execute(claimed)
 

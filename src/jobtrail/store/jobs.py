@@ -83,6 +83,8 @@ class JobStore:
             append_events(conn, now, events)
             taken = [(r["key_scope"], r["key"]) for r in rows if r["id"] not in inserted]
             existing = self._by_keys(conn, taken)
+            if fresh:
+                self._db.after_commit(conn, self._db.doorbell.ring)
         journal.created(fresh)
         return [
             (job_from_row(r, now), True)
