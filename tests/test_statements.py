@@ -15,9 +15,9 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from jobtrail import Tracker
 from jobtrail.jobs import EventType, NewEvent, NewFailedItem, NewJob, Priority, Progress, Status
 from jobtrail.store import Store
-from jobtrail.store.rows import JOB_COLUMNS
+from jobtrail.store.rows import JOB_COLUMNS, new_row
 from jobtrail.store.statements import Prepared, Statements
-from jobtrail.store.tables import job_events, job_items, jobs
+from jobtrail.store.tables import job_events, job_items, job_labels, jobs
 
 
 def statements(store: Store) -> Statements:
@@ -130,3 +130,24 @@ def test_a_constant_of_a_statement_is_sent_when_no_value_is_given(tracker: Track
     assert list(params.values() if isinstance(params, dict) else params) == ["fixed"]
     progress = Progress(1.0, None, None, None, None)
     assert progress.items_done is None
+
+
+def test_a_prepared_submit_stores_the_row_sqlalchemy_would(tracker: Tracker) -> None:
+    store = tracker.store
+    via_prepared = rich_job(store)
+    twin = NewJob(kind="k", payload={"nested": {"list": [1, 2.5, None, True]}, "text": "é ✓"})
+    row = new_row(twin, core_row(store, via_prepared)["created_at"])
+    fields = ("key", "owner", "priority", "labels", "timeout", "run_after")
+    row |= {f: core_row(store, via_prepared)[f] for f in fields} | {"key": "key-2"}
+    row["key_scope"] = "o"
+    with store.database.engine.begin() as conn:
+        conn.execute(jobs.insert(), row)
+
+    def comparable(job_id: str) -> dict[str, Any]:
+        return {k: v for k, v in core_row(store, job_id).items() if k not in ("id", "key")}
+
+    assert comparable(via_prepared) == comparable(row["id"])
+    assert core_row(store, via_prepared)["labels"] == {"team": "data"}
+    with store.database.engine.connect() as conn:
+        labels = conn.execute(sa.select(job_labels).where(job_labels.c.job_id == via_prepared))
+        assert [(r.key, r.value) for r in labels] == [("team", "data")]

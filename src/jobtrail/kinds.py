@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, Unpack
 
 from jobtrail.exceptions import PayloadError
@@ -84,11 +85,15 @@ class JobKind:
             expire_after=options.get("expire_after"),
         )
 
+    @cached_property
+    def _signature(self) -> inspect.Signature:
+        return inspect.signature(self.handler)
+
     def validate(self, payload: Mapping[str, JSON]) -> None:
         """Raise ``PayloadError`` unless ``payload`` binds to the handler and is JSON both
         databases store as given (``check_storable``: e.g. no NaN, no NUL characters)."""
         try:
-            inspect.signature(self.handler).bind(None, **payload)
+            self._signature.bind(None, **payload)
         except TypeError as exc:
             raise PayloadError(self.name, str(exc)) from None
         try:

@@ -38,6 +38,7 @@ from jobtrail.store.rows import (
     item_row,
     job_from_row,
     key_scope,
+    label_rows,
     new_row,
 )
 from jobtrail.store.statements import Statements
@@ -69,38 +70,33 @@ class JobStore:
         """Like ``add``, telling for each job whether it was created (False: its key existed)."""
         now = self._db.clock()
         rows = [new_row(n, now) for n in new_jobs]
-        with self._db.write() as conn:
-            stmt = self._db.insert(jobs).on_conflict_do_nothing(index_elements=["key_scope", "key"])
-            inserted = {r.id for r in conn.execute(stmt.returning(jobs.c.id), rows)}
-            fresh = [r for r in rows if r["id"] in inserted]
-            append_labels(conn, fresh)
+        statements = self._statements
+        existing: dict[str, Job] = {}
+        with self._db.raw(write=True) as session:
+            keyed = [r for r in rows if r["key"] is not None]
+            session.execute_many(statements.insert_jobs, [r for r in rows if r["key"] is None])
+            for row in keyed:
+                if not session.execute(statements.insert_keyed_job, row):
+                    found = session.execute(statements.by_key, row)
+                    existing[row["id"]] = job_from_row(found[0], now)
+            fresh = [r for r in rows if r["id"] not in existing]
+            session.execute_many(
+                statements.label, [lr for r in fresh for lr in label_rows(r["id"], r["labels"])]
+            )
             events = [(r["id"], NewEvent(EventType.CREATED, actor=actor)) for r in fresh]
             events += [
                 (r["id"], NewEvent(EventType.STARTED, actor=actor))
                 for r in fresh
                 if r["attempt"] == 1
             ]
-            append_events(conn, now, events)
-            taken = [(r["key_scope"], r["key"]) for r in rows if r["id"] not in inserted]
-            existing = self._by_keys(conn, taken)
-            if fresh:
-                self._db.after_commit(conn, self._db.doorbell.ring)
+            statements.append(session, now, events)
+        if fresh:
+            self._db.doorbell.ring()
         journal.created(fresh)
         return [
-            (job_from_row(r, now), True)
-            if r["id"] in inserted
-            else (existing[r["key_scope"], r["key"]], False)
+            (existing[r["id"]], False) if r["id"] in existing else (job_from_row(r, now), True)
             for r in rows
         ]
-
-    def _by_keys(self, conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Job]:
-        """The jobs with these ``(key_scope, key)`` pairs."""
-        if not keys:
-            return {}
-        now = self._db.clock()
-        pairs = sa.tuple_(jobs.c.key_scope, jobs.c.key).in_(sorted(set(keys)))
-        rows = conn.execute(sa.select(*JOB_COLUMNS, jobs.c.key_scope).where(pairs))
-        return {(r.key_scope, r.key): job_from_row(r._mapping, now) for r in rows}
 
     # -- changing -------------------------------------------------------------------------
 

@@ -16,12 +16,13 @@ from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from jobtrail.jobs import HELD, TERMINAL, NewEvent, NewFailedItem, Progress, Status, sources_of
 from jobtrail.store.rows import JOB_COLUMNS, event_row, item_row, progress_columns
-from jobtrail.store.tables import job_events, job_items, jobs, tokens
+from jobtrail.store.tables import job_events, job_items, job_labels, jobs, tokens
 
 Processor = Callable[[Any], Any] | None
 
@@ -218,6 +219,23 @@ class Statements:
             ),
             dialect,
             [tokens.c.name, tokens.c.owner, tokens.c.created_at, tokens.c.revoked_at],
+        )
+        # Submits: a new row (none when its owner's key exists), its labels, a keyed read.
+        insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+        new_job = insert(jobs).values({col: param(col) for col in jobs.c})
+        self.insert_jobs = Prepared(new_job, dialect)
+        self.insert_keyed_job = Prepared(
+            new_job.on_conflict_do_nothing(index_elements=["key_scope", "key"]).returning(c.id),
+            dialect,
+            [c.id],
+        )
+        self.label = Prepared(
+            job_labels.insert().values({col: param(col) for col in job_labels.c}), dialect
+        )
+        self.by_key = Prepared(
+            sa.select(*JOB_COLUMNS).where(c.key_scope == param(c.key_scope), c.key == param(c.key)),
+            dialect,
+            JOB_COLUMNS,
         )
         self.forget_items = Prepared(
             job_items.delete().where(job_items.c.job_id == param(job_items.c.job_id)), dialect
