@@ -35,12 +35,13 @@ with tracker.track("bench_stream", key=job_id) as ctx:
 """
 
 
-def serve(url: str) -> tuple[subprocess.Popen[bytes], str]:
+def serve(url: str, processes: int = 1) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = os.environ | {"JOBTRAIL_DATABASE_URL": url, "JOBTRAIL_RATE_LIMIT": "1000000/second"}
     command = [str(Path(sys.executable).parent / "jobtrail"), "serve", "--port", str(port)]
+    command += ["--no-worker", "--workers", str(processes)]
     process = subprocess.Popen(
-        [*command, "--no-worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     base = f"http://127.0.0.1:{port}"
     for _ in range(200):
@@ -121,23 +122,25 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--writes", type=int, default=20)
+    parser.add_argument("--processes", type=int, action="append", help="serve --workers N")
     args = parser.parse_args()
     with database("sqlite", "api") as url:
         tracker = jobtrail.Tracker(url)
         token = tracker.ops.create_token("bench", None)
         with tracker.track("bench_get") as ctx:
             ctx.progress(50, "half way")
-        process, base = serve(url)
-        try:
-            print("sqlite, jobtrail serve (1 process):")
-            asyncio.run(hammer(base, token, ctx.job_id, args.clients, args.seconds))
-            if shutil.which("wrk"):
-                hammer_with_wrk(base, token, ctx.job_id, args.clients, args.seconds)
-            stream_delay(base, token, url, args.writes)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
-            tracker.close()
+        for processes in args.processes or [1, os.cpu_count() or 1]:
+            process, base = serve(url, processes)
+            try:
+                print(f"sqlite, jobtrail serve --workers {processes}:")
+                asyncio.run(hammer(base, token, ctx.job_id, args.clients, args.seconds))
+                if shutil.which("wrk"):
+                    hammer_with_wrk(base, token, ctx.job_id, args.clients, args.seconds)
+                stream_delay(base, token, url, args.writes)
+            finally:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=30)
+        tracker.close()
 
 
 if __name__ == "__main__":

@@ -29,6 +29,18 @@ class Operations:
         """Jobs matching ``filters`` updated at or after ``since``, oldest change first."""
         return self._store.jobs.changes(since, filters, limit)
 
+    @property
+    def changes_seen(self) -> int:
+        """How many commits to the store this process has seen (what ``next_change`` takes)."""
+        return self._store.database.changes.rung
+
+    async def next_change(self, seen: int, timeout: float) -> bool:
+        """Wait until a commit to the store after ``changes_seen`` was ``seen`` (True), by
+        this process or, as its watcher notices, another; or ``timeout`` seconds (False)."""
+        database = self._store.database
+        database.watch()
+        return await database.changes.wait_async(seen, timeout)
+
     def timeline(
         self, days: int, owner: str | None = None, kind: str | None = None
     ) -> dict[str, dict[str, int]]:

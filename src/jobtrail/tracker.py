@@ -247,17 +247,23 @@ class Tracker:
         return self.store.jobs.failed_items(job_id)
 
     def wait(self, job_id: str, timeout: float = 60.0, poll: float = 0.05) -> Job:
-        """Block until the job reaches a terminal state; raises ``JobTimeout`` after ``timeout``."""
+        """Block until the job reaches a terminal state; raises ``JobTimeout`` after ``timeout``.
+
+        The job is read again after each commit to the store (this process's at once, other
+        processes' as the store's watcher notices them), and at least every ``poll`` seconds.
+        """
+        database = self.store.database
+        database.watch()
         deadline = time.monotonic() + timeout
-        delay = min(poll, 0.01)
         while True:
+            seen = database.changes.rung
             job = self.get(job_id)
             if job.terminal:
                 return job
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise JobTimeout(job_id, timeout, job.status)
-            time.sleep(delay)
-            delay = min(delay * 2, poll)
+            database.changes.wait(seen, min(poll, left))
 
     def now(self) -> datetime:
         """The store's clock: what ``created_at``/``updated_at`` are measured with."""

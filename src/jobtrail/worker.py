@@ -238,18 +238,42 @@ class Worker:
     # -- running ------------------------------------------------------------------------
 
     def _run_loop(self) -> None:
-        doorbell = self._database.doorbell
+        database = self._database
         while not self._draining.is_set():
-            seen = doorbell.rung  # read before the claim: a ring after it is not missed
+            # Read before the claim: a ring after it is not missed.
+            seen = (database.doorbell.rung, database.changes.rung)
             claimed = self._next()
             if claimed is None:
                 if self._burst:
                     return
-                # Woken at once by work committed in this process (or a stop); other
-                # processes' work is seen at the next poll.
-                doorbell.wait(seen, self.options.poll_interval)
+                self._idle(*seen)
                 continue
             self._execute(claimed)
+
+    def _idle(self, work: int, changes: int) -> None:
+        """Wait until there may be work: at once for work submitted in this process (or a
+        stop); for another process's commit, once a read finds a due job of ours; at the
+        latest after ``poll_interval`` (jobs whose ``run_after`` came, a watcher that is down)."""
+        database = self._database
+        database.watch()
+        deadline = time.monotonic() + self.options.poll_interval
+        while (left := deadline - time.monotonic()) > 0:
+            if not database.changes.wait(changes, left):
+                return
+            if database.doorbell.rung != work or self._draining.is_set():
+                return
+            changes = database.changes.rung
+            if self._due():
+                return
+
+    def _due(self) -> bool:
+        kinds = list(self.tracker.kinds)
+        if not kinds:
+            return False
+        try:
+            return self._runs.any_due(kinds, self.options.queues)
+        except StoreError:
+            return True  # the claim will say what is wrong
 
     def _next(self) -> Claimed | None:
         with self._claim_lock:

@@ -5,12 +5,16 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from jobtrail.cli.source import database_option, existing_tracker, load_tracker, one_line_errors
 from jobtrail.extras import require
 from jobtrail.tracker import Tracker
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 def is_loopback(host: str) -> bool:
@@ -73,6 +77,21 @@ def warn_about_access(tracker: Tracker, no_auth: bool, address: str) -> None:
         click.echo("No API tokens yet: create one with `jobtrail tokens create`.", err=True)
 
 
+SERVE_APP = "JOBTRAIL_SERVE_APP"
+SERVE_NO_AUTH = "JOBTRAIL_SERVE_NO_AUTH"
+
+
+def served_api() -> FastAPI:
+    """The application each HTTP process of ``serve --workers N`` serves: the API and the
+    dashboard only; the command's own process runs the jobs and the maintenance."""
+    from jobtrail.web.app import create_app
+
+    spec = os.environ.get(SERVE_APP)
+    tracker = load_tracker(spec) if spec else Tracker()
+    no_auth = os.environ.get(SERVE_NO_AUTH) == "1"
+    return create_app(tracker, no_auth=no_auth, run_worker=False, maintain=False)
+
+
 @click.command()
 @click.option("--app", "app", help="module:attribute of your Tracker (its kinds run here).")
 @database_option
@@ -81,6 +100,15 @@ def warn_about_access(tracker: Tracker, no_auth: bool, address: str) -> None:
 @click.option("--no-auth", is_flag=True, help="No tokens (loopback addresses only).")
 @click.option("--concurrency", "-c", type=click.IntRange(min=1), help="Worker threads.")
 @click.option("--no-worker", is_flag=True, help="Serve the API only; run jobs elsewhere.")
+@click.option(
+    "--workers",
+    "processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    envvar="JOBTRAIL_SERVE_WORKERS",
+    help="HTTP server processes; jobs still run in one embedded worker, in this process.",
+)
 @one_line_errors
 def serve(
     app: str | None,
@@ -90,6 +118,7 @@ def serve(
     no_auth: bool,
     concurrency: int | None,
     no_worker: bool,
+    processes: int,
 ) -> None:
     """Serve the REST API (and run the app's jobs in an embedded worker)."""
     require("web", "jobtrail serve")
@@ -101,11 +130,29 @@ def serve(
         raise click.UsageError("--no-auth is only allowed on a loopback address")
     tracker = load_tracker(app) if app else Tracker(database_url)
     warn_about_access(tracker, no_auth, f"{host}:{port}")
-    web = create_app(tracker, no_auth=no_auth, run_worker=not no_worker, concurrency=concurrency)
     click.echo(f"jobtrail API on http://{host}:{port}/api/v1 (docs at /docs)", err=True)
     # Open SSE streams (a dashboard tab) must not hold a deploy: after SIGTERM, connections
     # get a few seconds, then the app shuts down (its worker drains in the lifespan).
-    uvicorn.run(web, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+    options: dict[str, Any] = {"host": host, "port": port, "log_level": "info"}
+    options["timeout_graceful_shutdown"] = 5
+    if processes == 1:
+        web = create_app(
+            tracker, no_auth=no_auth, run_worker=not no_worker, concurrency=concurrency
+        )
+        uvicorn.run(web, **options)
+        return
+    # Several HTTP processes (started afresh, not forked, by uvicorn) serve the API; this
+    # process runs the one worker: jobs, rescue, expiry and purges happen once, not N times.
+    os.environ[SERVE_APP] = app or ""
+    os.environ[SERVE_NO_AUTH] = "1" if no_auth else ""
+    if database_url:
+        os.environ["JOBTRAIL_DATABASE_URL"] = database_url
+    worker = tracker.worker(concurrency, consume=not no_worker)
+    worker.start()
+    try:
+        uvicorn.run(f"{__name__}:served_api", factory=True, workers=processes, **options)
+    finally:
+        worker.stop()
 
 
 @click.command()

@@ -23,6 +23,7 @@ from jobtrail.exceptions import InvalidData, JobtrailError, StoreError
 from jobtrail.extras import require
 from jobtrail.store.group_commit import GroupCommit
 from jobtrail.store.statements import RawSession
+from jobtrail.store.watch import Doorbell, PostgresSource, Source, SQLiteSource, Watcher
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")
@@ -57,32 +58,6 @@ def sqlite_begin(write: bool) -> str:
     return "BEGIN IMMEDIATE" if write else "BEGIN"
 
 
-class Doorbell:
-    """Wakes this process's idle workers when work became due here (a submit, a retry, a
-    released job), so a job submitted to an idle worker in the same process starts within
-    milliseconds instead of at the next poll."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._rung = 0
-
-    @property
-    def rung(self) -> int:
-        """How many times it rang so far (what ``wait`` compares with)."""
-        return self._rung
-
-    def ring(self) -> None:
-        """Wake every waiter."""
-        with self._cond:
-            self._rung += 1
-            self._cond.notify_all()
-
-    def wait(self, seen: int, timeout: float) -> None:
-        """Return once it rang after ``seen`` was read, or after ``timeout`` seconds."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._rung != seen, timeout)
-
-
 class Database:
     """One database: its engine, read/write/raw transactions, and commits shared by threads."""
 
@@ -97,12 +72,38 @@ class Database:
         self._group: GroupCommit | None = None
         self._group_users = 0
         self._after_commit: dict[int, list[Callable[[], object]]] = {}
-        self.doorbell = Doorbell()
+        self.changes = Doorbell()
+        """Rung after every commit: this process's at once, other processes' once
+        ``watch`` has started (idle workers and open streams wait on it)."""
+        self.doorbell = Doorbell(then=self.changes)
+        """Rung when work became due in this process (a submit; a stopping worker)."""
         self._group_lock = threading.Lock()
+        self._watcher: Watcher | None = None
 
     def close(self) -> None:
-        """Release every pooled connection."""
+        """Stop watching and release every pooled connection."""
+        with self._group_lock:
+            watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.stop()
         self.engine.dispose()
+
+    def watch(self) -> None:
+        """Ring ``changes`` for other processes' commits too, from now until ``close``."""
+        if self._watcher is not None:
+            return
+        with self._group_lock:
+            if self._watcher is None:
+                self._watcher = Watcher("jobtrail-watch", self._change_source, self.changes)
+
+    def _change_source(self) -> Source:
+        """What the watcher watches, on a DBAPI connection of its own (outside the pool)."""
+        dialect = self.engine.dialect
+        args, kwargs = dialect.create_connect_args(self.engine.url)
+        conn = dialect.connect(*args, **kwargs)
+        if self.dialect == "postgresql":
+            return PostgresSource(conn)
+        return SQLiteSource(conn, str(self.engine.url.database))
 
     # -- the one error translator --------------------------------------------------------
 
@@ -143,6 +144,7 @@ class Database:
                 yield conn
             finally:
                 self._after_commit.pop(id(conn), None)
+        self.changes.ring()
         for action in later:
             action()
 
@@ -186,6 +188,8 @@ class Database:
             raise
         finally:
             conn.close()
+        if write:
+            self.changes.ring()
 
     def insert(self, table: sa.Table) -> Any:
         """The dialect's INSERT for ``table`` (it has ``on_conflict_do_nothing/update``)."""

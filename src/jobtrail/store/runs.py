@@ -110,14 +110,12 @@ class RunStore:
         One transaction for the whole batch; on PostgreSQL rows another worker is claiming
         are skipped (``FOR UPDATE SKIP LOCKED``), on SQLite the write lock serialises claims.
         """
-        kinds, queues = sorted(kinds), sorted(queues or ())
         now = self._db.clock()
-        values: dict[str, Any] = {"now": now, "limit": limit, "worker": worker, "lease": lease}
-        values |= {f"kind_{i}": k for i, k in enumerate(kinds)}
-        values |= {f"queue_{i}": q for i, q in enumerate(queues)}
+        values = _due_values(now, kinds, queues)
+        values |= {"limit": limit, "worker": worker, "lease": lease}
         statements = self._statements
         with self._db.raw(write=True) as session:
-            rows = session.execute(statements.claim(len(kinds), len(queues)), values)
+            rows = session.execute(statements.claim(len(kinds), len(queues or ())), values)
             if not rows:
                 return []
             # Failed items belong to the attempt that failed them.
@@ -130,6 +128,13 @@ class RunStore:
         # RETURNING gives rows in no particular order; hand them out in claim order.
         rows.sort(key=lambda r: (-r["priority"], r["run_after"], r["id"]))
         return [Claimed(job_from_row(r, now), lease, r["only_items"]) for r in rows]
+
+    def any_due(self, kinds: Collection[str], queues: Collection[str] | None = None) -> bool:
+        """Whether ``claim`` would find a job now (a read, taking no lock)."""
+        values = _due_values(self._db.clock(), kinds, queues)
+        due = self._statements.any_due(len(kinds), len(queues or ()))
+        with self._db.raw(write=None) as session:
+            return bool(session.execute(due, values))
 
     def take_over(self, job_id: str, lease: str, worker: str) -> Job | None:
         """Start (or, after a redelivery, restart) a job whose run another engine dispatched.
@@ -400,3 +405,13 @@ class RunStore:
 def rescued(worker: str | None) -> NewEvent:
     """The event of a job taken back from a runner whose heartbeat was lost."""
     return NewEvent(EventType.RESCUED, f"heartbeat lost from {worker or 'an unknown worker'}")
+
+
+def _due_values(
+    now: datetime, kinds: Collection[str], queues: Collection[str] | None
+) -> dict[str, Any]:
+    """The parameters of the claim conditions (``statements._due``)."""
+    values: dict[str, Any] = {"now": now}
+    values |= {f"kind_{i}": k for i, k in enumerate(sorted(kinds))}
+    values |= {f"queue_{i}": q for i, q in enumerate(sorted(queues or ()))}
+    return values

@@ -148,6 +148,19 @@ def progress_params(progress: Progress) -> dict[str, Any]:
     return values
 
 
+def _due(kinds: int, queues: int) -> list[sa.ColumnElement[bool]]:
+    """The conditions of a job a worker may claim now: queued, due, of one of its ``kinds``
+    (parameters ``kind_0``…) and, given ``queues``, in one of them (``queue_0``…)."""
+    due = [
+        status_in(sources_of(Status.RUNNING, among={Status.QUEUED})),
+        c.run_after <= param(c.updated_at, "now"),
+        sa.or_(*(c.kind == param(c.kind, f"kind_{i}") for i in range(kinds))),
+    ]
+    if queues:
+        due.append(sa.or_(*(c.queue == param(c.queue, f"queue_{i}") for i in range(queues))))
+    return due
+
+
 class Statements:
     """The hot statements for one dialect (a store builds them once)."""
 
@@ -249,15 +262,18 @@ class Statements:
             self._claims[shape] = self._build_claim(kinds, queues)
         return self._claims[shape]
 
+    def any_due(self, kinds: int, queues: int) -> Prepared:
+        """Whether a job ``claim`` would take is due (a read: idle workers ask it when another
+        process committed, and claim only when it finds one)."""
+        shape = (-kinds, queues)
+        if shape not in self._claims:
+            found = sa.select(c.id).where(*_due(kinds, queues)).limit(1)
+            self._claims[shape] = Prepared(found, self.dialect, [c.id])
+        return self._claims[shape]
+
     def _build_claim(self, kinds: int, queues: int) -> Prepared:
         now = param(c.updated_at, "now")
-        due = [
-            status_in(sources_of(Status.RUNNING, among={Status.QUEUED})),
-            c.run_after <= now,
-            sa.or_(*(c.kind == param(c.kind, f"kind_{i}") for i in range(kinds))),
-        ]
-        if queues:
-            due.append(sa.or_(*(c.queue == param(c.queue, f"queue_{i}") for i in range(queues))))
+        due = _due(kinds, queues)
         pick = (
             sa.select(c.id)
             .where(*due)

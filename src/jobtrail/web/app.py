@@ -31,15 +31,20 @@ def create_app(
     run_worker: bool = True,
     concurrency: int | None = None,
     dashboard: bool = True,
+    maintain: bool = True,
 ) -> FastAPI:
     """The API under ``/api/v1`` and the dashboard at ``/``; with ``run_worker`` a worker runs
     in the app's lifespan and drains gracefully on shutdown. Without registered kinds, or
     without ``run_worker``, it runs no jobs and consumes no queue: only the maintenance
-    (rescue, the queue watch that shows jobs ``waiting``, expiry, purges)."""
+    (rescue, the queue watch that shows jobs ``waiting``, expiry, purges). Without
+    ``maintain`` it runs no worker at all: another process does (``serve --workers N``)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         mask_tokens_in_logs()  # now: the server has configured its loggers by the time it starts
+        if not maintain:
+            yield
+            return
         worker = tracker.worker(concurrency, consume=run_worker)
         worker.start()
         try:

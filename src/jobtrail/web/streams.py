@@ -4,6 +4,7 @@ process's writes show."""
 # No ``from __future__ import annotations``: the endpoints' annotations name their router's
 # caller dependency (a local alias), which FastAPI can only read evaluated.
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from datetime import datetime, timedelta
@@ -42,6 +43,9 @@ from jobtrail.web.schemas import (
 KEEPALIVE_SECONDS = 15.0
 OVERLAP = timedelta(seconds=2)
 """How far back each poll of ``/stream`` looks again, so a write committed late is not missed."""
+SETTLE = 0.005
+"""How long a stream waits after a commit before it reads, gathering the commits of a burst
+(a running job's progress) into one read."""
 PAGE = 500
 _STREAM: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}
@@ -168,9 +172,10 @@ async def _follow_job(
     tracker: Tracker, job: Job, request: Request, poll: float, recheck: Recheck
 ) -> AsyncIterator[bytes]:
     yield sse(tracker.redactor.job(job), job.updated_at.isoformat())
-    last, quiet = job.updated_at, 0.0
+    last, spoke = job.updated_at, time.monotonic()
+    seen = tracker.ops.changes_seen
     while not job.terminal:
-        await anyio.sleep(poll)
+        seen = await _next_change(tracker, seen, poll)
         if await request.is_disconnected() or not await recheck.allowed():
             return
         try:
@@ -179,12 +184,10 @@ async def _follow_job(
             return
         if job.updated_at != last:
             yield sse(tracker.redactor.job(job), job.updated_at.isoformat())
-            last, quiet = job.updated_at, 0.0
-        else:
-            quiet += poll
-            if quiet >= KEEPALIVE_SECONDS:
-                yield b": keepalive\n\n"
-                quiet = 0.0
+            last, spoke = job.updated_at, time.monotonic()
+        elif time.monotonic() - spoke >= KEEPALIVE_SECONDS:
+            yield b": keepalive\n\n"
+            spoke = time.monotonic()
 
 
 async def changes(
@@ -197,6 +200,7 @@ async def changes(
     """
     cursor = start
     sent: dict[tuple[str, datetime], None] = {}
+    seen = tracker.ops.changes_seen
     while True:
         found = await to_thread.run_sync(tracker.ops.changes, cursor - OVERLAP, filters, PAGE)
         fresh = [j for j in found if (j.id, j.updated_at) not in sent]
@@ -207,7 +211,15 @@ async def changes(
             del sent[key]
         yield [tracker.redactor.job(job) for job in fresh]
         if len(found) < PAGE:
-            await anyio.sleep(poll)
+            seen = await _next_change(tracker, seen, poll)
+
+
+async def _next_change(tracker: Tracker, seen: int, poll: float) -> int:
+    """Wait for the next commit to the store (at most ``poll`` seconds), then a moment more,
+    so a burst of commits is read once; what ``changes_seen`` is now."""
+    if await tracker.ops.next_change(seen, poll):
+        await anyio.sleep(SETTLE)
+    return tracker.ops.changes_seen
 
 
 async def _follow_changes(
@@ -218,14 +230,15 @@ async def _follow_changes(
     poll: float,
     recheck: Recheck,
 ) -> AsyncIterator[bytes]:
-    quiet = 0.0
+    spoke = time.monotonic()
     yield b": stream open\n\n"
     async for batch in changes(tracker, filters, start, poll):
         if await request.is_disconnected() or not await recheck.allowed():
             return
         for job in batch:
             yield sse(job, job.updated_at.isoformat())
-        quiet = 0.0 if batch else quiet + poll
-        if quiet >= KEEPALIVE_SECONDS:
+        if batch:
+            spoke = time.monotonic()
+        elif time.monotonic() - spoke >= KEEPALIVE_SECONDS:
             yield b": keepalive\n\n"
-            quiet = 0.0
+            spoke = time.monotonic()
