@@ -409,7 +409,7 @@ def test_the_rescue_leaves_an_external_job_with_a_report_timeout_to_it(
     plain, _ = timed.add(NewJob("remote", status=Status.RUNNING))
     clock.advance(120)
 
-    rescued = timed.store.runs.rescue(heartbeat_timeout=60)
+    rescued = timed.store.expiry.rescue(heartbeat_timeout=60)
 
     assert [job.id for job in rescued] == [plain.id]
     assert timed.get(patient.id).status is Status.RUNNING

@@ -93,7 +93,7 @@ def run_every_status_path(tracker: Tracker) -> None:
         tracker.add(NewJob("ok", max_attempts=attempts))
         [claimed] = store.runs.claim("w", lease, 1, ["ok"])
         stale(store, claimed.job.id)
-    assert len(store.runs.rescue(heartbeat_timeout=60)) == 2
+    assert len(store.expiry.rescue(heartbeat_timeout=60)) == 2
     [claimed] = store.runs.claim("w", "L4", 1, ["ok"])
     runner.interrupt(runner.hold(claimed.job, claimed.lease).buffer, "stopping")
 

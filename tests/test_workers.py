@@ -292,7 +292,7 @@ def test_a_waiting_handler_whose_worker_died_is_rescued(tracker: Tracker) -> Non
                 heartbeat_at=tracker.now() - timedelta(hours=1),
             )
         )
-    rescued = tracker.store.runs.rescue(heartbeat_timeout=60)
+    rescued = tracker.store.expiry.rescue(heartbeat_timeout=60)
     assert [r.id for r in rescued] == [job.id]
     again = tracker.get(job.id)
     assert (again.status, again.wait_reason) == (Status.QUEUED, None)

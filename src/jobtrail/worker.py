@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType, TracebackType
@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, TypedDict
 
 import structlog
 
-from jobtrail import journal
 from jobtrail.exceptions import StoreError
+from jobtrail.maintenance import Monotonic, Periodic, purge, rescue, watch_queues
 from jobtrail.presence import Presence
 from jobtrail.progress import ProgressBuffer
 from jobtrail.redaction import error_text
@@ -76,36 +76,6 @@ class WorkerOptions:
             purge_interval=settings.purge_interval,
             queues=None if queues is None else frozenset(queues),
         )
-
-
-Monotonic = Callable[[], float]
-
-
-class _Periodic:
-    """Tasks run together every ``interval`` seconds by the maintenance thread."""
-
-    def __init__(
-        self,
-        clock: Monotonic,
-        interval: float,
-        tasks: tuple[Callable[[], object], ...],
-        first_delay: float = 0.0,
-    ) -> None:
-        self.clock = clock
-        self.interval = interval
-        self.tasks = tasks
-        self.due = clock() + (first_delay or interval)
-
-    def run_if_due(self) -> None:
-        if self.clock() < self.due:
-            return
-        self.due = self.clock() + self.interval
-        for task in self.tasks:
-            try:
-                task()
-            except Exception as exc:  # the heartbeat thread must outlive any one failure
-                name = getattr(task, "__name__", repr(task))
-                log.exception("maintenance task failed", task=name, error=str(exc))
 
 
 class Worker:
@@ -347,25 +317,27 @@ class Worker:
         clock = self._clock
         each_beat = (self._beat, self._rescue, self._watch_queues, self._watch_stalls)
         tasks = [
-            _Periodic(clock, o.heartbeat_interval, (*each_beat, self.tracker.ops.expire)),
-            _Periodic(clock, min(1.0, o.heartbeat_interval), (self._tick,)),
-            _Periodic(
-                clock, o.purge_interval, (self._purge,), first_delay=min(60.0, o.purge_interval)
-            ),
+            Periodic(clock, o.heartbeat_interval, (*each_beat, self.tracker.ops.expire)),
+            Periodic(clock, min(1.0, o.heartbeat_interval), (self._tick,)),
+            Periodic(clock, o.purge_interval, (self._purge,), min(60.0, o.purge_interval)),
         ]
         step = min(1.0, o.heartbeat_interval)
         while not self._halt.wait(step):
             for task in tasks:
                 task.run_if_due()
 
+    def _rescue(self) -> None:
+        rescue(self.tracker, self.options.heartbeat_timeout)
+
+    def _watch_queues(self) -> None:
+        watch_queues(self.tracker)
+
+    def _purge(self) -> None:
+        purge(self.tracker)
+
     def _tick(self) -> None:
         if self._consuming:  # schedules fire from workers that run jobs
             self._scheduler.tick()
-
-    def _purge(self) -> None:
-        deleted = self.tracker.purge()
-        if deleted:
-            log.info("purged finished jobs", count=deleted)
 
     def _start_up(self) -> None:
         """Register this worker, release the jobs that waited for its queues, store schedule
@@ -391,16 +363,6 @@ class Worker:
         with self._lock:
             return len(self._running)
 
-    def _watch_queues(self) -> None:
-        """Park queued jobs no live worker consumes (``waiting``), release them when one does."""
-        try:
-            watch = self.tracker.ops.watch_queues()
-        except StoreError as exc:
-            log.warning("queue watch failed", error=str(exc))
-            return
-        if watch.parked or watch.released:
-            log.info("queue watch", waiting=watch.parked, queued_again=watch.released)
-
     def _beat(self) -> None:
         if self._consuming:
             self.presence.announce()
@@ -411,11 +373,6 @@ class Worker:
                 beat = beats.get(job_id)
                 cancel = bool(beat and beat.cancel_requested)
                 buffer.observe(cancel_requested=cancel, held=bool(beat))
-
-    def _rescue(self) -> None:
-        for job in self._runs.rescue(self.options.heartbeat_timeout):
-            state = "failed" if job.terminal else "rescued"
-            journal.job_changed(state, job, reason="heartbeat lost", worker=job.worker)
 
     def _watch_stalls(self) -> None:
         with self._lock:

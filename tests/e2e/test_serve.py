@@ -736,3 +736,50 @@ def test_metrics_need_an_admin_token_unless_made_public(sqlite_servers: Servers)
         scraped = scraper.get("/metrics")
         assert scraped.status_code == 200
         assert "jobtrail_open_streams" in scraped.text
+
+
+def test_a_stream_is_woken_by_another_processs_commit_not_by_its_poll(
+    servers: Servers, database_url: str
+) -> None:
+    # A poll of a minute: an update that arrives within a second came from the store's
+    # change notifications (PostgreSQL LISTEN, SQLite's data_version), not from polling.
+    server = servers.start("--no-worker", JOBTRAIL_STREAM_POLL_INTERVAL="60")
+    alice = create_token(database_url, "--owner", "A")
+    with subprocess.Popen(
+        [sys.executable, "-c", WRITER, database_url],
+        cwd=REPO,
+        env=command_env(database_url),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as writer:
+        try:
+            follow_the_writer(server, alice, writer)
+            assert writer.wait(20) == 0
+        finally:
+            writer.kill()
+
+
+def test_serve_with_several_http_processes_runs_jobs_in_one_worker(
+    servers: Servers, database_url: str
+) -> None:
+    server = servers.start("--workers", "2")
+    admin = create_token(database_url, "--name", "ops")
+    with server.client(admin) as client:
+        ids = []
+        for n in range(6):
+            response = client.post("/jobs", json={"kind": "greet", "payload": {"name": f"n{n}"}})
+            assert response.status_code == 202, response.text
+            ids.append(response.json()["job_id"])
+
+        def finished() -> list[Json]:
+            jobs = [client.get(f"/jobs/{job_id}").json() for job_id in ids]
+            return jobs if all(j["status"] == "succeeded" for j in jobs) else []
+
+        jobs = until(finished, 20, what="the jobs submitted to either HTTP process to run")
+        workers = client.get("/workers").json()
+    # One worker, in the command's own process; the HTTP processes are its children.
+    assert [(w["engine"], w["pid"]) for w in workers] == [("jobtrail", server.process.pid)]
+    assert {str(server.process.pid) in j["worker"] for j in jobs} == {True}
+    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+    assert len(children.read_text().split()) >= 2

@@ -46,15 +46,17 @@ class WorkerProcesses:
         hello: bool = False,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
         deploy: bool = False,
+        poll_interval: float = 0.05,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
     ) -> subprocess.Popen[bytes]:
         """Start one worker process (``args`` are extra CLI options, e.g. ``--burst``;
         ``hello``/``deploy``: the app's startup jobs, see ``tests.apps.worker_app``)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("JOBTRAIL_")} | {
             "JOBTRAIL_DATABASE_URL": self.database_url,
-            "JOBTRAIL_HEARTBEAT_INTERVAL": str(HEARTBEAT_INTERVAL),
+            "JOBTRAIL_HEARTBEAT_INTERVAL": str(heartbeat_interval),
             "JOBTRAIL_HEARTBEAT_TIMEOUT": str(heartbeat_timeout),
             "JOBTRAIL_GRACE_PERIOD": str(GRACE_PERIOD),
-            "JOBTRAIL_POLL_INTERVAL": "0.05",
+            "JOBTRAIL_POLL_INTERVAL": str(poll_interval),
             "JOBTRAIL_FLUSH_INTERVAL": "0.05",
             "WORKER_APP_HELLO": "1" if hello else "0",
             "WORKER_APP_DEPLOY": "1" if deploy else "0",
@@ -287,3 +289,38 @@ def test_four_worker_processes_run_a_thousand_jobs_each_exactly_once(
         twice = conn.execute(starts.group_by(job_events.c.job_id).having(sa.func.count() > 1)).all()
     assert twice == []
     assert app.list(kind="noop", status=list(ACTIVE)).total_count == 0
+
+
+def test_an_idle_worker_in_another_process_starts_a_job_long_before_its_next_poll(
+    processes: WorkerProcesses, app: Tracker, log: str
+) -> None:
+    # Polls and heartbeats (whose commits wake a worker's idle threads too) a minute apart:
+    # the job runs within seconds only if the submit's commit woke the worker (PostgreSQL
+    # LISTEN/NOTIFY; SQLite's data_version, read when the log is written), and ``wait``
+    # returns only if the worker's commit woke this process in turn.
+    processes.start(poll_interval=60, heartbeat_interval=60, heartbeat_timeout=180)
+    until(app.workers, 30, what="the worker to register")
+    time.sleep(0.5)  # its first claims found nothing: it is idle until the next poll
+    for _ in range(3):
+        job = app.submit("noop", {"log": log})
+        assert app.wait(job.id, timeout=10, poll=60).status is Status.SUCCEEDED, processes.output()
+
+
+def test_an_idle_postgresql_worker_sends_no_change_notifications(
+    processes: WorkerProcesses, app: Tracker, database_url: str, log: str
+) -> None:
+    # The triggers notify only when jobs rows changed: an idle worker's empty claims must not
+    # wake every other idle worker, whose empty claims would wake it again.
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite needs no notifications: its watchers read data_version")
+    import psycopg
+
+    processes.start(poll_interval=0.05)
+    until(app.workers, 30, what="the worker to register")
+    url = sa.make_url(database_url).set(drivername="postgresql")
+    with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute("LISTEN jobtrail_changes")
+        idle = list(conn.notifies(timeout=1.5))
+        assert idle == []  # 30 empty claims went by
+        app.submit("noop", {"log": log})
+        assert len(list(conn.notifies(timeout=5, stop_after=1))) == 1

@@ -79,6 +79,7 @@ class Database:
         """Rung when work became due in this process (a submit; a stopping worker)."""
         self._group_lock = threading.Lock()
         self._watcher: Watcher | None = None
+        _DATABASES.add(self)
 
     def close(self) -> None:
         """Stop watching and release every pooled connection."""
@@ -306,13 +307,17 @@ def normalize_url(url: str) -> URL:
 
 
 _ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+_DATABASES: weakref.WeakSet[Database] = weakref.WeakSet()
 
 
 def _forget_connections_after_fork() -> None:
     # A forked child (Celery prefork, gunicorn --preload) must not use the parent's pooled
-    # connections: it drops them, without closing the parent's, and opens its own.
+    # connections: it drops them, without closing the parent's, and opens its own. The
+    # parent's watcher thread did not come along: the child starts its own when needed.
     for engine in list(_ENGINES):
         engine.dispose(close=False)
+    for database in list(_DATABASES):
+        database._watcher = None
 
 
 os.register_at_fork(after_in_child=_forget_connections_after_fork)

@@ -1,5 +1,6 @@
-"""ExpiryStore: unfinished work that outlived its promise — queued jobs never started before
-their ``expires_at``, external jobs silent for longer than their ``report_timeout``."""
+"""ExpiryStore: unfinished work that outlived its promise — jobs whose runner stopped
+heartbeating, queued jobs never started before their ``expires_at``, external jobs silent for
+longer than their ``report_timeout``."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from jobtrail import journal
-from jobtrail.jobs import EventType, Job, NewEvent, Status, sources_of
+from jobtrail.jobs import HELD, EventType, Job, NewEvent, Status, sources_of
 from jobtrail.store.database import Database
 from jobtrail.store.rows import JOB_COLUMNS, append_events, job_from_row
+from jobtrail.store.runs import rescued
 from jobtrail.store.statements import status_in
 from jobtrail.store.tables import jobs
 
@@ -28,6 +30,57 @@ class ExpiryStore:
 
     def __init__(self, database: Database) -> None:
         self._db = database
+
+    def rescue(self, heartbeat_timeout: float) -> list[Job]:
+        """Take back held jobs (running, or waiting by ``ctx.wait``) whose heartbeat is older
+        than ``heartbeat_timeout`` seconds.
+
+        Jobs with attempts left go back to ``queued`` (a ``rescued`` event); the others end
+        ``failed`` with "worker lost". Their old runner's lease stops working either way.
+        """
+        now = self._db.clock()
+        stale = sa.and_(
+            c.heartbeat_at < self._db.heartbeat_clock(now) - timedelta(seconds=heartbeat_timeout),
+            # An external job with a report timeout is timed out by that (``ExpiryStore``).
+            sa.or_(c.report_timeout.is_(None), c.lease.is_not(None)),
+            # A waiting job without a lease waits for a worker: no heartbeat to lose.
+            sa.or_(c.status != Status.WAITING.value, c.lease.is_not(None)),
+        )
+        back = (
+            jobs.update()
+            .where(
+                status_in(sources_of(Status.QUEUED, among=HELD)),
+                stale,
+                c.attempt < c.max_attempts,
+            )
+            # ``worker`` keeps the lost worker's name; the next claim replaces it.
+            .values(status=Status.QUEUED.value, run_after=now, lease=None, updated_at=now)
+            .values(wait_reason=None)
+            .returning(*JOB_COLUMNS)
+        )
+        lost = (
+            jobs.update()
+            .where(
+                status_in(sources_of(Status.FAILED, among=HELD)),
+                stale,
+                c.attempt >= c.max_attempts,
+            )
+            .values(
+                status=Status.FAILED.value,
+                error_message="worker lost",
+                completed_at=now,
+                updated_at=now,
+                lease=None,
+            )
+            .returning(*JOB_COLUMNS)
+        )
+        with self._db.write() as conn:
+            requeued = conn.execute(back).all()
+            failed = conn.execute(lost).all()
+            events = [(r.id, rescued(r.worker)) for r in requeued]
+            events += [(r.id, NewEvent(EventType.FAILED, "worker lost")) for r in failed]
+            append_events(conn, now, events)
+        return [job_from_row(r._mapping, now) for r in [*requeued, *failed]]
 
     def expire(self) -> list[Job]:
         """End what ran out of time now: unstarted queued or waiting jobs past ``expires_at``

@@ -1,4 +1,4 @@
-"""RunStore: the writes of whoever runs a job — claims, heartbeats, progress, outcomes, rescues."""
+"""RunStore: the writes of whoever runs a job — claims, heartbeats, progress, outcomes."""
 
 from __future__ import annotations
 
@@ -334,57 +334,6 @@ class RunStore:
                 return False
             append_events(conn, now, [(job_id, e) for e in events])
         return True
-
-    def rescue(self, heartbeat_timeout: float) -> list[Job]:
-        """Take back held jobs (running, or waiting by ``ctx.wait``) whose heartbeat is older
-        than ``heartbeat_timeout`` seconds.
-
-        Jobs with attempts left go back to ``queued`` (a ``rescued`` event); the others end
-        ``failed`` with "worker lost". Their old runner's lease stops working either way.
-        """
-        now = self._db.clock()
-        stale = sa.and_(
-            c.heartbeat_at < self._db.heartbeat_clock(now) - timedelta(seconds=heartbeat_timeout),
-            # An external job with a report timeout is timed out by that (``ExpiryStore``).
-            sa.or_(c.report_timeout.is_(None), c.lease.is_not(None)),
-            # A waiting job without a lease waits for a worker: no heartbeat to lose.
-            sa.or_(c.status != Status.WAITING.value, c.lease.is_not(None)),
-        )
-        back = (
-            jobs.update()
-            .where(
-                status_in(sources_of(Status.QUEUED, among=HELD)),
-                stale,
-                c.attempt < c.max_attempts,
-            )
-            # ``worker`` keeps the lost worker's name; the next claim replaces it.
-            .values(status=Status.QUEUED.value, run_after=now, lease=None, updated_at=now)
-            .values(wait_reason=None)
-            .returning(*JOB_COLUMNS)
-        )
-        lost = (
-            jobs.update()
-            .where(
-                status_in(sources_of(Status.FAILED, among=HELD)),
-                stale,
-                c.attempt >= c.max_attempts,
-            )
-            .values(
-                status=Status.FAILED.value,
-                error_message="worker lost",
-                completed_at=now,
-                updated_at=now,
-                lease=None,
-            )
-            .returning(*JOB_COLUMNS)
-        )
-        with self._db.write() as conn:
-            requeued = conn.execute(back).all()
-            failed = conn.execute(lost).all()
-            events = [(r.id, rescued(r.worker)) for r in requeued]
-            events += [(r.id, NewEvent(EventType.FAILED, "worker lost")) for r in failed]
-            append_events(conn, now, events)
-        return [job_from_row(r._mapping, now) for r in [*requeued, *failed]]
 
     def mark_stalled(self, job_id: str, lease: str, stalled_for: float) -> bool:
         """Flag a held job whose progress has not moved for ``stalled_for`` seconds."""
