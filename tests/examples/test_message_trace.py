@@ -75,6 +75,7 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
         "JOBTRAIL_DATABASE_URL": url,
         "JOBTRAIL_FLUSH_INTERVAL": "0.05",
         "JOBTRAIL_POLL_INTERVAL": "0.05",
+        "JOBTRAIL_STREAM_POLL_INTERVAL": "0.1",
         "MESSAGE_TRACE_REDIS_URL": broker,
         "MESSAGE_TRACE_UPSTREAM_URL": f"http://127.0.0.1:{site}",
         "MESSAGE_TRACE_CLAIM_IDLE": "0.5",
@@ -199,5 +200,19 @@ def test_the_polling_page_follows_a_trace_until_it_ends(stack: Stack, browser: B
         stack.finished(stack.publish("m-page-gone", "/property/missing-page", "U5"))
         page.goto(f"{stack.base}/trace?message_id=m-page-gone")
         expect(page.locator("#status")).to_have_text("not_found", timeout=15_000)
+    finally:
+        page.close()
+
+
+def test_the_mounted_dashboard_shows_a_trace_live(stack: Stack, browser: Browser) -> None:
+    page = browser.new_page()
+    try:
+        page.goto(f"{stack.base}/jobtrail/")
+        live = stack.publish("m-live", "/property/flaky-live", "U6")  # retried for a while
+        row = page.locator("#active tbody tr", has_text="property_scrape")
+        expect(row).to_have_count(1, timeout=10_000)
+        expect(row.locator(".js-status")).to_have_text("failed", timeout=15_000)
+        href = row.locator("a").first.get_attribute("href")
+        assert href == f"/jobtrail/jobs/{stack.finished(live)['id']}"
     finally:
         page.close()
