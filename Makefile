@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps demo test check lint format bench soak screenshots clean
+.PHONY: install system-deps demo test check lint format bench soak screenshots clean \
+	example-document_ingest example-message_trace
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +22,9 @@ demo: install
 	$(BIN)/jobtrail demo
 
 check: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/mypy --strict src tests
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/mypy --strict src tests examples
 
 test: system-deps check
 	$(BIN)/pytest
@@ -39,8 +40,8 @@ soak: system-deps install
 		"tests/test_web.py::test_the_api_conforms_to_its_openapi_document_under_every_check"
 
 format: install
-	$(BIN)/ruff check --fix src tests bench
-	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench examples
+	$(BIN)/ruff format src tests bench examples
 
 bench: install
 	$(BIN)/python -m bench.throughput
@@ -48,6 +49,15 @@ bench: install
 	$(BIN)/python -m bench.pickup
 	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.celery_overhead
+
+# The examples (examples/<name>/README.md): each starts what it needs on loopback, its own
+# redis-server included, with a demo dataset; Ctrl-C stops it all.
+# REMOTE=1 also starts a Celery worker for the "remote" queue (scans).
+example-document_ingest: system-deps install
+	$(BIN)/python -m examples.document_ingest $(if $(REMOTE),--remote)
+
+example-message_trace: system-deps install
+	$(BIN)/python -m examples.message_trace
 
 screenshots: system-deps install
 	JOBTRAIL_SCREENSHOTS=1 $(BIN)/pytest tests/e2e/test_dashboard.py

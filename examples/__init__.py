@@ -1,0 +1,1 @@
+"""Small complete apps that rebuild real services on jobtrail (``make example-<name>``)."""

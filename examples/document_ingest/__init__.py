@@ -1,0 +1,1 @@
+"""Document ingestion on Celery with a job-management API, tracked by jobtrail."""

@@ -1,0 +1,1 @@
+"""The examples, served over real HTTP with the real services they need."""
