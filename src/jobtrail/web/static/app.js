@@ -2,6 +2,8 @@
 "use strict";
 
 const TERMINAL = new Set(["succeeded", "partial", "failed", "cancelled"]);
+// Where the dashboard is mounted: "" at the root of its server, "/jobtrail" inside another app.
+const ROOT = document.documentElement.dataset.root || "";
 
 function fmtDuration(s) {
   if (s === null || s === undefined) return "–";
@@ -60,7 +62,7 @@ function newRow(job) {
   const row = document.getElementById("row-template").content.firstElementChild.cloneNode(true);
   row.dataset.job = job.id;
   const link = row.querySelector("a");
-  link.href = "/jobs/" + job.id;
+  link.href = ROOT + "/jobs/" + job.id;
   link.textContent = job.kind;
   row.querySelector(".mono").textContent = job.id.slice(0, 8);
   row.children[1].textContent = job.owner || "–";
@@ -96,7 +98,7 @@ function liveOverview(table) {
 
 function appendEvents(article) {
   const after = article.dataset.lastEvent || "0";
-  fetch(`/api/v1/jobs/${article.dataset.job}/events?after=${after}`, { credentials: "same-origin" })
+  fetch(`${ROOT}/api/v1/jobs/${article.dataset.job}/events?after=${after}`, { credentials: "same-origin" })
     .then((r) => (r.ok ? r.json() : null))
     .then((page) => {
       if (!page) return;
@@ -130,7 +132,7 @@ function liveJob(article) {
     buttons.retryFailed.hidden = buttons.retry.hidden || !job.items_failed;
   }
   if (article.dataset.terminal !== "true") {
-    const source = new EventSource(`/api/v1/jobs/${article.dataset.job}/stream`, { withCredentials: true });
+    const source = new EventSource(`${ROOT}/api/v1/jobs/${article.dataset.job}/stream`, { withCredentials: true });
     source.addEventListener("job", (event) => {
       const job = JSON.parse(event.data);
       paint(article, job);
@@ -148,7 +150,7 @@ function liveJob(article) {
   }
   const id = article.dataset.job;
   buttons.cancel.addEventListener("click", () =>
-    act(`/api/v1/jobs/${id}/cancel`, "Cancel this job?", (job) => {
+    act(`${ROOT}/api/v1/jobs/${id}/cancel`, "Cancel this job?", (job) => {
       paint(article, job);
       if (article.dataset.updated === job.updated_at) setButtons(job);
       result.textContent = job.status === "cancelled" ? "Cancelled." : "Cancel requested; the job stops at its next checkpoint.";
@@ -156,10 +158,10 @@ function liveJob(article) {
     }));
   for (const [button, query] of [[buttons.retry, ""], [buttons.retryFailed, "?only_failed_items=true"]]) {
     button.addEventListener("click", () =>
-      act(`/api/v1/jobs/${id}/retry${query}`, "Queue a retry of this job?", (job) => {
+      act(`${ROOT}/api/v1/jobs/${id}/retry${query}`, "Queue a retry of this job?", (job) => {
         result.replaceChildren("Retry queued: ");
         const link = document.createElement("a");
-        link.href = "/jobs/" + job.id;
+        link.href = ROOT + "/jobs/" + job.id;
         link.textContent = job.id.slice(0, 8);
         link.id = "retry-link";
         result.append(link);

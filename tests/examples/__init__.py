@@ -1,0 +1,1 @@
+"""Tests of the examples: each app and its fake upstream served over real HTTP."""
