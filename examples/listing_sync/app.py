@@ -102,8 +102,8 @@ def sync_job(job: jobtrail.Job) -> dict[str, Any]:
         "started_at": job.started_at,
         "completed_at": job.completed_at,
         "total_listings": job.items_total,
-        "succeeded_listings": job.items_succeeded,
-        "failed_listings": job.items_failed,
+        "succeeded_listings": job.items_succeeded or 0,
+        "failed_listings": job.items_failed or 0,
         "error_message": job.error_message,
         "error_details": {"listing_errors": listing_errors},
     }
