@@ -99,9 +99,9 @@ def sync_job(client: httpx.Client, job_id: str) -> Json:
 
 
 def finished(client: httpx.Client, job_id: str, timeout: float = 30) -> Json:
-    def done() -> Json | None:
+    def done() -> Json:
         job = sync_job(client, job_id)
-        return None if job["status"] in ("pending", "running") else job
+        return {} if job["status"] in ("pending", "running") else job
 
     return until(done, timeout, what=f"sync job {job_id} to finish", poll=0.05)
 
@@ -169,7 +169,8 @@ def test_odd_input_is_a_4xx_with_a_detail(client: httpx.Client) -> None:
     taken = create(client, "cred-ok2", "valid-x")
     assert taken.status_code == 409
     assert "already exists" in taken.json()["detail"]
-    for bad in ({"account_id": "a b"}, {"account_id": ""}, {"credentials": {}}):
+    bad_fields: list[Json] = [{"account_id": "a b"}, {"account_id": ""}, {"credentials": {}}]
+    for bad in bad_fields:
         body = {"account_id": "x", "name": "x", "credentials": {"api_key": "valid-x"}} | bad
         response = client.post("/api/v1/accounts", json=body)
         assert response.status_code == 422, (bad, response.text)
