@@ -5,7 +5,7 @@
 - ``valid-empty`` has no listings; every other valid key sees ``L01`` … ``L10``.
 - Faults, counted per key: ``L03`` and ``L07`` always answer 500; ``L05`` answers 429 with
   ``Retry-After: 1`` on its first call; ``L09`` answers 503 on its first two calls.
-- ``LISTING_SYNC_UPSTREAM_DELAY`` (seconds, default 0) slows every insights answer.
+- Slow responses: keys starting with ``valid-slow`` get each insights answer after 0.1 s.
 
 Serve it with ``uvicorn examples.listing_sync.upstream:app --port 8001``.
 """
@@ -13,7 +13,6 @@ Serve it with ``uvicorn examples.listing_sync.upstream:app --port 8001``.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import Counter
 from datetime import date, timedelta
 from typing import Annotated
@@ -36,6 +35,7 @@ NAMES = [
 LISTINGS = {f"L{n:02d}": name for n, name in enumerate(NAMES, 1)}
 DAYS = [date(2026, 1, 1) + timedelta(days=n) for n in range(7)]
 ALWAYS_FAILING = {"L03", "L07"}
+SLOW = 0.1
 
 app = FastAPI(title="Fake insights API")
 calls: Counter[tuple[str, str]] = Counter()  # (key, listing) -> calls so far
@@ -63,7 +63,8 @@ async def insights(
     key = api_key(authorization)
     if listing_id not in LISTINGS or key == "valid-empty":
         raise HTTPException(404, f"no listing {listing_id}")
-    await asyncio.sleep(float(os.environ.get("LISTING_SYNC_UPSTREAM_DELAY", "0")))
+    if key.startswith("valid-slow"):
+        await asyncio.sleep(SLOW)
     calls[key, listing_id] += 1
     call = calls[key, listing_id]
     if listing_id in ALWAYS_FAILING:

@@ -95,7 +95,7 @@ class Fleet:
     def stop_all(self) -> None:
         """Stop what still runs; each must shut down gracefully."""
         problems = []
-        for served in self.started:
+        for served in reversed(self.started):  # the apps before their upstreams
             if served.process.returncode is None:
                 try:
                     served.stop()
