@@ -109,13 +109,16 @@ def sync_job(job: jobtrail.Job) -> dict[str, Any]:
     }
 
 
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+
+
 class Credentials(BaseModel):
-    api_key: str = Field(min_length=1, max_length=200)
+    api_key: str = Field(min_length=1, max_length=200, pattern=r"^[!-~]+$")  # visible ASCII
 
 
 class NewAccount(BaseModel):
     account_id: str = Field(min_length=1, max_length=100, pattern=r"^[\w.-]+$")
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=PRINTABLE)
     credentials: Credentials
     skip_validation: bool = False
 
@@ -189,7 +192,7 @@ def get_sync_job(job_id: str) -> dict[str, Any]:
 def list_sync_jobs(
     account_id: str,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> dict[str, Any]:
     get_account(account_id)
     page = tracker.list(owner=account_id, kind="listing_sync", limit=limit, offset=offset)

@@ -169,7 +169,14 @@ def test_odd_input_is_a_4xx_with_a_detail(client: httpx.Client) -> None:
     taken = create(client, "cred-ok2", "valid-x")
     assert taken.status_code == 409
     assert "already exists" in taken.json()["detail"]
-    bad_fields: list[Json] = [{"account_id": "a b"}, {"account_id": ""}, {"credentials": {}}]
+    bad_fields: list[Json] = [
+        {"account_id": "a b"},
+        {"account_id": ""},
+        {"name": "nul\x00"},
+        {"credentials": {}},
+        {"credentials": {"api_key": "valid-\n"}},
+        {"credentials": {"api_key": "valid-é"}},
+    ]
     for bad in bad_fields:
         body = {"account_id": "x", "name": "x", "credentials": {"api_key": "valid-x"}} | bad
         response = client.post("/api/v1/accounts", json=body)

@@ -208,3 +208,22 @@ def test_the_polling_page_shows_the_bar_until_the_run_completes(
     page.wait_for_timeout(2500)
     assert len(polls) == polled  # no poll once the run completed
     page.close()
+
+
+def test_the_jobtrail_dashboard_mounted_at_jobtrail_shows_the_runs_live(
+    browser: Browser, app: Served, client: httpx.Client
+) -> None:
+    page = browser.new_page()
+    page.goto(f"{app.url}/jobtrail/")
+    expect(page.locator("h2#active-h")).to_be_visible()
+    assert page.evaluate("document.styleSheets[0].cssRules.length") > 0  # /jobtrail/static/
+    run_id = start(client)
+    row = page.locator(f'#active tr[data-job="{run_id}"]')  # added from the SSE stream
+    expect(row).to_be_visible(timeout=15_000)
+    link = row.locator("a")
+    expect(link).to_have_attribute("href", f"/jobtrail/jobs/{run_id}")
+    link.click()
+    expect(page).to_have_url(f"{app.url}/jobtrail/jobs/{run_id}")
+    expect(page.locator("#job .js-status")).to_have_text("succeeded", timeout=20_000)
+    expect(page.locator("#timeline")).to_contain_text("Media sync completed successfully")
+    page.close()
