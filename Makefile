@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps demo test check lint format bench soak screenshots clean
+.PHONY: install system-deps demo test check lint format bench soak screenshots clean \
+	example-listing_sync example-media_sync
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +22,9 @@ demo: install
 	$(BIN)/jobtrail demo
 
 check: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/mypy --strict src tests
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/mypy --strict src tests examples
 
 test: system-deps check
 	$(BIN)/pytest
@@ -39,8 +40,8 @@ soak: system-deps install
 		"tests/test_web.py::test_the_api_conforms_to_its_openapi_document_under_every_check"
 
 format: install
-	$(BIN)/ruff check --fix src tests bench
-	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench examples
+	$(BIN)/ruff format src tests bench examples
 
 bench: install
 	$(BIN)/python -m bench.throughput
@@ -48,6 +49,21 @@ bench: install
 	$(BIN)/python -m bench.pickup
 	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.celery_overhead
+
+# An example (examples/NAME/README.md) on loopback: its fake upstream on UPSTREAM_PORT, its app
+# on EXAMPLE_PORT over a fresh SQLite store in .examples/NAME/, then its demo data; Ctrl-C stops all.
+EXAMPLE_PORT ?= 8000
+UPSTREAM_PORT ?= 8001
+example-listing_sync example-media_sync: example-%: install
+	@rm -rf .examples/$* && mkdir -p .examples/$*
+	@$(BIN)/uvicorn examples.$*.upstream:app --host 127.0.0.1 --port $(UPSTREAM_PORT) \
+		--log-level warning & upstream=$$!; \
+	JOBTRAIL_DATABASE_URL=sqlite:///.examples/$*/jobtrail.db \
+	$(shell echo $* | tr a-z A-Z)_UPSTREAM_URL=http://127.0.0.1:$(UPSTREAM_PORT) \
+		$(BIN)/uvicorn examples.$*.app:app --host 127.0.0.1 --port $(EXAMPLE_PORT) & app=$$!; \
+	trap 'kill $$app $$upstream 2>/dev/null; wait' EXIT INT TERM; \
+	$(BIN)/python -m examples.$*.demo http://127.0.0.1:$(EXAMPLE_PORT); \
+	wait
 
 screenshots: system-deps install
 	JOBTRAIL_SCREENSHOTS=1 $(BIN)/pytest tests/e2e/test_dashboard.py

@@ -65,7 +65,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPI(title="Media sync", lifespan=lifespan)
 app.mount("/jobtrail", create_app(tracker, no_auth=True))  # loopback demo: no tokens
 
-STATUSES = {"succeeded": "completed", "partial": "completed", "failed": "failed"}
+STATUSES = {"succeeded": "completed", "partial": "completed"}
 
 
 def run_progress(job: jobtrail.Job) -> dict[str, Any]:
