@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: install system-deps demo test check lint format bench soak screenshots clean \
-	example-document_ingest example-message_trace
+	example-document_ingest example-message_trace example-listing_sync example-media_sync
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,21 @@ example-document_ingest: system-deps install
 
 example-message_trace: system-deps install
 	$(BIN)/python -m examples.message_trace
+
+# An example (examples/NAME/README.md) on loopback: its fake upstream on UPSTREAM_PORT, its app
+# on EXAMPLE_PORT over a fresh SQLite store in .examples/NAME/, then its demo data; Ctrl-C stops all.
+EXAMPLE_PORT ?= 8000
+UPSTREAM_PORT ?= 8001
+example-listing_sync example-media_sync: example-%: install
+	@rm -rf .examples/$* && mkdir -p .examples/$*
+	@$(BIN)/uvicorn examples.$*.upstream:app --host 127.0.0.1 --port $(UPSTREAM_PORT) \
+		--log-level warning & upstream=$$!; \
+	JOBTRAIL_DATABASE_URL=sqlite:///.examples/$*/jobtrail.db \
+	$(shell echo $* | tr a-z A-Z)_UPSTREAM_URL=http://127.0.0.1:$(UPSTREAM_PORT) \
+		$(BIN)/uvicorn examples.$*.app:app --host 127.0.0.1 --port $(EXAMPLE_PORT) & app=$$!; \
+	trap 'kill $$app $$upstream 2>/dev/null; wait' EXIT INT TERM; \
+	$(BIN)/python -m examples.$*.demo http://127.0.0.1:$(EXAMPLE_PORT); \
+	wait
 
 screenshots: system-deps install
 	JOBTRAIL_SCREENSHOTS=1 $(BIN)/pytest tests/e2e/test_dashboard.py

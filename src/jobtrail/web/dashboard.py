@@ -97,7 +97,7 @@ class Dashboard:
         self.failures = failures
         self.origins = origins
         self.authenticate = open_auth if no_auth else token_auth(tracker)
-        self.templates = Jinja2Templates(directory=HERE / "templates", context_processors=[_links])
+        self.templates = Jinja2Templates(directory=HERE / "templates")
         env = self.templates.env
         env.filters["duration"] = _duration
         env.filters["when"] = _when
@@ -117,7 +117,9 @@ class Dashboard:
             raise NeedsLogin from exc
 
     def render(self, request: Request, name: str, caller: Principal, **context: Any) -> Response:
-        context |= {"caller": caller, "no_auth": self.no_auth}
+        root = _root(request)
+        here = request.url.path.removeprefix(root) or "/"
+        context |= {"caller": caller, "no_auth": self.no_auth, "root": root, "here": here}
         return self.templates.TemplateResponse(request, name, context)
 
     # -- pages --------------------------------------------------------------------------
@@ -222,7 +224,7 @@ class Dashboard:
 
     def login_form(self, request: Request, error: str | None = None, status: int = 200) -> Response:
         return self.templates.TemplateResponse(
-            request, "login.html", {"error": error}, status_code=status
+            request, "login.html", {"error": error, "root": _root(request)}, status_code=status
         )
 
     async def login(self, request: Request) -> Response:
@@ -245,7 +247,7 @@ class Dashboard:
             with suppress(HTTPException):  # this failure is counted; the next one answers 429
                 self.failures.count(request)
             return self.login_form(request, "That token is not valid.", 401)
-        response = RedirectResponse(f"{_mount(request)}/", status_code=303)
+        response = RedirectResponse(f"{_root(request)}/", status_code=303)
         response.set_cookie(
             COOKIE,
             secret,
@@ -327,7 +329,7 @@ def create_dashboard(
     def logout(request: Request) -> Response:
         """Sign out (a POST from a page of this server: a link could be forged)."""
         board.origins.check(request)
-        response = RedirectResponse(f"{_mount(request)}/login", status_code=303)
+        response = RedirectResponse(f"{_root(request)}/login", status_code=303)
         response.delete_cookie(COOKIE)
         return response
 
@@ -340,22 +342,17 @@ def _guard(page: Callable[..., Response], request: Request, *args: Any) -> Respo
     try:
         response = page(request, *args)
     except NeedsLogin:
-        return RedirectResponse(f"{_mount(request)}/login", status_code=303)
+        return RedirectResponse(f"{_root(request)}/login", status_code=303)
     except JobNotFound as exc:
         body = f"<!doctype html><title>Not found</title><p>{escape(str(exc))}. "
-        return HTMLResponse(body + f'<a href="{_mount(request)}/jobs">History</a>', 404)
+        link = f'<a href="{escape(_root(request))}/jobs">History</a>'
+        return HTMLResponse(body + link, status_code=404)
     return response
 
 
-def _mount(request: Request) -> str:
-    """Where the dashboard is mounted: "" at ``/``, "/jobtrail" in an app that mounts it there
-    (``root_path``); every link, form, redirect and script URL of its pages starts with it."""
-    return str(request.scope.get("root_path", ""))
-
-
-def _links(request: Request) -> dict[str, str]:
-    """The templates' ``root``: the mount point."""
-    return {"root": _mount(request)}
+def _root(request: Request) -> str:
+    """Where the dashboard is mounted (``""`` at ``/``; ``"/jobtrail"`` inside another app)."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
 
 
 def static_files() -> StaticFiles:

@@ -2,7 +2,7 @@
 "use strict";
 
 const TERMINAL = new Set(["succeeded", "partial", "failed", "cancelled"]);
-// Where the dashboard is mounted ("" at the root, "/jobtrail" inside an app).
+// Where the dashboard is mounted: "" at the root of its server, "/jobtrail" inside another app.
 const ROOT = document.documentElement.dataset.root || "";
 
 function fmtDuration(s) {
@@ -62,7 +62,7 @@ function newRow(job) {
   const row = document.getElementById("row-template").content.firstElementChild.cloneNode(true);
   row.dataset.job = job.id;
   const link = row.querySelector("a");
-  link.href = `${ROOT}/jobs/${job.id}`;
+  link.href = ROOT + "/jobs/" + job.id;
   link.textContent = job.kind;
   row.querySelector(".mono").textContent = job.id.slice(0, 8);
   row.children[1].textContent = job.owner || "–";
@@ -161,7 +161,7 @@ function liveJob(article) {
       act(`${ROOT}/api/v1/jobs/${id}/retry${query}`, "Queue a retry of this job?", (job) => {
         result.replaceChildren("Retry queued: ");
         const link = document.createElement("a");
-        link.href = `${ROOT}/jobs/${job.id}`;
+        link.href = ROOT + "/jobs/" + job.id;
         link.textContent = job.id.slice(0, 8);
         link.id = "retry-link";
         result.append(link);

@@ -1,0 +1,1 @@
+"""Listing sync: per-listing insights for host accounts, synced by jobtrail jobs."""

@@ -1,0 +1,1 @@
+"""Media sync: a scheduled media library sync with stage-by-stage progress."""
