@@ -8,8 +8,6 @@ work past its time) and ``workers`` (the registry of live workers).
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-
 from jobtrail.store.database import Clock, Database, utcnow
 from jobtrail.store.expiry import ExpiryStore
 from jobtrail.store.jobs import JobStore
@@ -58,8 +56,10 @@ class Store:
 
     def revision(self) -> str | None:
         """The schema revision, read with one round trip (a health check)."""
-        with self.database.read() as conn:
-            return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        with self.database.raw(write=None) as session:
+            session.cursor.execute("SELECT version_num FROM alembic_version")
+            row = session.cursor.fetchone()
+        return None if row is None else str(row[0])
 
     def close(self) -> None:
         """Release every pooled connection."""

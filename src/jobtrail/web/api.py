@@ -52,6 +52,8 @@ def create_router(
     public = APIRouter(route_class=JobtrailRoute)
     add_health_route(public, tracker)
     router = APIRouter()
-    router.include_router(protected)
+    # FastAPI tries routes in order, and each try costs: the busiest (health checks, status
+    # reads) come first.
     router.include_router(public)
+    router.include_router(protected)
     return router

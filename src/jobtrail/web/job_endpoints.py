@@ -60,8 +60,8 @@ def _existing(tracker: Tracker, job: Job, key: str | None, caller: Principal) ->
 
 def add_job_routes(router: APIRouter, tracker: Tracker, gate: Gate) -> None:
     """Add the ``/jobs`` endpoints to ``router``, their callers admitted through ``gate``."""
+    _add_reads(router, tracker, gate)  # first: FastAPI tries routes in order
     _add_writes(router, tracker, gate)
-    _add_reads(router, tracker, gate)
     _add_actions(router, tracker, gate)
 
 
