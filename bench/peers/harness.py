@@ -71,7 +71,7 @@ class Peer(ABC):
         """Fetch up to ``limit`` jobs of one owner; how many came back (None: no way)."""
         return None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (most peers hold nothing to release)
         """Release clients and connections."""
 
 
@@ -141,7 +141,8 @@ def executors(peer: Peer, log_dir: Path) -> Iterator[None]:
     processes = []
     for n, command in enumerate(peer.worker_commands()):
         log = open(log_dir / f"{peer.name}-worker-{n}.log", "ab")  # noqa: SIM115 (closed below)
-        processes.append((subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log), log))
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+        processes.append((process, log))
     try:
         wait_finished(peer, peer.submit(), WORKER_START_TIMEOUT)
         yield
@@ -201,7 +202,8 @@ def idle_pickup(peer: Peer, samples: int) -> list[float]:
 def list_ms(peer: Peer, scale: Scale) -> tuple[float | None, float | None]:
     """Median milliseconds of listing 500 failed jobs and one owner's 100 (None: no way)."""
     figures: list[float | None] = []
-    for fn in (lambda: peer.list_failed(500), lambda: peer.list_owner("owner-7", 100)):
+    owner = f"owner-{scale.owners - 1}"
+    for fn in (lambda: peer.list_failed(500), lambda: peer.list_owner(owner, 100)):
         if fn() is None:
             figures.append(None)
         else:

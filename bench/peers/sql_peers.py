@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 CONNINFO = os.environ.get("PEERS_PG_CONNINFO", "")
 procrastinate_app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=CONNINFO))
-FINAL = {ProcrastinateStatus.SUCCEEDED, ProcrastinateStatus.FAILED}
+FINAL = {ProcrastinateStatus.SUCCEEDED.value, ProcrastinateStatus.FAILED.value}
 
 
 @procrastinate_app.task(name="noop", pass_context=True)
