@@ -1,10 +1,11 @@
-# One place for every command: `make demo`, `make test`, `make check`, `make bench`, `make soak`.
+# One place for every command: `make demo`, `make test`, `make check`, `make bench`,
+# `make bench-peers`, `make soak`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps demo test check lint format bench soak screenshots clean
+.PHONY: install system-deps demo test check lint format bench bench-peers soak screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +49,14 @@ bench: install
 	$(BIN)/python -m bench.pickup
 	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.celery_overhead
+
+# jobtrail beside Celery, RQ, Dramatiq and Procrastinate in one run on this machine, on its own
+# Redis and PostgreSQL: bench/results/peers.{json,md} and the profiles of docs/performance.md.
+# PEERS_ARGS=--quick for a smoke run.
+PEERS_ARGS ?=
+bench-peers: system-deps install
+	$(BIN)/python -m bench.peers $(PEERS_ARGS)
+	$(BIN)/python -m bench.peers.profile
 
 screenshots: system-deps install
 	JOBTRAIL_SCREENSHOTS=1 $(BIN)/pytest tests/e2e/test_dashboard.py

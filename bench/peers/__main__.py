@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import logging
 import os
 import platform
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,8 +61,12 @@ def make_peer(name: str, postgres: PostgresServer, scratch: Path) -> Peer:
         )
     if name == "Procrastinate":
         return sql_peers.ProcrastinatePeer(postgres)
-    peers = {"Celery": celery_peer.CeleryPeer, "RQ": rq_peer.RQPeer}
-    return {**peers, "Dramatiq": dramatiq_peer.DramatiqPeer}[name]()
+    peers: dict[str, Callable[[], Peer]] = {
+        "Celery": celery_peer.CeleryPeer,
+        "RQ": rq_peer.RQPeer,
+        "Dramatiq": dramatiq_peer.DramatiqPeer,
+    }
+    return peers[name]()
 
 
 def floors(args: argparse.Namespace, scale: Scale, scratch: Path) -> dict[str, Any]:
@@ -127,7 +132,7 @@ def main() -> None:
         for path in report.write(results, args.out):
             print(f"wrote {path}")
     else:
-        print(report.json.dumps(results, indent=2))
+        print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -24,8 +24,12 @@ dramatiq.set_broker(dramatiq_broker)
 def dramatiq_noop(owner: str | None = None, progress: int = 0, fail: bool = False) -> None:
     message = CurrentMessage.get_current_message()
     key = f"progress:{message.message_id if message else ''}"
+
+    def report(n: int) -> None:
+        client.set(key, n)
+
     try:
-        noop(owner, progress, fail, lambda n: client.set(key, n))
+        noop(owner, progress, fail, report)
     finally:
         client.incr(DONE)
 

@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 from bench.servers import ROOT
@@ -202,8 +203,11 @@ def idle_pickup(peer: Peer, samples: int) -> list[float]:
 def list_ms(peer: Peer, scale: Scale) -> tuple[float | None, float | None]:
     """Median milliseconds of listing 500 failed jobs and one owner's 100 (None: no way)."""
     figures: list[float | None] = []
-    owner = f"owner-{scale.owners - 1}"
-    for fn in (lambda: peer.list_failed(500), lambda: peer.list_owner(owner, 100)):
+    listings: list[Callable[[], int | None]] = [
+        partial(peer.list_failed, 500),
+        partial(peer.list_owner, f"owner-{scale.owners - 1}", 100),
+    ]
+    for fn in listings:
         if fn() is None:
             figures.append(None)
         else:
@@ -226,7 +230,7 @@ def measure(peer: Peer, scale: Scale, log_dir: Path) -> Figures:
     with executors(peer, log_dir):
         wait_done(peer, scale.jobs + 1)  # and the job that proved the workers ready
         sample = random.Random(14).choices(handles, k=scale.status_reads)
-        reads = [timed_ms(lambda h=h: peer.finished(h), 1)[0] for h in sample]  # type: ignore[misc]
+        reads = [timed_ms(partial(peer.finished, handle), 1)[0] for handle in sample]
         failed_ms, owner_ms = list_ms(peer, scale)
         pickups = idle_pickup(peer, scale.pickups)
     return Figures(
