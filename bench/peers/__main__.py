@@ -23,7 +23,9 @@ from bench.peers import baselines, report
 from bench.peers.harness import Peer, Scale, measure, scratch_dir
 from bench.servers import ROOT
 
-QUICK = Scale(jobs=200, repeats=1, status_reads=200, pickups=10, list_calls=3)
+QUICK = Scale(
+    jobs=200, repeats=1, status_reads=200, pickups=10, list_calls=3, probe_jobs=50, run_seconds=2
+)
 SYSTEMS = ("Celery", "RQ", "Procrastinate", "Dramatiq", "jobtrail", "jobtrail-pg")
 
 

@@ -88,8 +88,10 @@ class Figures:
     pickup_p99_ms: float
     list_failed_ms: float | None
     list_owner_ms: float | None
+    end_to_end_jobs: int  # how many jobs the end-to-end runs had (fewer than ``jobs`` when slow)
+    end_to_end_progress_jobs: int
 
-    def as_dict(self) -> dict[str, float | None]:
+    def as_dict(self) -> dict[str, float | int | None]:
         return asdict(self)
 
 
@@ -101,8 +103,10 @@ class Scale:
     repeats: int = 3
     progress_calls: int = 20
     status_reads: int = 2000
-    pickups: int = 100
+    pickups: int = 50
     list_calls: int = 20
+    probe_jobs: int = 200  # an end-to-end run this small first sizes the real one...
+    run_seconds: float = 10.0  # ...to about this long, at most ``jobs`` (RQ forks per job)
 
     @property
     def owners(self) -> int:
@@ -169,6 +173,15 @@ def end_to_end(peer: Peer, jobs: int, progress: int) -> float:
     return jobs / (time.perf_counter() - started)
 
 
+def sized_end_to_end(peer: Peer, scale: Scale, progress: int) -> tuple[float, int]:
+    """Jobs/s of an end-to-end run of ``scale.jobs`` jobs, or of as many as the system gets
+    through in about ``scale.run_seconds`` at the rate of a probe run; and that number."""
+    probe = min(scale.jobs, scale.probe_jobs)
+    rate = end_to_end(peer, probe, progress)
+    jobs = max(probe, min(scale.jobs, int(rate * scale.run_seconds)))
+    return end_to_end(peer, jobs, progress), jobs
+
+
 def submit_rate(peer: Peer, scale: Scale) -> tuple[float, list[object]]:
     """Jobs/s of one submit call at a time with no worker running, and the jobs: every 10th
     fails once run, and they belong to ``scale.owners`` owners (the data the lists read)."""
@@ -222,8 +235,8 @@ def measure(peer: Peer, scale: Scale, log_dir: Path) -> Figures:
     for _ in range(scale.repeats):
         peer.reset()
         with executors(peer, log_dir):
-            plain.append(end_to_end(peer, scale.jobs, 0))
-            progress.append(end_to_end(peer, scale.jobs, scale.progress_calls))
+            plain.append(sized_end_to_end(peer, scale, 0))
+            progress.append(sized_end_to_end(peer, scale, scale.progress_calls))
         peer.reset()
         rate, handles = submit_rate(peer, scale)
         submits.append(rate)
@@ -235,8 +248,10 @@ def measure(peer: Peer, scale: Scale, log_dir: Path) -> Figures:
         pickups = idle_pickup(peer, scale.pickups)
     return Figures(
         submit_per_s=statistics.median(submits),
-        end_to_end_per_s=statistics.median(plain),
-        end_to_end_progress_per_s=statistics.median(progress),
+        end_to_end_per_s=statistics.median(rate for rate, _ in plain),
+        end_to_end_progress_per_s=statistics.median(rate for rate, _ in progress),
+        end_to_end_jobs=max(jobs for _, jobs in plain),
+        end_to_end_progress_jobs=max(jobs for _, jobs in progress),
         status_read_p99_ms=percentile(reads, 0.99),
         pickup_p50_ms=statistics.median(pickups),
         pickup_p99_ms=percentile(pickups, 0.99),

@@ -69,6 +69,15 @@ def table(results: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def run_sizes(results: Mapping[str, Any]) -> str:
+    """How many jobs each system's end-to-end runs had (a slow system's runs are shorter)."""
+    sizes = (
+        f"{name} {s['figures']['end_to_end_jobs']:,} / {s['figures']['end_to_end_progress_jobs']:,}"
+        for name, s in results["systems"].items()
+    )
+    return "Jobs per end-to-end run (no-op / with progress): " + "; ".join(sizes) + "."
+
+
 def baselines(results: Mapping[str, Any]) -> str:
     """jobtrail against the floors under it, as ratios."""
     base = results["baselines"]
@@ -106,7 +115,8 @@ def markdown(results: Mapping[str, Any]) -> str:
         f"{run['cpus']} CPUs, Python {run['python']}, {run['note']}\n\n"
         "×N after a figure: how many times better jobtrail (SQLite) is — above 1 jobtrail is "
         "ahead, below 1 behind.\n\n"
-        f"{table(results)}\n\n## Floors\n\n{baselines(results)}\n\n## Settings\n\n{settings}\n"
+        f"{table(results)}\n\n{run_sizes(results)}\n\n"
+        f"## Floors\n\n{baselines(results)}\n\n## Settings\n\n{settings}\n"
     )
 
 

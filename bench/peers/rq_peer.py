@@ -8,7 +8,7 @@ import rq
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 
 from bench.peers.harness import EXECUTORS, python_command
-from bench.peers.redis_peer import URL, RedisPeer, client, noop
+from bench.peers.redis_peer import RedisPeer, client, noop
 
 rq_queue = rq.Queue("peers", connection=client)
 
@@ -33,8 +33,7 @@ class RQPeer(RedisPeer):
     )
 
     def worker_commands(self) -> list[list[str]]:
-        command = python_command("rq", "worker", "--url", URL, "--quiet", "peers")
-        return [command] * EXECUTORS
+        return [python_command("python", "-m", "bench.peers.rq_worker")] * EXECUTORS
 
     def submit(self, owner: str | None = None, progress: int = 0, fail: bool = False) -> object:
         return rq_queue.enqueue(rq_noop, owner=owner, progress=progress, fail=fail)
