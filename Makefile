@@ -24,7 +24,7 @@ demo: install
 check: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
-	$(BIN)/mypy --strict src tests
+	$(BIN)/mypy --strict src tests bench/peers
 
 test: system-deps check
 	$(BIN)/pytest
