@@ -140,8 +140,8 @@ def wait_done(peer: Peer, count: int, timeout: float = 600.0) -> None:
 
 
 @contextmanager
-def executors(peer: Peer, log_dir: Path) -> Iterator[None]:
-    """The peer's workers, running and proven ready by one finished job."""
+def executors(peer: Peer, log_dir: Path, proven: bool = True) -> Iterator[None]:
+    """The peer's workers, running and (``proven``) ready: one job submitted has finished."""
     env = os.environ | {"PYTHONPATH": str(ROOT)} | peer.worker_env()
     processes = []
     for n, command in enumerate(peer.worker_commands()):
@@ -149,7 +149,8 @@ def executors(peer: Peer, log_dir: Path) -> Iterator[None]:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
         processes.append((process, log))
     try:
-        wait_finished(peer, peer.submit(), WORKER_START_TIMEOUT)
+        if proven:
+            wait_finished(peer, peer.submit(), WORKER_START_TIMEOUT)
         yield
     finally:
         for process, _ in processes:
@@ -240,8 +241,8 @@ def measure(peer: Peer, scale: Scale, log_dir: Path) -> Figures:
         peer.reset()
         rate, handles = submit_rate(peer, scale)
         submits.append(rate)
-    with executors(peer, log_dir):
-        wait_done(peer, scale.jobs + 1)  # and the job that proved the workers ready
+    with executors(peer, log_dir, proven=False):  # a proof would queue behind every job
+        wait_done(peer, scale.jobs)
         sample = random.Random(14).choices(handles, k=scale.status_reads)
         reads = [timed_ms(partial(peer.finished, handle), 1)[0] for handle in sample]
         failed_ms, owner_ms = list_ms(peer, scale)
