@@ -93,11 +93,12 @@ def run(args: argparse.Namespace, scale: Scale) -> dict[str, Any]:
             "mode": "quick" if args.quick else "full",
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
-            "note": "machine shared with other work during the run",
+            "note": "",
         },
         "scale": vars(scale) | {"owners": scale.owners},
         "systems": {},
     }
+    load = os.getloadavg()[0]
     with servers() as postgres, ExitStack() as stack:
         for name in args.systems or SYSTEMS:
             peer = make_peer(name, postgres, scratch)
@@ -111,6 +112,9 @@ def run(args: argparse.Namespace, scale: Scale) -> dict[str, Any]:
                 "figures": figures,
             }
     results["baselines"] = {} if args.no_floors else floors(args, scale, scratch)
+    results["run"]["note"] = (
+        f"1-minute load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+    )
     print(f"logs and stores in {scratch}")
     return results
 

@@ -112,7 +112,7 @@ def markdown(results: Mapping[str, Any]) -> str:
     )
     return (
         f"# jobtrail beside its peers ({run['started_at']}, {run['mode']} run)\n\n"
-        f"{run['cpus']} CPUs, Python {run['python']}, {run['note']}\n\n"
+        f"{run['cpus']} CPUs, Python {run['python']}; {run['note']}.\n\n"
         "×N after a figure: how many times better jobtrail (SQLite) is — above 1 jobtrail is "
         "ahead, below 1 behind.\n\n"
         f"{table(results)}\n\n{run_sizes(results)}\n\n"
