@@ -1,10 +1,11 @@
-# One place for every command: `make demo`, `make test`, `make check`, `make bench`, `make soak`.
+# One place for every command: `make demo`, `make test`, `make check`, `make bench`,
+# `make bench-peers`, `make soak`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps demo test check lint format bench soak screenshots clean \
+.PHONY: install system-deps demo test check lint format bench bench-peers soak screenshots clean \
 	example-document_ingest example-message_trace example-listing_sync example-media_sync
 
 $(STAMP): pyproject.toml
@@ -24,7 +25,7 @@ demo: install
 check: install
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
-	$(BIN)/mypy --strict src tests examples
+	$(BIN)/mypy --strict src tests examples bench/peers
 
 test: system-deps check
 	$(BIN)/pytest
@@ -73,6 +74,14 @@ example-listing_sync example-media_sync: example-%: install
 	trap 'kill $$app $$upstream 2>/dev/null; wait' EXIT INT TERM; \
 	$(BIN)/python -m examples.$*.demo http://127.0.0.1:$(EXAMPLE_PORT); \
 	wait
+
+# jobtrail beside Celery, RQ, Dramatiq and Procrastinate in one run on this machine, on its own
+# Redis and PostgreSQL: bench/results/peers.{json,md} and the profiles of docs/performance.md.
+# PEERS_ARGS=--quick for a smoke run.
+PEERS_ARGS ?=
+bench-peers: system-deps install
+	$(BIN)/python -m bench.peers $(PEERS_ARGS)
+	$(BIN)/python -m bench.peers.profile
 
 screenshots: system-deps install
 	JOBTRAIL_SCREENSHOTS=1 $(BIN)/pytest tests/e2e/test_dashboard.py

@@ -13,6 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -79,16 +80,48 @@ async def hammer(base: str, token: str, job_id: str, clients: int, seconds: floa
     )
 
 
+@dataclass(frozen=True)
+class WrkFigures:
+    """What wrk measured: throughput, latency percentiles and answers other than 2xx/3xx."""
+
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+
+
+def wrk_ms(text: str) -> float:
+    """A wrk duration (``812.00us``, ``1.25ms``, ``2.01s``) in milliseconds."""
+    for unit, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if text.endswith(unit):
+            return float(text.removesuffix(unit)) * factor
+    raise ValueError(f"not a wrk duration: {text!r}")
+
+
+def wrk(url: str, headers: dict[str, str], clients: int, seconds: float) -> WrkFigures:
+    """Load ``url`` from wrk (C) with ``clients`` connections, leaving the cores to the server."""
+    command = ["wrk", "-t2", f"-c{clients}", f"-d{int(seconds)}s", "--latency", url]
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    fields = {line.split()[0]: line.split()[-1] for line in output.splitlines() if line.strip()}
+    return WrkFigures(
+        requests_per_s=float(fields["Requests/sec:"]),
+        p50_ms=wrk_ms(fields["50%"]),
+        p99_ms=wrk_ms(fields["99%"]),
+        non_2xx=int(fields.get("Non-2xx", "0")),
+    )
+
+
 def hammer_with_wrk(base: str, token: str, job_id: str, clients: int, seconds: float) -> None:
     """The same load from wrk (C), which leaves more of the 2 cores to the server."""
-    command = ["wrk", "-t2", f"-c{clients}", f"-d{int(seconds)}s", "--latency"]
-    command += ["-H", f"Authorization: Bearer {token}", f"{base}/api/v1/jobs/{job_id}"]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    wanted = ("50%", "99%", "Requests/sec", "Non-2xx")
-    figures = [
-        " ".join(line.split()) for line in output.splitlines() if line.strip().startswith(wanted)
-    ]
-    print(f"  GET /jobs/{{id}}, {clients} connections (wrk): " + "; ".join(figures))
+    url = f"{base}/api/v1/jobs/{job_id}"
+    figures = wrk(url, {"Authorization": f"Bearer {token}"}, clients, seconds)
+    print(
+        f"  GET /jobs/{{id}}, {clients} connections (wrk): p50 {figures.p50_ms:.2f} ms, "
+        f"p99 {figures.p99_ms:.2f} ms, {figures.requests_per_s:,.0f} requests/s, "
+        f"{figures.non_2xx} non-2xx"
+    )
 
 
 def stream_delay(base: str, token: str, url: str, writes: int) -> None:
