@@ -75,7 +75,12 @@ def floors(args: argparse.Namespace, scale: Scale, scratch: Path) -> dict[str, A
     """Raw sqlite3 commits, and plain FastAPI beside `jobtrail serve` under wrk."""
     seconds = 2.0 if args.quick else 10.0
     found: dict[str, Any] = {
-        "sqlite_commits_per_s": baselines.sqlite_commits(scratch / "raw", scale.jobs, scale.repeats)
+        "sqlite_commits_per_s": baselines.sqlite_commits(
+            scratch / "raw", scale.jobs, scale.repeats
+        ),
+        "sqlite_job_rows_per_s": baselines.sqlite_job_rows(
+            scratch / "rows", scale.jobs, scale.repeats
+        ),
     }
     found["fastapi"] = vars(baselines.plain_fastapi(seconds))
     found["jobtrail_serve"] = vars(

@@ -17,6 +17,9 @@ import jobtrail
 from bench.api import WrkFigures, serve, wrk
 from bench.peers.harness import python_command
 from bench.servers import ROOT
+from jobtrail.jobs import EventType, NewEvent
+from jobtrail.store.rows import event_row, new_row
+from jobtrail.store.statements import Statements
 
 HTTP_CLIENTS = 50
 
@@ -37,6 +40,44 @@ def sqlite_commits(path: Path, rows: int, repeats: int) -> float:
         rates.append(rows / (time.perf_counter() - started))
         conn.close()
     return statistics.median(rates)
+
+
+def sqlite_job_rows(path: Path, rows: int, repeats: int) -> float:
+    """Median submits per second done by hand in raw sqlite3: jobtrail's own INSERTs (the job
+    row into its indexed table, its ``created`` event) in one transaction, parameters built
+    before the clock starts — what ``submit`` writes, without any of jobtrail's Python."""
+    rates = []
+    for n in range(repeats):
+        url = f"sqlite:///{path.with_suffix(f'.{n}.db')}"
+        with jobtrail.Tracker(url) as tracker:
+            database = tracker.store.database
+            statements = Statements(database.engine.dialect, database.heartbeat_clock)
+            tracker.job("noop")(_noop)
+            kind = tracker.kind_of("noop")
+            now = tracker.now()
+            prepared = []
+            for _ in range(rows):
+                row = new_row(kind.new_job({}, now), now)
+                event = event_row(row["id"], now, NewEvent(EventType.CREATED))
+                prepared.append(
+                    (statements.insert_jobs.params(row), statements.event.params(event))
+                )
+        conn = sqlite3.connect(path.with_suffix(f".{n}.db"), isolation_level=None)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        job_sql, event_sql = statements.insert_jobs.sql, statements.event.sql
+        started = time.perf_counter()
+        for job, event in prepared:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(job_sql, job)
+            conn.execute(event_sql, event)
+            conn.execute("COMMIT")
+        rates.append(rows / (time.perf_counter() - started))
+        conn.close()
+    return statistics.median(rates)
+
+
+def _noop(ctx: jobtrail.Context) -> None:
+    """The kind whose rows ``sqlite_job_rows`` writes."""
 
 
 def plain_fastapi(seconds: float) -> WrkFigures:

@@ -89,6 +89,12 @@ def baselines(results: Mapping[str, Any]) -> str:
             f"| raw `sqlite3` INSERT + COMMIT (per s) vs `submit` | {raw:,.0f} | {mine:,.0f} "
             f"| {mine / raw:.2f} |"
         )
+    if "sqlite_job_rows_per_s" in base:
+        raw, mine = base["sqlite_job_rows_per_s"], jobtrail["submit_per_s"]
+        lines.append(
+            f"| raw `sqlite3` writing jobtrail's own rows (job + event) vs `submit` | {raw:,.0f} "
+            f"| {mine:,.0f} | {mine / raw:.2f} |"
+        )
     if "fastapi" in base:
         plain, serve = base["fastapi"], base["jobtrail_serve"]
         lines.append(
