@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from jobtrail.settings import Settings
     from jobtrail.store import Store
     from jobtrail.store.stats import Snapshot
+    from jobtrail.store.summaries import Rolled
     from jobtrail.store.tokens import Token
     from jobtrail.store.workers import QueueWatch
 
@@ -78,5 +79,14 @@ class Operations:
 
     def expire(self) -> list[Job]:
         """End unstarted jobs past ``expires_at`` (``cancelled``, "expired") and external jobs
-        silent past ``report_timeout`` (``failed``); workers and ``serve`` run it periodically."""
-        return self._store.expiry.expire()
+        silent past ``report_timeout`` (``failed``), then roll the summaries forward
+        (``roll_up``); workers and ``serve`` run it every heartbeat interval."""
+        expired = self._store.expiry.expire()
+        self.roll_up()
+        return expired
+
+    def roll_up(self) -> Rolled:
+        """Fold the jobs finished since the last roll-up into the per-day and per-minute
+        summaries that ``stats()``, the charts and the queues read (a few seconds behind now;
+        what finished since is counted live)."""
+        return self._store.summaries.roll_up()

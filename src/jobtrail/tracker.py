@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from jobtrail.context import Context
@@ -397,7 +397,7 @@ class Tracker:
         batch_size: int = 1000,
     ) -> int:
         """Delete finished jobs past their retention, with their events and items, in batches;
-        they stay counted in ``stats()`` through daily rollups. Registered kinds' own ages
+        they stay counted in ``stats()`` through the daily summaries. Registered kinds' own ages
         (``retain_succeeded``, ``retain_failed``) win; given ages replace the settings for the
         rest. The cap (``max_days``) rises to the longest age in effect unless given here."""
         from jobtrail.store.retention import RetentionPolicy
@@ -410,6 +410,8 @@ class Tracker:
         settings = self._with({k: v for k, v in given.items() if v is not None})
         kinds, fixed = self.kinds.values(), max_days is not None
         policy = RetentionPolicy.of(settings, self.now(), batch_size, kinds, fixed)
+        # A job leaves the table only once the summaries hold it: roll them up to now first.
+        self.store.summaries.roll_up(lag=timedelta(0))
         return self.store.retention.purge(policy)
 
     def _with(self, overrides: Mapping[str, Any]) -> Settings:

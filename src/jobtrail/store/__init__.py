@@ -2,8 +2,9 @@
 
 ``Store(url)`` opens (and, unless told not to, migrates) a SQLite file or a PostgreSQL
 database and offers ``jobs`` (records and their changes from outside), ``runs`` (the writes of
-whoever runs a job), ``schedules``, ``tokens``, ``stats``, ``retention``, ``expiry`` (unfinished
-work past its time) and ``workers`` (the registry of live workers).
+whoever runs a job), ``schedules``, ``tokens``, ``stats``, ``summaries`` (finished jobs rolled
+up for statistics), ``retention``, ``expiry`` (unfinished work past its time) and ``workers``
+(the registry of live workers).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from jobtrail.store.runs import RunStore
 from jobtrail.store.schedules import ScheduleStore
 from jobtrail.store.statements import Statements
 from jobtrail.store.stats import StatsStore
+from jobtrail.store.summaries import SummaryStore
 from jobtrail.store.tokens import TokenStore
 from jobtrail.store.workers import WorkerStore
 
@@ -47,6 +49,7 @@ class Store:
         self.schedules = ScheduleStore(self.database)
         self.tokens = TokenStore(self.database, statements)
         self.stats = StatsStore(self.database)
+        self.summaries = SummaryStore(self.database)
         self.retention = RetentionStore(self.database)
         self.expiry = ExpiryStore(self.database)
         self.workers = WorkerStore(self.database)
