@@ -3,11 +3,12 @@ job API — change feeds, figures, tokens, schedules as stored, the worker regis
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from jobtrail.filters import Filters
-from jobtrail.jobs import Job, ScheduleInfo, WorkerInfo
+from jobtrail.jobs import Job, QueueInfo, ScheduleInfo, WorkerInfo
 
 if TYPE_CHECKING:
     from jobtrail.settings import Settings
@@ -35,6 +36,22 @@ class Operations:
     ) -> dict[str, dict[str, int]]:
         """Jobs created per day (``YYYY-MM-DD``) and status over the last ``days`` days."""
         return self._store.stats.timeline(days, owner=owner, kind=kind)
+
+    def finished(
+        self, since: datetime, bucket: timedelta, owner: str | None = None
+    ) -> dict[datetime, dict[str, int]]:
+        """Jobs finished since ``since`` (the last 48 hours at most) per ``bucket`` of whole
+        minutes and status, keyed by bucket start: throughput and failures by the minute."""
+        return self._store.flow.finished(since, bucket, owner)
+
+    def queues(self, owner: str | None = None) -> list[QueueInfo]:
+        """Every queue with work or finished jobs in the last hour (``owner``'s jobs only when
+        given), each with the live workers consuming it."""
+        live = self._store.workers.live(self._settings.heartbeat_timeout)
+        return [
+            replace(q, workers=sum(1 for w in live if w.consumes(q.name)))
+            for q in self._store.flow.queues(owner)
+        ]
 
     def gauges(self) -> Snapshot:
         """Every metric figure, read from the store in one transaction."""

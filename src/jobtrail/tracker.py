@@ -17,6 +17,8 @@ from jobtrail.filters import FilterOptions, Filters
 from jobtrail.jobs import (
     ACTIVE,
     JSON,
+    BulkAction,
+    BulkOutcome,
     Event,
     FailedItem,
     Job,
@@ -297,6 +299,27 @@ class Tracker:
         them). With ``only_failed_items`` the new job's ``ctx.items()`` runs only the items
         that failed before. Raises ``IllegalTransition`` for any other job."""
         return self.store.jobs.retry(job_id, only_failed_items, actor=actor)
+
+    def bulk(
+        self,
+        action: str,
+        job_ids: Iterable[str] | None = None,
+        *,
+        where: Filters | None = None,
+        owner: str | None = None,
+        actor: str | None = None,
+    ) -> BulkOutcome:
+        """Cancel, retry or retry the failed items of many jobs (``action``: a ``BulkAction``),
+        given by id or matching ``where`` (at most 10,000); only ``owner``'s when given. Each
+        job changes as ``cancel``/``retry`` would change it, recorded in its history with the
+        ``actor``; jobs the action does not apply to are skipped, with the reason."""
+        from jobtrail.bulk import act_on_many, matching
+
+        chosen = BulkAction(action)
+        if (job_ids is None) == (where is None):
+            raise ValueError("give the jobs either by id or by a filter")
+        ids = matching(self, where, owner) if where is not None else job_ids or ()
+        return act_on_many(self, chosen, ids, owner, actor)
 
     def report(
         self,

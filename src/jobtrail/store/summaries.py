@@ -135,7 +135,7 @@ class SummaryStore:
             return
         names = ["minute", "queue", "kind", "owner", "status"]
         values = [
-            {**dict(zip(names, r[:5], strict=True)), "minute": _as_time(r[0]), "job_count": r[5]}
+            {**dict(zip(names, r[:5], strict=True)), "minute": as_utc(r[0]), "job_count": r[5]}
             for r in rows
         ]
         self._upsert(conn, job_minutes, values, names, ["job_count"])
@@ -156,7 +156,6 @@ class SummaryStore:
         )
         for start in range(0, len(values), 500):
             conn.execute(stmt, values[start : start + 500])
-
 
 
 def read_mark(conn: Connection) -> datetime:
@@ -208,6 +207,8 @@ def _as_date(value: date | str) -> date:
     return value if isinstance(value, date) else date.fromisoformat(value)
 
 
-def _as_time(value: datetime | str) -> datetime:
+def as_utc(value: datetime | str) -> datetime:
+    """A timestamp read from either dialect (SQLite's text, PostgreSQL's naive UTC) as aware
+    UTC."""
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
