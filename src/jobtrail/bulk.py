@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from jobtrail.exceptions import IllegalTransition, JobNotFound
+from jobtrail.exceptions import IllegalTransition, JobNotFound, TooManyJobs
 from jobtrail.filters import Filters
 from jobtrail.jobs import BulkAction, BulkOutcome, Job
 
@@ -19,17 +19,6 @@ MAX_BULK = 10_000
 _PAGE = 1000
 
 
-class TooManyJobs(ValueError):
-    """A bulk action's filter matches more than ``MAX_BULK`` jobs."""
-
-    def __init__(self, matched: int) -> None:
-        self.matched = matched
-        super().__init__(
-            f"the filter matches {matched} jobs; a bulk action takes at most {MAX_BULK}: "
-            "narrow the filter"
-        )
-
-
 def matching(tracker: Tracker, where: Filters, owner: str | None) -> list[str]:
     """The ids of every job matching ``where`` (among ``owner``'s when given), read before
     anything changes (a cancel moves a job out of a status filter, which would shift pages)."""
@@ -38,7 +27,7 @@ def matching(tracker: Tracker, where: Filters, owner: str | None) -> list[str]:
         where = replace(where, owner=owner, nothing=where.nothing or elsewhere)
     first = tracker.store.jobs.find(where, limit=_PAGE, offset=0, order="created")
     if first.total_count > MAX_BULK:
-        raise TooManyJobs(first.total_count)
+        raise TooManyJobs(first.total_count, MAX_BULK)
     ids = [job.id for job in first.jobs]
     for offset in range(_PAGE, first.total_count, _PAGE):
         page = tracker.store.jobs.find(where, limit=_PAGE, offset=offset, order="created")
@@ -57,7 +46,7 @@ def act_on_many(
     one job at a time; a job the action does not apply to is skipped with the reason."""
     ids = list(dict.fromkeys(job_ids))
     if len(ids) > MAX_BULK:
-        raise TooManyJobs(len(ids))
+        raise TooManyJobs(len(ids), MAX_BULK)
     done: list[str] = []
     retries: dict[str, str] = {}
     skipped: dict[str, str] = {}
