@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+AXE := .cache/axe-core-4.14.1/axe.min.js
 
 .PHONY: install system-deps demo test check lint format bench soak screenshots clean
 
@@ -12,7 +13,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# axe-core for the browser tests' accessibility checks: pinned, checksum-verified, from npm.
+$(AXE): scripts/vendor-axe.sh
+	bash scripts/vendor-axe.sh
+
+install: $(STAMP) $(AXE)
 
 system-deps:
 	bash scripts/system-deps.sh
@@ -48,6 +53,7 @@ bench: install
 	$(BIN)/python -m bench.pickup
 	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.celery_overhead
+	$(BIN)/python -m bench.stats
 
 screenshots: system-deps install
 	JOBTRAIL_SCREENSHOTS=1 $(BIN)/pytest tests/e2e/test_dashboard.py

@@ -224,8 +224,8 @@ class Tracker:
         **filters: Unpack[FilterOptions],
     ) -> Page:
         """Jobs matching every given filter (``owner``, ``status`` (one or several), ``kind``,
-        ``priority``, ``trigger``, ``created_from``, ``created_to``, ``q``: an exact id or key,
-        or text in the message, ``labels``: ``{key: scalar}``, all of them), newest first
+        ``priority``, ``trigger``, ``created_from``, ``created_to``, ``q``: an id or its
+        prefix, a key, or text in the message, ``labels``: ``{key: scalar}``), newest first
         (``order="duration"``: longest first); ``limit`` 1–1000."""
         if not 1 <= limit <= 1000:
             raise ValueError("limit must be between 1 and 1000")

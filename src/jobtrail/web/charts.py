@@ -16,9 +16,12 @@ COLORS = {
 }
 
 
-def bar_chart(series: dict[str, dict[str, int]], stack: list[str]) -> str:
-    """Stacked bars, one per key of ``series`` (e.g. a day), stacked in ``stack`` order."""
-    if not series:
+def bar_chart(
+    series: dict[str, dict[str, int]], stack: list[str], title: str = "Jobs per day by status"
+) -> str:
+    """Stacked bars, one per key of ``series`` (e.g. a day or a minute), stacked in ``stack``
+    order; a window without any job says so instead."""
+    if not any(sum(v.values()) for v in series.values()):
         return '<p class="empty">No jobs in this window.</p>'
     top = max(sum(v.values()) for v in series.values()) or 1
     step = (WIDTH - 2 * PAD) / len(series)
@@ -37,7 +40,7 @@ def bar_chart(series: dict[str, dict[str, int]], stack: list[str]) -> str:
                 f"<title>{escape(label)}: {n} {escape(status)}</title></rect>"
             )
     labels = _labels(list(series), step)
-    return _svg("Jobs per day by status", "".join(bars) + labels + _axis(top))
+    return _svg(f"{title} (highest: {top})", "".join(bars) + labels + _axis(top))
 
 
 def line_chart(points: dict[str, float], unit: str, top: float = 100.0) -> str:
