@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jobtrail.jobs import ACTIVE, TERMINAL, QueueInfo, Stats, Status
+from jobtrail.jobs import QueueInfo, Stats, Status
 from jobtrail.tracker import Tracker
 from jobtrail.web.charts import bar_chart, line_chart
 
@@ -68,13 +68,13 @@ def tiles(tracker: Tracker, owner: str | None) -> Tiles:
     """The overview's figures, read as the API would read them."""
     queues = tracker.ops.queues(owner=owner)
     today = tracker.stats(days=1, owner=owner)
-    counts = {s.value: 0 for s in ACTIVE}
+    counts = {s: 0 for s in ("queued", "waiting", "running")}
     for queue in queues:
         counts["queued"] += queue.queued
         counts["waiting"] += queue.waiting
         counts["running"] += queue.running
-    for status in TERMINAL:
-        counts[status.value] = today.jobs_by_status.get(status.value, 0)
+    for status in ("succeeded", "partial", "failed", "cancelled"):
+        counts[status] = today.jobs_by_status.get(status, 0)
     return Tiles(counts, _percent(today.success_rate, "%.0f%%"), queues)
 
 

@@ -113,7 +113,11 @@ function livePanels(source) {
         });
     }
   };
-  if (source) source.addEventListener("job", () => { if (!timer) timer = setTimeout(refresh, 250); });
+  const soon = () => { if (!timer) timer = setTimeout(refresh, 250); };
+  if (source) {
+    source.addEventListener("job", soon);
+    source.addEventListener("open", soon); // what changed between the page and the stream
+  }
   if (document.querySelector("[data-live]")) setInterval(refresh, 15000);
 }
 
