@@ -14,7 +14,7 @@ from jobtrail.jobs import BulkAction, BulkOutcome, Job
 if TYPE_CHECKING:
     from jobtrail.tracker import Tracker
 
-MAX_BULK = 10_000
+MAX_BULK = 1000
 """The most jobs one bulk action takes; a filter matching more is refused (narrow it)."""
 _PAGE = 1000
 

@@ -310,7 +310,7 @@ class Tracker:
         actor: str | None = None,
     ) -> BulkOutcome:
         """Cancel, retry or retry the failed items of many jobs (``action``: a ``BulkAction``),
-        given by id or matching ``where`` (at most 10,000); only ``owner``'s when given. Each
+        given by id or matching ``where`` (at most 1,000); only ``owner``'s when given. Each
         job changes as ``cancel``/``retry`` would change it, recorded in its history with the
         ``actor``; jobs the action does not apply to are skipped, with the reason."""
         from jobtrail.bulk import act_on_many, matching

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from jobtrail.jobs import ACTIVE, TERMINAL, QueueInfo, Status
 from jobtrail.store.database import Database
-from jobtrail.store.summaries import MINUTES_KEPT, as_utc, minute_of, read_mark
+from jobtrail.store.summaries import MINUTES_KEPT, as_utc, minute_of, read_mark, unindexed
 from jobtrail.store.tables import job_minutes, jobs
 
 Counts = dict[str, int]
@@ -50,7 +50,7 @@ class FlowStore:
         backlog: dict[str, Counts] = {}
         oldest: dict[str, float] = {}
         with self._db.read() as conn:
-            mine = _owned(c.owner, owner)
+            mine = _owned(unindexed(c.owner), owner)  # the status index reads these
             stmt = sa.select(c.queue, c.status, sa.func.count()).where(
                 c.status.in_([s.value for s in ACTIVE]), *mine
             )
@@ -98,7 +98,9 @@ class FlowStore:
         tail = (
             sa.select(minute, c.queue, c.status, sa.func.count())
             .where(
-                c.completed_at >= max(mark, since), c.status.in_(_TERMINAL), *_owned(c.owner, owner)
+                c.completed_at >= max(mark, since),  # read from the completion index
+                unindexed(c.status).in_(_TERMINAL),
+                *_owned(unindexed(c.owner), owner),
             )
             .group_by(minute, c.queue, c.status)
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,11 +16,18 @@ from sqlalchemy.engine import Connection
 from jobtrail.jobs import ACTIVE, DURATION_BUCKETS, JSON, TERMINAL, EventType, Stats, Status
 from jobtrail.store.database import Database
 from jobtrail.store.filters import has_label
-from jobtrail.store.summaries import day_of, histogram_sums, read_mark, unsummarized
+from jobtrail.store.summaries import (
+    day_of,
+    histogram_sums,
+    read_mark,
+    unindexed,
+    unsummarized,
+)
 from jobtrail.store.tables import (
     HISTOGRAM_COLUMNS,
     job_days,
     job_events,
+    job_kind_days,
     job_labels,
     job_rollups,
     jobs,
@@ -29,8 +36,14 @@ from jobtrail.store.tables import (
 MAX_GROUPS = 50
 """The most groups ``stats(group_by=…)`` reports, the largest first."""
 _FINISHED = [Status.SUCCEEDED.value, Status.PARTIAL.value, Status.FAILED.value]
+Column = Callable[[sa.ColumnElement[Any]], sa.ColumnElement[Any]]
+"""How a query's condition takes its column: as it is, or ``unindexed``."""
 EXACT_PERCENTILES_UP_TO = 10_000
 """Up to this many durations in a window, percentiles are exact (read from the jobs)."""
+
+
+def _itself(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    return column
 
 
 class StatsStore:
@@ -106,20 +119,29 @@ class StatsQuery:
     kind: str | None
     labels: Mapping[str, JSON] = field(default_factory=dict)
 
-    def filters(self) -> list[sa.ColumnElement[bool]]:
-        """The owner, kind and label conditions, without the window."""
+    def filters(self, column: Column = _itself) -> list[sa.ColumnElement[bool]]:
+        """The owner, kind and label conditions, without the window (on each ``column(…)``:
+        ``unindexed`` ones leave the choice of index to another condition)."""
         conditions: list[sa.ColumnElement[bool]] = []
         if self.owner == "":
-            conditions.append(jobs.c.owner.is_(None))
+            conditions.append(column(jobs.c.owner).is_(None))
         elif self.owner is not None:
-            conditions.append(jobs.c.owner == self.owner)
+            conditions.append(column(jobs.c.owner) == self.owner)
         if self.kind is not None:
-            conditions.append(jobs.c.kind == self.kind)
+            conditions.append(column(jobs.c.kind) == self.kind)
         conditions += [has_label(key, value) for key, value in self.labels.items()]
         return conditions
 
-    def conditions(self) -> list[sa.ColumnElement[bool]]:
-        return [jobs.c.created_at >= self.since, *self.filters()]
+    def conditions(self, column: Column = _itself) -> list[sa.ColumnElement[bool]]:
+        return [column(jobs.c.created_at) >= self.since, *self.filters(column)]
+
+    def unsummarized(self, mark: datetime) -> list[list[sa.ColumnElement[bool]]]:
+        """The conditions of the live jobs the summaries do not hold, one list per index."""
+        return [[part, *self.conditions(unindexed)] for part in unsummarized(mark)]
+
+    def day_table(self) -> sa.Table:
+        """The daily summaries to read: per owner for one owner, else every owner's sum."""
+        return job_kind_days if self.owner is None else job_days
 
     def narrowed(self, grouping: tuple[str, str | None], value: str) -> StatsQuery:
         """This query limited to one group's ``value``."""
@@ -140,18 +162,18 @@ class StatsQuery:
             stmt = sa.select(v, sa.func.count()).join(jobs, jobs.c.id == job_labels.c.job_id)
             statements = [stmt.where(job_labels.c.key == key, *self.conditions()).group_by(v)]
         else:
-            column = jobs.c.kind if what == "kind" else sa.func.coalesce(jobs.c.owner, "")
-            summed = job_days.c[what]
+            owner = sa.func.coalesce(jobs.c.owner, "")
+            column = unindexed(jobs.c.kind) if what == "kind" else owner
+            table = self.day_table() if what == "kind" else job_days
+            summed = table.c[what]
             statements = [
-                sa.select(summed, sa.func.sum(job_days.c.job_count))
-                .where(*self.day_conditions())
+                sa.select(summed, sa.func.sum(table.c.job_count))
+                .where(*self.day_conditions(table))
                 .group_by(summed)
             ]
             statements += [
-                sa.select(column, sa.func.count())
-                .where(*self.conditions(), condition)
-                .group_by(column)
-                for condition in unsummarized(mark)
+                sa.select(column, sa.func.count()).where(*live).group_by(column)
+                for live in self.unsummarized(mark)
             ]
         for stmt in statements:
             for value, n in conn.execute(stmt):
@@ -180,14 +202,15 @@ class StatsQuery:
         """The same figures from the daily summaries plus the jobs they do not hold yet (active,
         or finished since the watermark): a few hundred rows at any number of jobs."""
         tally = Tally({}, {}, 0, 0.0, [0] * len(HISTOGRAM_COLUMNS))
-        d = job_days.c
+        table = self.day_table()
+        d = table.c
         figures = (
             sa.func.sum(d.job_count),
             sa.func.sum(d.duration_count),
             sa.func.sum(d.duration_sum),
             *(sa.func.sum(d[name]) for name in HISTOGRAM_COLUMNS),
         )
-        stmt = sa.select(d.status, d.kind, *figures).where(*self.day_conditions())
+        stmt = sa.select(d.status, d.kind, *figures).where(*self.day_conditions(table))
         for row in conn.execute(stmt.group_by(d.status, d.kind)):
             tally.add(row)
         c = jobs.c
@@ -197,15 +220,19 @@ class StatsQuery:
             sa.func.coalesce(sa.func.sum(c.duration_seconds), 0.0),
             *histogram_sums(c.duration_seconds),
         )
-        for condition in unsummarized(mark):
-            stmt = sa.select(c.status, c.kind, *live).where(*self.conditions(), condition)
-            for row in conn.execute(stmt.group_by(c.status, c.kind)):
+        # Grouped by unindexed columns: ordered by an index on status, the planner would scan
+        # it rather than read the few rows the conditions' index holds.
+        status, kind = unindexed(c.status), unindexed(c.kind)
+        for conditions in self.unsummarized(mark):
+            stmt = sa.select(status, kind, *live).where(*conditions)
+            for row in conn.execute(stmt.group_by(status, kind)):
                 tally.add(row)
         return tally
 
-    def day_conditions(self) -> list[sa.ColumnElement[bool]]:
-        """The window, owner and kind as conditions on the daily summaries."""
-        d = job_days.c
+    def day_conditions(self, table: sa.Table) -> list[sa.ColumnElement[bool]]:
+        """The window, owner and kind as conditions on daily summaries (``job_days`` or, without
+        an owner, ``job_kind_days``)."""
+        d = table.c
         conditions: list[sa.ColumnElement[bool]] = [d.day >= self.since.date()]
         if self.owner is not None:
             conditions.append(d.owner == self.owner)
@@ -243,7 +270,7 @@ class StatsQuery:
         return int(conn.execute(stmt).scalar_one()) == tally.timed
 
     def _active(self, conn: Connection) -> int:
-        conditions = [jobs.c.status.in_([s.value for s in ACTIVE]), *self.filters()]
+        conditions = [jobs.c.status.in_([s.value for s in ACTIVE]), *self.filters(unindexed)]
         stmt = sa.select(sa.func.count()).select_from(jobs).where(*conditions)
         return int(conn.execute(stmt).scalar_one())
 
@@ -318,18 +345,17 @@ def daily_counts(
 ) -> dict[str, dict[str, int]]:
     """``{day: {status: count}}`` for jobs created since ``since``, live and purged."""
     query = StatsQuery(since, owner, kind)
-    d = job_days.c
+    table = query.day_table()
+    d = table.c
     statements = [
         sa.select(d.day, d.status, sa.func.sum(d.job_count))
-        .where(*query.day_conditions())
+        .where(*query.day_conditions(table))
         .group_by(d.day, d.status)
     ]
-    day = day_of(conn.dialect.name, jobs.c.created_at)
+    day, status = day_of(conn.dialect.name, jobs.c.created_at), unindexed(jobs.c.status)
     statements += [
-        sa.select(day, jobs.c.status, sa.func.count())
-        .where(*query.conditions(), condition)
-        .group_by(day, jobs.c.status)
-        for condition in unsummarized(read_mark(conn))
+        sa.select(day, status, sa.func.count()).where(*live).group_by(day, status)
+        for live in query.unsummarized(read_mark(conn))
     ]
     counts: dict[str, dict[str, int]] = {}
     for stmt in statements:

@@ -4,17 +4,26 @@ so statistics and charts read summaries plus the small tail of jobs finished sin
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from jobtrail.jobs import ACTIVE, DURATION_BUCKETS, TERMINAL
 from jobtrail.store.database import Database
-from jobtrail.store.tables import HISTOGRAM_COLUMNS, job_days, job_minutes, jobs, summary_marks
+from jobtrail.store.tables import (
+    HISTOGRAM_COLUMNS,
+    job_days,
+    job_kind_days,
+    job_minutes,
+    jobs,
+    summary_marks,
+)
 
 MARK = "finished"
 """The name of the one watermark: every job finished before it is in the summaries."""
@@ -88,7 +97,12 @@ class SummaryStore:
 
     def _fold(self, conn: Connection, since: datetime, until: datetime) -> int:
         c = jobs.c
-        window = [c.completed_at >= since, c.completed_at < until, c.status.in_(_TERMINAL)]
+        # Read from the completion index only (the status condition must not pick another).
+        window = [
+            c.completed_at >= since,
+            c.completed_at < until,
+            unindexed(c.status).in_(_TERMINAL),
+        ]
         owner = sa.func.coalesce(c.owner, "")
         day = day_of(self._db.dialect, c.created_at)
         grouped = (day, c.kind, owner, c.status)
@@ -100,7 +114,10 @@ class SummaryStore:
             *histogram_sums(c.duration_seconds),
         ).where(*window)
         rows = [tuple(r) for r in conn.execute(stmt.group_by(*grouped))]
-        self._add_days(conn, rows)
+        values = [day_values(r) for r in rows]
+        self._upsert(conn, job_days, values, ["day", "kind", "owner", "status"], _ADDED)
+        kinds = summed_over_owners(values)
+        self._upsert(conn, job_kind_days, kinds, ["day", "kind", "status"], _ADDED)
         recent = max(since, self._db.clock() - MINUTES_KEPT)
         if until > recent:
             minute = minute_of(self._db.dialect, c.completed_at)
@@ -110,25 +127,6 @@ class SummaryStore:
         kept_from = self._db.clock() - MINUTES_KEPT
         conn.execute(job_minutes.delete().where(job_minutes.c.minute < kept_from))
         return sum(int(r[4]) for r in rows)
-
-    def _add_days(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
-        if not rows:
-            return
-        values = [
-            {
-                "day": _as_date(r[0]),
-                "kind": r[1],
-                "owner": r[2],
-                "status": r[3],
-                "job_count": int(r[4]),
-                "duration_count": int(r[5]),
-                "duration_sum": float(r[6]),
-                **{name: int(n or 0) for name, n in zip(HISTOGRAM_COLUMNS, r[7:], strict=True)},
-            }
-            for r in rows
-        ]
-        added = ["job_count", "duration_count", "duration_sum", *HISTOGRAM_COLUMNS]
-        self._upsert(conn, job_days, values, ["day", "kind", "owner", "status"], added)
 
     def _add_minutes(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
@@ -149,6 +147,8 @@ class SummaryStore:
         added: list[str],
     ) -> None:
         """Insert ``values``, adding their ``added`` columns to a row already there."""
+        if not values:
+            return
         stmt = self._db.insert(table)
         stmt = stmt.on_conflict_do_update(
             index_elements=keys,
@@ -156,6 +156,63 @@ class SummaryStore:
         )
         for start in range(0, len(values), 500):
             conn.execute(stmt, values[start : start + 500])
+
+
+_ADDED = ["job_count", "duration_count", "duration_sum", *HISTOGRAM_COLUMNS]
+"""The columns of a daily summary that roll-ups add to."""
+
+
+def day_values(row: Sequence[Any]) -> dict[str, Any]:
+    """A ``job_days`` row from ``(day, kind, owner, status, count, timed, sum, *histogram)``."""
+    return {
+        "day": _as_date(row[0]),
+        "kind": row[1],
+        "owner": row[2],
+        "status": row[3],
+        "job_count": int(row[4]),
+        "duration_count": int(row[5]),
+        "duration_sum": float(row[6]),
+        **{name: int(n or 0) for name, n in zip(HISTOGRAM_COLUMNS, row[7:], strict=True)},
+    }
+
+
+def summed_over_owners(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``job_days`` rows added up over their owners: ``job_kind_days`` rows."""
+    summed: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["day"], row["kind"], row["status"])
+        into = summed.setdefault(key, {"day": key[0], "kind": key[1], "status": key[2]})
+        for name in _ADDED:
+            into[name] = into.get(name, 0) + row[name]
+    return list(summed.values())
+
+
+class Unindexed(sa.sql.expression.ColumnElement[Any]):
+    """A column SQLite's planner may not pick an index for (``+column``): a query then reads
+    the index its other condition names, e.g. the jobs finished since the watermark by
+    completion time rather than the whole window by creation time."""
+
+    inherit_cache = True
+    _traverse_internals = (("column", InternalTraversal.dp_clauseelement),)  # type: ignore[assignment]
+
+    def __init__(self, column: sa.ColumnElement[Any]) -> None:
+        self.column = column
+        self.type = column.type
+
+
+@compiles(Unindexed)
+def _plain(element: Unindexed, compiler: Any, **options: Any) -> str:
+    return str(compiler.process(element.column, **options))
+
+
+@compiles(Unindexed, "sqlite")
+def _unary_plus(element: Unindexed, compiler: Any, **options: Any) -> str:
+    return "+" + str(compiler.process(element.column, **options))
+
+
+def unindexed(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """``column``, never read through an index (SQLite; PostgreSQL's planner has statistics)."""
+    return Unindexed(column)
 
 
 def read_mark(conn: Connection) -> datetime:
@@ -167,11 +224,12 @@ def read_mark(conn: Connection) -> datetime:
 
 def unsummarized(mark: datetime) -> list[sa.ColumnElement[bool]]:
     """Conditions of the jobs the summaries do not hold yet, one per index: the active ones
-    (by status) and those finished since ``mark`` (by completion time)."""
+    (by status) and those finished since ``mark`` (by completion time). Give the rest of a
+    query's conditions ``unindexed`` columns, so these pick the index."""
     c = jobs.c
     return [
         c.status.in_(_ACTIVE),
-        sa.and_(c.completed_at >= mark, c.status.in_(_TERMINAL)),
+        sa.and_(c.completed_at >= mark, unindexed(c.status).in_(_TERMINAL)),
     ]
 
 

@@ -239,6 +239,20 @@ job_days = sa.Table(
     sa.Index("ix_job_days_owner_day", "owner", "day"),
 )
 
+job_kind_days = sa.Table(
+    "job_kind_days",
+    metadata,
+    # The same per day, kind and status, every owner added up: what ``stats()`` reads without
+    # an owner (a few thousand rows at any number of jobs and owners).
+    sa.Column("day", sa.Date(), primary_key=True),
+    sa.Column("kind", sa.String(200), primary_key=True),
+    sa.Column("status", sa.String(16), primary_key=True),
+    sa.Column("job_count", sa.Integer(), nullable=False),
+    sa.Column("duration_count", sa.Integer(), nullable=False),
+    sa.Column("duration_sum", sa.Float(), nullable=False),
+    *histogram_columns(),
+)
+
 job_minutes = sa.Table(
     "job_minutes",
     metadata,

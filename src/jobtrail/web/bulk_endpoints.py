@@ -52,7 +52,7 @@ class BulkFilter(BaseModel):
 
 class BulkRequest(BaseModel):
     """An action and its jobs: ``job_ids`` (up to 1,000), or every job matching ``filter``
-    (up to 10,000) — exactly one of the two."""
+    (up to 1,000) — exactly one of the two."""
 
     model_config = ConfigDict(extra="forbid")
 

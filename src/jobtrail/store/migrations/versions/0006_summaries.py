@@ -1,6 +1,6 @@
-"""Summaries of finished jobs for statistics at scale: per day of creation, per minute of
-completion, and the mark they are rolled to; the daily rollups of jobs already purged are
-their first rows.
+"""Summaries of finished jobs for statistics at scale: per day of creation (per owner, and
+every owner added up), per minute of completion, and the mark they are rolled to; the daily
+rollups of jobs already purged are their first rows.
 
 Revision ID: 0006
 Revises: 0005
@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
+from jobtrail.store.summaries import summed_over_owners
 from jobtrail.store.tables import HISTOGRAM_COLUMNS, UTCDateTime, histogram_columns
 
 revision = "0006"
@@ -35,6 +36,16 @@ def upgrade() -> None:
         *histogram_columns(),
     )
     op.create_index("ix_job_days_owner_day", "job_days", ["owner", "day"])
+    kind_days = op.create_table(
+        "job_kind_days",
+        sa.Column("day", sa.Date(), primary_key=True),
+        sa.Column("kind", sa.String(200), primary_key=True),
+        sa.Column("status", sa.String(16), primary_key=True),
+        sa.Column("job_count", sa.Integer(), nullable=False),
+        sa.Column("duration_count", sa.Integer(), nullable=False),
+        sa.Column("duration_sum", sa.Float(), nullable=False),
+        *histogram_columns(),
+    )
     op.create_table(
         "job_minutes",
         sa.Column("minute", UTCDateTime(), nullable=False),
@@ -51,11 +62,12 @@ def upgrade() -> None:
         sa.Column("rolled_to", UTCDateTime(), nullable=False),
     )
     assert days is not None
+    assert kind_days is not None
     assert marks is not None
-    _seed(days, marks)
+    _seed(days, kind_days, marks)
 
 
-def _seed(days: sa.Table, marks: sa.Table) -> None:
+def _seed(days: sa.Table, kind_days: sa.Table, marks: sa.Table) -> None:
     """Purged jobs are known only by their rollups: they become the first summaries. Nothing
     live is rolled yet (the mark is at the epoch); the maintenance loop rolls it."""
     bind = op.get_bind()
@@ -82,11 +94,13 @@ def _seed(days: sa.Table, marks: sa.Table) -> None:
     ]
     if rows:
         op.bulk_insert(days, rows)
+        op.bulk_insert(kind_days, summed_over_owners(rows))
     op.bulk_insert(marks, [{"name": "finished", "rolled_to": datetime(1970, 1, 1, tzinfo=UTC)}])
 
 
 def downgrade() -> None:
     op.drop_table("summary_marks")
     op.drop_table("job_minutes")
+    op.drop_table("job_kind_days")
     op.drop_index("ix_job_days_owner_day", "job_days")
     op.drop_table("job_days")
