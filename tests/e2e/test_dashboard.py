@@ -578,3 +578,33 @@ def test_axe_finds_no_serious_violation_on_any_page(browser: Browser, served: Se
     finally:
         page.context.close()
     assert found == {path: [] for path in found}
+
+
+def test_the_demo_shows_live_counts_and_queues(browser: Browser, tmp_path: Path) -> None:
+    """`jobtrail demo` (open mode): its overview fills with live jobs and counts; under
+    `make screenshots` this is the README's picture."""
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "jobtrail"), "demo", "--port", str(port)]
+    command += ["--database-url", f"sqlite:///{tmp_path / 'demo.db'}"]
+    process = subprocess.Popen(command, cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    try:
+        until(lambda: _healthy(base), 30, what="jobtrail demo to answer")
+        page = context.new_page()
+        page.goto(f"{base}/")
+        until(lambda: _tile(page, "succeeded") > 0, 30, what="a demo job to succeed")
+        expect(page.locator("#active tbody tr").first).to_be_visible(timeout=20_000)
+        seen = _tile(page, "succeeded")
+        until(lambda: _tile(page, "succeeded") > seen, 30, what="the count to move live")
+        _shot(page, "dashboard")
+        page.goto(f"{base}/queues")
+        expect(page.locator("#queues tbody tr").first).to_be_visible()
+    finally:
+        context.close()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) in (0, -signal.SIGTERM)
+
+
+def _tile(page: Page, status: str) -> int:
+    return int(page.locator(f'#tiles [data-count="{status}"]').inner_text())
