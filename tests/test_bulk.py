@@ -63,6 +63,17 @@ def test_a_bulk_retry_of_failed_items_takes_only_jobs_that_have_them(kinds: Trac
     assert outcome.skipped[succeeded].startswith("succeeded:")
 
 
+def test_a_second_bulk_retry_leaves_jobs_already_retried(kinds: Tracker) -> None:
+    failed = [finished(kinds, "report", Status.FAILED) for _ in range(3)]
+    first = kinds.bulk("retry", failed, actor="ops")
+
+    again = kinds.bulk("retry", where=Filters(statuses=[Status.FAILED]), actor="ops")
+
+    assert again.done == []
+    assert again.skipped == {old: f"already retried as {new}" for old, new in first.retries.items()}
+    assert kinds.list(trigger="retry").total_count == 3
+
+
 def test_a_bulk_action_by_filter_reads_every_match_first(kinds: Tracker) -> None:
     mine = [kinds.submit("report", owner="A").id for _ in range(30)]
     theirs = [kinds.submit("report", owner="B").id for _ in range(5)]
@@ -116,8 +127,8 @@ def test_the_bulk_endpoint_respects_owner_tokens(kinds: Tracker, client: TestCli
 @pytest.mark.parametrize(
     ("body", "detail"),
     [
-        ({"action": "cancel"}, "give either job_ids or filter"),
-        ({"action": "cancel", "job_ids": ["a"], "filter": {}}, "give either job_ids or filter"),
+        ({"action": "cancel"}, "Field required"),
+        ({"action": "cancel", "job_ids": ["a"], "filter": {}}, "Extra inputs are not permitted"),
         ({"action": "explode", "job_ids": ["a"]}, "'cancel', 'retry' or 'retry_failed_items'"),
         ({"action": "cancel", "job_ids": []}, "at least 1 item"),
         ({"action": "cancel", "job_ids": ["a b"]}, "String should match pattern"),
@@ -143,5 +154,6 @@ def test_the_queues_endpoint_and_the_bulk_endpoint_are_documented(
     paths = client.get("/openapi.json").json()["paths"]
     bulk = paths[f"{API}/jobs/bulk"]["post"]
     assert {"200", "401", "413", "422"} <= set(bulk["responses"])
-    assert "BulkRequest" in str(bulk["requestBody"])
+    assert "BulkByIds" in str(bulk["requestBody"])
+    assert "BulkByFilter" in str(bulk["requestBody"])
     assert "QueueInfo" in str(paths[f"{API}/queues"]["get"]["responses"]["200"])

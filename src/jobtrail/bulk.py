@@ -50,7 +50,9 @@ def act_on_many(
     done: list[str] = []
     retries: dict[str, str] = {}
     skipped: dict[str, str] = {}
-    for job_id in ids:
+    if action is not BulkAction.CANCEL:  # a second click must not queue every job twice
+        skipped |= {old: f"already retried as {new}" for old, new in _retried(tracker, ids)}
+    for job_id in (i for i in ids if i not in skipped):
         try:
             job = tracker.get(job_id)
             if owner is not None and job.owner != owner:
@@ -70,6 +72,13 @@ def act_on_many(
         except IllegalTransition as exc:  # it changed since it was read
             skipped[job_id] = str(exc)
     return BulkOutcome(action, len(ids), done, retries, skipped)
+
+
+def _retried(tracker: Tracker, ids: list[str]) -> Iterable[tuple[str, str]]:
+    """``(job, its retry)`` for the jobs in ``ids`` that were retried already."""
+    for start in range(0, len(ids), _PAGE):
+        chunk = ids[start : start + _PAGE]
+        yield from tracker.store.lineage.retried(chunk)
 
 
 def _refusal(action: BulkAction, job: Job) -> str | None:

@@ -3,8 +3,8 @@
 ``Store(url)`` opens (and, unless told not to, migrates) a SQLite file or a PostgreSQL
 database and offers ``jobs`` (records and their changes from outside), ``runs`` (the writes of
 whoever runs a job), ``schedules``, ``tokens``, ``stats``, ``summaries`` (finished jobs rolled
-up for statistics), ``flow`` (throughput and queues), ``retention``, ``expiry`` (unfinished
-work past its time) and ``workers`` (the registry of live workers).
+up for statistics), ``flow`` (throughput and queues), ``lineage`` (retries), ``retention``,
+``expiry`` (unfinished work past its time) and ``workers`` (the registry of live workers).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from jobtrail.store.database import Clock, Database, utcnow
 from jobtrail.store.expiry import ExpiryStore
 from jobtrail.store.flow import FlowStore
 from jobtrail.store.jobs import JobStore
+from jobtrail.store.lineage import LineageStore
 from jobtrail.store.migrate import ensure_schema
 from jobtrail.store.retention import RetentionStore
 from jobtrail.store.runs import RunStore
@@ -52,6 +53,7 @@ class Store:
         self.stats = StatsStore(self.database)
         self.summaries = SummaryStore(self.database)
         self.flow = FlowStore(self.database)
+        self.lineage = LineageStore(self.database)
         self.retention = RetentionStore(self.database)
         self.expiry = ExpiryStore(self.database)
         self.workers = WorkerStore(self.database)

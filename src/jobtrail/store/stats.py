@@ -38,7 +38,7 @@ MAX_GROUPS = 50
 _FINISHED = [Status.SUCCEEDED.value, Status.PARTIAL.value, Status.FAILED.value]
 Column = Callable[[sa.ColumnElement[Any]], sa.ColumnElement[Any]]
 """How a query's condition takes its column: as it is, or ``unindexed``."""
-EXACT_PERCENTILES_UP_TO = 10_000
+EXACT_PERCENTILES_UP_TO = 2000
 """Up to this many durations in a window, percentiles are exact (read from the jobs)."""
 
 

@@ -6,7 +6,7 @@ a glance), for the dashboard and for scripts."""
 from typing import Annotated, Any, TypeAlias
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from jobtrail.bulk import MAX_BULK
 from jobtrail.filters import Filters
@@ -50,21 +50,28 @@ class BulkFilter(BaseModel):
         )
 
 
-class BulkRequest(BaseModel):
-    """An action and its jobs: ``job_ids`` (up to 1,000), or every job matching ``filter``
-    (up to 1,000) — exactly one of the two."""
+class BulkByIds(BaseModel):
+    """An action on up to 1,000 jobs given by id."""
 
     model_config = ConfigDict(extra="forbid")
 
     action: BulkAction = Field(description="`cancel`, `retry` or `retry_failed_items`.")
-    job_ids: list[IdText] | None = Field(None, min_length=1, max_length=1000)
-    filter: BulkFilter | None = None
+    job_ids: list[IdText] = Field(min_length=1, max_length=1000)
 
-    @model_validator(mode="after")
-    def _one_choice(self) -> "BulkRequest":
-        if (self.job_ids is None) == (self.filter is None):
-            raise ValueError("give either job_ids or filter, not both and not neither")
-        return self
+
+class BulkByFilter(BaseModel):
+    """An action on every job matching ``filter`` (up to 1,000 of them; more: 422)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: BulkAction = Field(description="`cancel`, `retry` or `retry_failed_items`.")
+    filter: BulkFilter
+
+
+BulkRequest = Annotated[
+    BulkByIds | BulkByFilter,
+    Field(description="An action and its jobs: `job_ids`, or every job matching `filter`."),
+]
 
 
 class Skipped(BaseModel):
@@ -115,10 +122,11 @@ def add_bulk_routes(router: APIRouter, tracker: Tracker, gate: Gate) -> None:
         recorded in its history with this token's name. An owner token touches only its
         owner's jobs (another owner's id is skipped as "not found"); jobs the action does not
         apply to are skipped with the reason."""
-        where = None if body.filter is None else body.filter.seen_by(caller)
-        outcome = tracker.bulk(
-            body.action, body.job_ids, where=where, owner=caller.owner, actor=caller.name
-        )
+        if isinstance(body, BulkByIds):
+            ids, where = body.job_ids, None
+        else:
+            ids, where = None, body.filter.seen_by(caller)
+        outcome = tracker.bulk(body.action, ids, where=where, owner=caller.owner, actor=caller.name)
         return BulkResponse.of(outcome)
 
     @router.get("/queues", response_model=list[QueueInfo], tags=["service"])
