@@ -152,6 +152,8 @@ class Dashboard:
             context["tiles"] = panels.tiles(self.tracker, owner)
         elif panel == "queues":
             context["queues"] = self.tracker.ops.queues(owner=owner)
+        elif panel == "workers":
+            context["workers"] = self.tracker.workers() if caller.admin else []
         else:
             context["charts"] = panels.charts(self.tracker, panels.WINDOWS[window], owner)
         return self.render(request, "_live.html", caller, **context)
@@ -317,7 +319,7 @@ def _add_pages(router: APIRouter, board: Dashboard) -> None:
     @router.get("/live/{panel}", response_class=HTMLResponse)
     def live(
         request: Request,
-        panel: Annotated[str, Path(pattern="^(tiles|queues|charts)$")],
+        panel: Annotated[str, Path(pattern="^(tiles|queues|charts|workers)$")],
         window: Annotated[str, Query(pattern=WINDOW_PATTERN)] = "1h",
     ) -> Response:
         return _guard(board.live, request, panel, window)
