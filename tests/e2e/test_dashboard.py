@@ -405,6 +405,12 @@ def test_the_tiles_change_live_as_another_process_runs_jobs(
         expect(page.locator('#tiles [data-count="running"]')).to_have_text("0")
         expect(page.locator('#tiles [data-count="success"]')).to_have_text("100%")
         assert tile.count() == 8
+        expect(page.locator("#failures-panel")).to_contain_text("No failures.")
+        with pytest.raises(RuntimeError), served.tracker.track("export", owner="tiles-owner"):
+            raise RuntimeError("disk full")
+        expect(page.locator('#tiles [data-count="failed"]')).to_have_text("1", timeout=5000)
+        expect(page.locator('#tiles [data-count="success"]')).to_have_text("50%")
+        expect(page.locator("#failures-panel li")).to_contain_text("export")
     finally:
         release.set()
         writer.join()

@@ -43,20 +43,23 @@ def bar_chart(
     return _svg(f"{title} (highest: {top})", "".join(bars) + labels + _axis(top))
 
 
-def line_chart(points: dict[str, float], unit: str, top: float = 100.0) -> str:
-    """A line over the keys of ``points`` (e.g. days), from 0 to ``top``."""
-    if not points:
+def line_chart(points: dict[str, float | None], unit: str, top: float = 100.0) -> str:
+    """A line over the keys of ``points`` (e.g. days or minutes), from 0 to ``top``; a key
+    without a value (None) keeps its place on the axis but has no dot."""
+    present = {label: value for label, value in points.items() if value is not None}
+    if not present:
         return '<p class="empty">No finished jobs in this window.</p>'
     step = (WIDTH - 2 * PAD) / max(len(points), 1)
-    coords = [
-        (PAD + (i + 0.5) * step, HEIGHT - PAD - (HEIGHT - 2 * PAD) * value / top)
-        for i, value in enumerate(points.values())
-    ]
-    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+    coords = {
+        label: (PAD + (i + 0.5) * step, HEIGHT - PAD - (HEIGHT - 2 * PAD) * value / top)
+        for i, (label, value) in enumerate(points.items())
+        if value is not None
+    }
+    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords.values())
     dots = "".join(
         f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" class="dot"><title>{escape(label)}: '
-        f"{value:.1f} {escape(unit)}</title></circle>"
-        for (x, y), (label, value) in zip(coords, points.items(), strict=True)
+        f"{present[label]:.1f} {escape(unit)}</title></circle>"
+        for label, (x, y) in coords.items()
     )
     body = f'<polyline points="{path}" class="line"/>' + dots
     return _svg(f"Success rate ({unit})", body + _labels(list(points), step) + _axis(top))

@@ -126,13 +126,12 @@ class Dashboard:
         caller = self.caller(request)
         owner = caller.owner
         active = self.tracker.active(owner=owner, limit=100)
-        failures = self.tracker.list(owner=owner, status=["failed", "partial"], limit=8).jobs
         return self.render(
             request,
             "overview.html",
             caller,
             active=active,
-            failures=failures,
+            failures=panels.failures(self.tracker, owner),
             tiles=panels.tiles(self.tracker, owner),
         )
 
@@ -152,6 +151,8 @@ class Dashboard:
             context["tiles"] = panels.tiles(self.tracker, owner)
         elif panel == "queues":
             context["queues"] = self.tracker.ops.queues(owner=owner)
+        elif panel == "failures":
+            context["failures"] = panels.failures(self.tracker, owner)
         elif panel == "workers":
             context["workers"] = self.tracker.workers() if caller.admin else []
         else:
@@ -319,7 +320,7 @@ def _add_pages(router: APIRouter, board: Dashboard) -> None:
     @router.get("/live/{panel}", response_class=HTMLResponse)
     def live(
         request: Request,
-        panel: Annotated[str, Path(pattern="^(tiles|queues|charts|workers)$")],
+        panel: Annotated[str, Path(pattern="^(tiles|queues|charts|workers|failures)$")],
         window: Annotated[str, Query(pattern=WINDOW_PATTERN)] = "1h",
     ) -> Response:
         return _guard(board.live, request, panel, window)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jobtrail.jobs import QueueInfo, Stats, Status
+from jobtrail.jobs import Job, QueueInfo, Stats, Status
 from jobtrail.tracker import Tracker
 from jobtrail.web.charts import bar_chart, line_chart
 
@@ -78,6 +78,11 @@ def tiles(tracker: Tracker, owner: str | None) -> Tiles:
     return Tiles(counts, _percent(today.success_rate, "%.0f%%"), queues)
 
 
+def failures(tracker: Tracker, owner: str | None) -> list[Job]:
+    """The overview's most recent failed and partial jobs."""
+    return list(tracker.list(owner=owner, status=["failed", "partial"], limit=8).jobs)
+
+
 @dataclass(frozen=True)
 class Charts:
     """The stats page's figures for one window."""
@@ -92,12 +97,12 @@ class Charts:
 def charts(tracker: Tracker, window: Window, owner: str | None) -> Charts:
     """Finished jobs, failures and the success rate per bucket of ``window``, drawn as SVG."""
     series = _series(tracker, window, owner)
-    rates, failed = {}, {}
+    rates: dict[str, float | None] = {}
+    failed: dict[str, dict[str, int]] = {}
     for label, counts in series.items():
         done = sum(counts.get(s, 0) for s in ("succeeded", "partial", "failed"))
         failed[label] = {s: counts.get(s, 0) for s in ("partial", "failed")}
-        if done:
-            rates[label] = 100.0 * counts.get("succeeded", 0) / done
+        rates[label] = 100.0 * counts.get("succeeded", 0) / done if done else None
     what = "finished" if window.bucket < timedelta(days=1) else "created"
     title = f"Jobs {what} per {window.bucket_name} by status"
     return Charts(
