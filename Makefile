@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+AXE := .cache/axe-core-4.14.1/axe.min.js
 
 .PHONY: install system-deps demo test check lint format bench bench-peers soak screenshots clean \
 	example-document_ingest example-message_trace example-listing_sync example-media_sync
@@ -13,6 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+# axe-core for the browser tests' accessibility checks: pinned, checksum-verified, from npm.
+$(AXE): scripts/vendor-axe.sh
+	bash scripts/vendor-axe.sh
 
 install: $(STAMP)
 
@@ -27,7 +32,7 @@ check: install
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy --strict src tests examples bench/peers
 
-test: system-deps check
+test: system-deps check $(AXE)
 	$(BIN)/pytest
 
 # The reliability suite for hours: every test SOAK_SCALE times larger, the load for
@@ -50,6 +55,7 @@ bench: install
 	$(BIN)/python -m bench.pickup
 	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.celery_overhead
+	$(BIN)/python -m bench.stats
 
 # The examples (examples/<name>/README.md): each starts what it needs on loopback, its own
 # redis-server included, with a demo dataset; Ctrl-C stops it all.
@@ -83,7 +89,7 @@ bench-peers: system-deps install
 	$(BIN)/python -m bench.peers $(PEERS_ARGS)
 	$(BIN)/python -m bench.peers.profile
 
-screenshots: system-deps install
+screenshots: system-deps install $(AXE)
 	JOBTRAIL_SCREENSHOTS=1 $(BIN)/pytest tests/e2e/test_dashboard.py
 
 clean:

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite runs against when it is missing: PostgreSQL and Redis servers
-# (started by the tests on free loopback ports), Chromium (driven by Playwright) and wrk.
+# (started by the tests on free loopback ports), Chromium (driven by Playwright), wrk (the
+# benchmarks' load generator) and npm (which fetches the pinned axe-core the browser tests
+# check accessibility with).
 # Needs root for apt-get; without it, prints what is missing and leaves the decision to the tests
 # (which skip locally and fail in CI when a server is absent).
 set -euo pipefail
@@ -14,6 +16,7 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 # The HTTP load generator of the benchmarks (C, so it leaves the cores to the server measured).
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v npm >/dev/null 2>&1 || missing+=(npm)  # vendors axe-core (scripts/vendor-axe.sh)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

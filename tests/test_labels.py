@@ -255,7 +255,7 @@ def test_the_dashboard_history_filters_by_a_label(
 
     assert page.status_code == 200, page.text
     assert docx.id in page.text
-    assert "1 jobs" in page.text
+    assert "1 job ·" in page.text  # one job, not "1 jobs"
     assert 'value="document_type:docx"' in page.text
 
 

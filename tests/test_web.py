@@ -996,7 +996,8 @@ def test_times_out_of_range_or_not_times_are_refused_by_the_api_and_ignored_by_p
 
     page = _cookie_client(api, api.admin).get(f"/jobs?{query}")
     assert page.status_code == 200
-    assert f"{page_lists} jobs" in page.text  # a time that cannot be applied is left out
+    listed_jobs = f"{page_lists} job{'' if page_lists == 1 else 's'} ·"
+    assert listed_jobs in page.text  # a time that cannot be applied is left out
     listed = api.client.get(f"{API}/jobs?created_from=2020-01-01T00:00:00Z", headers=api.admin)
     assert listed.json()["total_count"] == 1
 
@@ -1294,6 +1295,7 @@ def _schemathesis_config(token: str) -> schemathesis.Config:
                         "POST /api/v1/jobs",
                         "PATCH /api/v1/jobs/{job_id}",
                         "POST /api/v1/jobs/{job_id}/items",
+                        "POST /api/v1/jobs/bulk",  # a filter may match too many jobs
                     ],
                     "checks": {"positive_data_acceptance": {"expected-statuses": SEMANTIC_422}},
                 }

@@ -104,6 +104,17 @@ class ReportRefused(IllegalTransition):
         JobtrailError.__init__(self, f"job {job_id!r} does not take reports: {reason}")
 
 
+class TooManyJobs(JobtrailError, ValueError):
+    """A bulk action given more jobs than it takes at once (``limit``)."""
+
+    def __init__(self, matched: int, limit: int) -> None:
+        self.matched = matched
+        self.limit = limit
+        super().__init__(
+            f"{matched} jobs match; a bulk action takes at most {limit}: narrow the filter"
+        )
+
+
 class InvalidOwner(JobtrailError, ValueError):
     """An owner that names nobody (empty, or only whitespace)."""
 

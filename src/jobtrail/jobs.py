@@ -317,6 +317,50 @@ class WorkerInfo:
         return self.queues is None or queue in self.queues
 
 
+class BulkAction(enum.StrEnum):
+    """What ``tracker.bulk`` does to each job it is given."""
+
+    CANCEL = "cancel"
+    RETRY = "retry"
+    RETRY_FAILED_ITEMS = "retry_failed_items"
+
+
+@dataclass(frozen=True, slots=True)
+class BulkOutcome:
+    """What one bulk action did: every matched job is either done or skipped with a reason."""
+
+    action: BulkAction
+    matched: int
+    done: Sequence[str]
+    """The jobs acted on (for retries: the jobs retried)."""
+    retries: Mapping[str, str]
+    """For retries: each retried job's id → its new job's id."""
+    skipped: Mapping[str, str]
+    """Jobs left alone → why ("not found", "already ended", "no failed items", …)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """One queue at a glance (``tracker.queues()``): its backlog, its last hour, its consumers."""
+
+    name: str
+    queued: int
+    waiting: int
+    running: int
+    oldest_queued_seconds: float | None
+    """Age of the oldest job due to run and still queued; None when none is."""
+    finished_last_hour: int
+    failed_last_hour: int
+    """Of those finished, how many ``failed`` or ended ``partial``."""
+    workers: int = 0
+    """Live workers consuming it (jobtrail's and Celery's)."""
+
+    @property
+    def unattended(self) -> bool:
+        """Work is queued or waiting and no live worker consumes the queue."""
+        return self.workers == 0 and self.queued + self.waiting > 0
+
+
 # -- what the store takes in ----------------------------------------------------------------
 
 

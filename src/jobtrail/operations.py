@@ -3,16 +3,18 @@ job API — change feeds, figures, tokens, schedules as stored, the worker regis
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from jobtrail.filters import Filters
-from jobtrail.jobs import Job, ScheduleInfo, WorkerInfo
+from jobtrail.jobs import Job, QueueInfo, ScheduleInfo, WorkerInfo
 
 if TYPE_CHECKING:
     from jobtrail.settings import Settings
     from jobtrail.store import Store
     from jobtrail.store.stats import Snapshot
+    from jobtrail.store.summaries import Rolled
     from jobtrail.store.tokens import Token
     from jobtrail.store.workers import QueueWatch
 
@@ -46,6 +48,22 @@ class Operations:
     ) -> dict[str, dict[str, int]]:
         """Jobs created per day (``YYYY-MM-DD``) and status over the last ``days`` days."""
         return self._store.stats.timeline(days, owner=owner, kind=kind)
+
+    def finished(
+        self, since: datetime, bucket: timedelta, owner: str | None = None
+    ) -> dict[datetime, dict[str, int]]:
+        """Jobs finished since ``since`` (the last 48 hours at most) per ``bucket`` of whole
+        minutes and status, keyed by bucket start: throughput and failures by the minute."""
+        return self._store.flow.finished(since, bucket, owner)
+
+    def queues(self, owner: str | None = None) -> list[QueueInfo]:
+        """Every queue with work or finished jobs in the last hour (``owner``'s jobs only when
+        given), each with the live workers consuming it."""
+        live = self._store.workers.live(self._settings.heartbeat_timeout)
+        return [
+            replace(q, workers=sum(1 for w in live if w.consumes(q.name)))
+            for q in self._store.flow.queues(owner)
+        ]
 
     def gauges(self) -> Snapshot:
         """Every metric figure, read from the store in one transaction."""
@@ -90,5 +108,12 @@ class Operations:
 
     def expire(self) -> list[Job]:
         """End unstarted jobs past ``expires_at`` (``cancelled``, "expired") and external jobs
-        silent past ``report_timeout`` (``failed``); workers and ``serve`` run it periodically."""
+        silent past ``report_timeout`` (``failed``); workers and ``serve`` run it every
+        heartbeat interval."""
         return self._store.expiry.expire()
+
+    def roll_up(self) -> Rolled:
+        """Fold the jobs finished since the last roll-up into the per-day and per-minute
+        summaries that ``stats()``, the charts and the queues read (a few seconds behind now;
+        what finished since is counted live)."""
+        return self._store.summaries.roll_up()

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from jobtrail.context import Context
@@ -17,6 +17,8 @@ from jobtrail.filters import FilterOptions, Filters
 from jobtrail.jobs import (
     ACTIVE,
     JSON,
+    BulkAction,
+    BulkOutcome,
     Event,
     FailedItem,
     Job,
@@ -222,8 +224,8 @@ class Tracker:
         **filters: Unpack[FilterOptions],
     ) -> Page:
         """Jobs matching every given filter (``owner``, ``status`` (one or several), ``kind``,
-        ``priority``, ``trigger``, ``created_from``, ``created_to``, ``q``: an exact id or key,
-        or text in the message, ``labels``: ``{key: scalar}``, all of them), newest first
+        ``priority``, ``trigger``, ``created_from``, ``created_to``, ``q``: an id or its
+        prefix, a key, or text in the message, ``labels``: ``{key: scalar}``), newest first
         (``order="duration"``: longest first); ``limit`` 1–1000."""
         if not 1 <= limit <= 1000:
             raise ValueError("limit must be between 1 and 1000")
@@ -303,6 +305,27 @@ class Tracker:
         them). With ``only_failed_items`` the new job's ``ctx.items()`` runs only the items
         that failed before. Raises ``IllegalTransition`` for any other job."""
         return self.store.jobs.retry(job_id, only_failed_items, actor=actor)
+
+    def bulk(
+        self,
+        action: str,
+        job_ids: Iterable[str] | None = None,
+        *,
+        where: Filters | None = None,
+        owner: str | None = None,
+        actor: str | None = None,
+    ) -> BulkOutcome:
+        """Cancel, retry or retry the failed items of many jobs (``action``: a ``BulkAction``),
+        given by id or matching ``where`` (at most 1,000); only ``owner``'s when given. Each
+        job changes as ``cancel``/``retry`` would change it, recorded in its history with the
+        ``actor``; jobs the action does not apply to are skipped, with the reason."""
+        from jobtrail.bulk import act_on_many, matching
+
+        chosen = BulkAction(action)
+        if (job_ids is None) == (where is None):
+            raise ValueError("give the jobs either by id or by a filter")
+        ids = matching(self, where, owner) if where is not None else job_ids or ()
+        return act_on_many(self, chosen, ids, owner, actor)
 
     def report(
         self,
@@ -403,7 +426,7 @@ class Tracker:
         batch_size: int = 1000,
     ) -> int:
         """Delete finished jobs past their retention, with their events and items, in batches;
-        they stay counted in ``stats()`` through daily rollups. Registered kinds' own ages
+        they stay counted in ``stats()`` through the daily summaries. Registered kinds' own ages
         (``retain_succeeded``, ``retain_failed``) win; given ages replace the settings for the
         rest. The cap (``max_days``) rises to the longest age in effect unless given here."""
         from jobtrail.store.retention import RetentionPolicy
@@ -416,6 +439,8 @@ class Tracker:
         settings = self._with({k: v for k, v in given.items() if v is not None})
         kinds, fixed = self.kinds.values(), max_days is not None
         policy = RetentionPolicy.of(settings, self.now(), batch_size, kinds, fixed)
+        # A job leaves the table only once the summaries hold it: roll them up to now first.
+        self.store.summaries.roll_up(lag=timedelta(0))
         return self.store.retention.purge(policy)
 
     def _with(self, overrides: Mapping[str, Any]) -> Settings:

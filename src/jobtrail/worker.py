@@ -311,13 +311,15 @@ class Worker:
     # -- heartbeats, rescue, stalls -----------------------------------------------------
 
     def _maintain(self) -> None:
-        """Heartbeats, rescue, queue watch, stalls, expiry every heartbeat interval; schedule ticks
-        every second; a purge every purge interval. Any one failing is logged, retried later."""
+        """Heartbeats, rescue, queue watch, stalls, expiry and the summaries' roll-up every
+        heartbeat interval; schedule ticks every second; a purge every purge interval. Any one
+        failing is logged, retried later."""
         o = self.options
         clock = self._clock
         each_beat = (self._beat, self._rescue, self._watch_queues, self._watch_stalls)
+        store_upkeep = (self.tracker.ops.expire, self.tracker.ops.roll_up)
         tasks = [
-            Periodic(clock, o.heartbeat_interval, (*each_beat, self.tracker.ops.expire)),
+            Periodic(clock, o.heartbeat_interval, (*each_beat, *store_upkeep)),
             Periodic(clock, min(1.0, o.heartbeat_interval), (self._tick,)),
             Periodic(clock, o.purge_interval, (self._purge,), min(60.0, o.purge_interval)),
         ]

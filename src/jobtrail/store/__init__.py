@@ -2,21 +2,25 @@
 
 ``Store(url)`` opens (and, unless told not to, migrates) a SQLite file or a PostgreSQL
 database and offers ``jobs`` (records and their changes from outside), ``runs`` (the writes of
-whoever runs a job), ``schedules``, ``tokens``, ``stats``, ``retention``, ``expiry`` (unfinished
-work past its time) and ``workers`` (the registry of live workers).
+whoever runs a job), ``schedules``, ``tokens``, ``stats``, ``summaries`` (finished jobs rolled
+up for statistics), ``flow`` (throughput and queues), ``lineage`` (retries), ``retention``,
+``expiry`` (unfinished work past its time) and ``workers`` (the registry of live workers).
 """
 
 from __future__ import annotations
 
 from jobtrail.store.database import Clock, Database, utcnow
 from jobtrail.store.expiry import ExpiryStore
+from jobtrail.store.flow import FlowStore
 from jobtrail.store.jobs import JobStore
+from jobtrail.store.lineage import LineageStore
 from jobtrail.store.migrate import ensure_schema
 from jobtrail.store.retention import RetentionStore
 from jobtrail.store.runs import RunStore
 from jobtrail.store.schedules import ScheduleStore
 from jobtrail.store.statements import Statements
 from jobtrail.store.stats import StatsStore
+from jobtrail.store.summaries import SummaryStore
 from jobtrail.store.tokens import TokenStore
 from jobtrail.store.workers import WorkerStore
 
@@ -45,6 +49,9 @@ class Store:
         self.schedules = ScheduleStore(self.database)
         self.tokens = TokenStore(self.database, statements)
         self.stats = StatsStore(self.database)
+        self.summaries = SummaryStore(self.database)
+        self.flow = FlowStore(self.database)
+        self.lineage = LineageStore(self.database)
         self.retention = RetentionStore(self.database)
         self.expiry = ExpiryStore(self.database)
         self.workers = WorkerStore(self.database)

@@ -37,7 +37,11 @@ def listing_conditions(filters: Filters) -> list[sa.ColumnElement[bool]]:
     if filters.q:
         pattern = "%" + _escape_like(filters.q) + "%"
         conditions.append(
-            sa.or_(c.id == filters.q, c.key == filters.q, c.message.like(pattern, escape="\\"))
+            sa.or_(
+                c.id.like(_escape_like(filters.q) + "%", escape="\\"),  # an id or its prefix
+                c.key == filters.q,
+                c.message.like(pattern, escape="\\"),
+            )
         )
     return conditions
 

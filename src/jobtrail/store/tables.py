@@ -9,6 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
+from jobtrail.jobs import DURATION_BUCKETS
+
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
     """A timestamp that is always tz-aware UTC in Python, whatever the database keeps."""
@@ -209,4 +211,66 @@ workers = sa.Table(
     _ts("started_at", nullable=False),
     _ts("last_seen_at", nullable=False),
     sa.Index("ix_workers_last_seen_at", "last_seen_at"),
+)
+
+# Summaries of finished jobs, rolled forward by the maintenance loop (``store/summaries.py``),
+# so statistics and charts at a million jobs read a few hundred rows instead of the jobs.
+HISTOGRAM_COLUMNS = [f"h{i}" for i in range(len(DURATION_BUCKETS) + 1)]
+"""One count column per bucket of the duration histogram (the last: longer than every bound)."""
+
+
+def histogram_columns() -> list[sa.Column[Any]]:
+    """The histogram's columns, new for each table (a column belongs to one table)."""
+    return [sa.Column(name, sa.Integer(), nullable=False) for name in HISTOGRAM_COLUMNS]
+
+
+job_days = sa.Table(
+    "job_days",
+    metadata,
+    # Finished jobs per day of creation (UTC), kind, owner ("" unowned) and status.
+    sa.Column("day", sa.Date(), primary_key=True),
+    sa.Column("kind", sa.String(200), primary_key=True),
+    sa.Column("owner", sa.String(200), primary_key=True),
+    sa.Column("status", sa.String(16), primary_key=True),
+    sa.Column("job_count", sa.Integer(), nullable=False),
+    sa.Column("duration_count", sa.Integer(), nullable=False),
+    sa.Column("duration_sum", sa.Float(), nullable=False),
+    *histogram_columns(),
+    sa.Index("ix_job_days_owner_day", "owner", "day"),
+)
+
+job_kind_days = sa.Table(
+    "job_kind_days",
+    metadata,
+    # The same per day, kind and status, every owner added up: what ``stats()`` reads without
+    # an owner (a few thousand rows at any number of jobs and owners).
+    sa.Column("day", sa.Date(), primary_key=True),
+    sa.Column("kind", sa.String(200), primary_key=True),
+    sa.Column("status", sa.String(16), primary_key=True),
+    sa.Column("job_count", sa.Integer(), nullable=False),
+    sa.Column("duration_count", sa.Integer(), nullable=False),
+    sa.Column("duration_sum", sa.Float(), nullable=False),
+    *histogram_columns(),
+)
+
+job_minutes = sa.Table(
+    "job_minutes",
+    metadata,
+    # Finished jobs per minute of completion (UTC), queue, kind, owner and status; kept for
+    # the recent hours only (``SUMMARY_MINUTES_KEPT``).
+    _ts("minute", nullable=False),
+    sa.Column("queue", sa.String(100), nullable=False),
+    sa.Column("kind", sa.String(200), nullable=False),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("job_count", sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint("minute", "queue", "kind", "owner", "status"),
+)
+
+summary_marks = sa.Table(
+    "summary_marks",
+    metadata,
+    # How far the summaries are rolled: every job finished before ``rolled_to`` is in them.
+    sa.Column("name", sa.String(50), primary_key=True),
+    _ts("rolled_to", nullable=False),
 )

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import structlog
 
 CHANNEL = "jobtrail_changes"
-"""The PostgreSQL channel the ``jobs`` triggers notify (migration 0006)."""
+"""The PostgreSQL channel the ``jobs`` triggers notify (migration 0007)."""
 SQLITE_WATCH_INTERVAL = 0.002
 """How often the SQLite watcher reads ``data_version``: a counter in shared memory, read
 without touching the file (a few microseconds a read, well under 1% of a core idle)."""

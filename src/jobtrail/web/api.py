@@ -7,6 +7,7 @@ from fastapi import APIRouter
 
 from jobtrail.tracker import Tracker
 from jobtrail.web.auth import Authenticate, AuthFailures, Gate, RateLimit, token_auth
+from jobtrail.web.bulk_endpoints import add_bulk_routes
 from jobtrail.web.errors import JobtrailRoute
 from jobtrail.web.item_endpoints import add_item_routes
 from jobtrail.web.job_endpoints import add_job_routes
@@ -43,6 +44,7 @@ def create_router(
     )
     streams = OpenStreams(settings.max_streams_per_caller)
     protected = APIRouter(responses=ERRORS, route_class=JobtrailRoute)
+    add_bulk_routes(protected, tracker, gate)
     add_job_routes(protected, tracker, gate)
     add_item_routes(protected, tracker, gate)
     add_service_routes(protected, tracker, gate)

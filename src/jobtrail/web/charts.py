@@ -16,9 +16,12 @@ COLORS = {
 }
 
 
-def bar_chart(series: dict[str, dict[str, int]], stack: list[str]) -> str:
-    """Stacked bars, one per key of ``series`` (e.g. a day), stacked in ``stack`` order."""
-    if not series:
+def bar_chart(
+    series: dict[str, dict[str, int]], stack: list[str], title: str = "Jobs per day by status"
+) -> str:
+    """Stacked bars, one per key of ``series`` (e.g. a day or a minute), stacked in ``stack``
+    order; a window without any job says so instead."""
+    if not any(sum(v.values()) for v in series.values()):
         return '<p class="empty">No jobs in this window.</p>'
     top = max(sum(v.values()) for v in series.values()) or 1
     step = (WIDTH - 2 * PAD) / len(series)
@@ -37,23 +40,26 @@ def bar_chart(series: dict[str, dict[str, int]], stack: list[str]) -> str:
                 f"<title>{escape(label)}: {n} {escape(status)}</title></rect>"
             )
     labels = _labels(list(series), step)
-    return _svg("Jobs per day by status", "".join(bars) + labels + _axis(top))
+    return _svg(f"{title} (highest: {top})", "".join(bars) + labels + _axis(top))
 
 
-def line_chart(points: dict[str, float], unit: str, top: float = 100.0) -> str:
-    """A line over the keys of ``points`` (e.g. days), from 0 to ``top``."""
-    if not points:
+def line_chart(points: dict[str, float | None], unit: str, top: float = 100.0) -> str:
+    """A line over the keys of ``points`` (e.g. days or minutes), from 0 to ``top``; a key
+    without a value (None) keeps its place on the axis but has no dot."""
+    present = {label: value for label, value in points.items() if value is not None}
+    if not present:
         return '<p class="empty">No finished jobs in this window.</p>'
     step = (WIDTH - 2 * PAD) / max(len(points), 1)
-    coords = [
-        (PAD + (i + 0.5) * step, HEIGHT - PAD - (HEIGHT - 2 * PAD) * value / top)
-        for i, value in enumerate(points.values())
-    ]
-    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+    coords = {
+        label: (PAD + (i + 0.5) * step, HEIGHT - PAD - (HEIGHT - 2 * PAD) * value / top)
+        for i, (label, value) in enumerate(points.items())
+        if value is not None
+    }
+    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords.values())
     dots = "".join(
         f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" class="dot"><title>{escape(label)}: '
-        f"{value:.1f} {escape(unit)}</title></circle>"
-        for (x, y), (label, value) in zip(coords, points.items(), strict=True)
+        f"{present[label]:.1f} {escape(unit)}</title></circle>"
+        for label, (x, y) in coords.items()
     )
     body = f'<polyline points="{path}" class="line"/>' + dots
     return _svg(f"Success rate ({unit})", body + _labels(list(points), step) + _axis(top))

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
 
 from anyio import to_thread
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
@@ -22,6 +22,7 @@ from pydantic import StringConstraints
 from jobtrail.exceptions import JobNotFound
 from jobtrail.jobs import ACTIVE, RETRYABLE, TERMINAL, Status
 from jobtrail.tracker import Tracker
+from jobtrail.web import panels
 from jobtrail.web.auth import (
     COOKIE,
     AuthFailures,
@@ -30,7 +31,6 @@ from jobtrail.web.auth import (
     token_auth,
     visible,
 )
-from jobtrail.web.charts import bar_chart, line_chart
 from jobtrail.web.origins import Origins
 from jobtrail.web.schemas import JobId, label_filters, utc_time
 
@@ -38,7 +38,7 @@ HERE = FilePath(__file__).parent
 PAGE_SIZE = 50
 LabelOrNothing = Annotated[str, StringConstraints(pattern=r"^([^:\x00]{1,100}:[^\x00]{0,200})?$")]
 """A history page's label filter: ``KEY:VALUE``, or empty for none."""
-_STATUSES = [s.value for s in Status]
+WINDOW_PATTERN = "^(" + "|".join(panels.WINDOWS) + ")$"
 PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -128,11 +128,38 @@ class Dashboard:
         caller = self.caller(request)
         owner = caller.owner
         active = self.tracker.active(owner=owner, limit=100)
-        failures = self.tracker.list(owner=owner, status=["failed", "partial"], limit=8).jobs
-        stats = self.tracker.stats(days=1, owner=owner)
         return self.render(
-            request, "overview.html", caller, active=active, failures=failures, stats=stats
+            request,
+            "overview.html",
+            caller,
+            active=active,
+            failures=panels.failures(self.tracker, owner),
+            tiles=panels.tiles(self.tracker, owner),
         )
+
+    def queues(self, request: Request) -> Response:
+        caller = self.caller(request)
+        return self.render(
+            request, "queues.html", caller, queues=self.tracker.ops.queues(owner=caller.owner)
+        )
+
+    def live(self, request: Request, panel: str, window: str) -> Response:
+        """One panel of a page, rendered afresh (the page swaps it in when the stream says
+        jobs changed)."""
+        caller = self.caller(request)
+        owner = caller.owner
+        context: dict[str, Any] = {"panel": panel}
+        if panel == "tiles":
+            context["tiles"] = panels.tiles(self.tracker, owner)
+        elif panel == "queues":
+            context["queues"] = self.tracker.ops.queues(owner=owner)
+        elif panel == "failures":
+            context["failures"] = panels.failures(self.tracker, owner)
+        elif panel == "workers":
+            context["workers"] = self.tracker.workers() if caller.admin else []
+        else:
+            context["charts"] = panels.charts(self.tracker, panels.WINDOWS[window], owner)
+        return self.render(request, "_live.html", caller, **context)
 
     def history(self, request: Request, filters: dict[str, Any], page: int, order: str) -> Response:
         caller = self.caller(request)
@@ -166,7 +193,8 @@ class Dashboard:
             link=link,
             filters=filters,
             order=order,
-            statuses=_STATUSES,
+            statuses=panels.STATUSES,
+            bulk_filter=panels.bulk_filter(filters, caller.admin),
         )
 
     def job(self, request: Request, job_id: str) -> Response:
@@ -185,30 +213,20 @@ class Dashboard:
             terminal=job.status in TERMINAL,
         )
 
-    def stats(self, request: Request, days: int) -> Response:
+    def stats(self, request: Request, window: str) -> Response:
         caller = self.caller(request)
         owner = caller.owner
-        stats = self.tracker.stats(days=days, owner=owner)
-        counted = self.tracker.ops.timeline(days, owner=owner)
-        today = self.tracker.now().date()
-        window = [(today - timedelta(days=n)).isoformat() for n in range(days - 1, -1, -1)]
-        daily = {day: counted.get(day, {}) for day in window}
+        chosen = panels.WINDOWS[window]
+        stats = self.tracker.stats(days=chosen.days, owner=owner)
         kinds = sorted(stats.jobs_by_kind, key=lambda k: -stats.jobs_by_kind[k])[:12]
-        per_kind = {k: self.tracker.stats(days=days, owner=owner, kind=k) for k in kinds}
-        rates = {}
-        for day, counts in daily.items():
-            done = sum(counts.get(s, 0) for s in ("succeeded", "partial", "failed"))
-            if done:
-                rates[day] = 100.0 * counts.get("succeeded", 0) / done
+        per_kind = {k: self.tracker.stats(days=chosen.days, owner=owner, kind=k) for k in kinds}
         return self.render(
             request,
             "stats.html",
             caller,
-            days=days,
-            stats=stats,
+            windows=panels.WINDOWS,
+            charts=panels.charts(self.tracker, chosen, owner),
             per_kind=per_kind,
-            throughput=bar_chart(daily, _STATUSES),
-            success=line_chart(rates, "% succeeded"),
         )
 
     def schedules(self, request: Request) -> Response:
@@ -269,53 +287,7 @@ def create_dashboard(
     board = Dashboard(tracker, no_auth, failures, Origins(settings.allowed_origins))
     router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 
-    @router.get("/", response_class=HTMLResponse)
-    def overview(request: Request) -> Response:
-        return _guard(board.overview, request)
-
-    @router.get("/jobs", response_class=HTMLResponse)
-    def history(
-        request: Request,
-        status: Annotated[list[Status] | None, Query()] = None,
-        kind: Annotated[str | None, Query(max_length=200)] = None,
-        owner: Annotated[str | None, Query(max_length=200)] = None,
-        trigger: Annotated[str | None, Query(max_length=50)] = None,
-        created_from: Annotated[str | None, Query(max_length=40)] = None,
-        created_to: Annotated[str | None, Query(max_length=40)] = None,
-        q: Annotated[str | None, Query(max_length=200)] = None,
-        label: Annotated[list[LabelOrNothing] | None, Query()] = None,
-        order: Annotated[str, Query(pattern="^(created|duration)$")] = "created",
-        page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-    ) -> Response:
-        filters = {
-            "status": status or [],
-            "kind": kind or None,
-            "owner": owner or None,
-            "trigger": trigger or None,
-            "created_from": utc_time(created_from),
-            "created_to": utc_time(created_to),
-            "q": q or None,
-            "label": [text for text in label or () if text],
-            "raw_from": created_from or "",
-            "raw_to": created_to or "",
-        }
-        return _guard(board.history, request, filters, page, order)
-
-    @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-    def job(request: Request, job_id: JobId) -> Response:
-        return _guard(board.job, request, job_id)
-
-    @router.get("/stats", response_class=HTMLResponse)
-    def stats(request: Request, days: Annotated[int, Query(ge=1, le=365)] = 14) -> Response:
-        return _guard(board.stats, request, days)
-
-    @router.get("/schedules", response_class=HTMLResponse)
-    def schedules(request: Request) -> Response:
-        return _guard(board.schedules, request)
-
-    @router.get("/workers", response_class=HTMLResponse)
-    def workers(request: Request) -> Response:
-        return _guard(board.workers, request)
+    _add_pages(router, board)
 
     @router.get("/login")
     def login_form(request: Request) -> Response:
@@ -334,6 +306,72 @@ def create_dashboard(
         return response
 
     return router
+
+
+def _add_pages(router: APIRouter, board: Dashboard) -> None:
+    """The pages behind the sign-in, and the live panels they refresh."""
+
+    @router.get("/", response_class=HTMLResponse)
+    def overview(request: Request) -> Response:
+        return _guard(board.overview, request)
+
+    @router.get("/queues", response_class=HTMLResponse)
+    def queues(request: Request) -> Response:
+        return _guard(board.queues, request)
+
+    @router.get("/live/{panel}", response_class=HTMLResponse)
+    def live(
+        request: Request,
+        panel: Annotated[str, Path(pattern="^(tiles|queues|charts|workers|failures)$")],
+        window: Annotated[str, Query(pattern=WINDOW_PATTERN)] = "1h",
+    ) -> Response:
+        return _guard(board.live, request, panel, window)
+
+    @router.get("/jobs", response_class=HTMLResponse)
+    def history(
+        request: Request,
+        status: Annotated[list[Status] | None, Query()] = None,
+        kind: Annotated[str | None, Query(max_length=200)] = None,
+        owner: Annotated[str | None, Query(max_length=200)] = None,
+        trigger: Annotated[str | None, Query(max_length=50)] = None,
+        created_from: Annotated[str | None, Query(max_length=40)] = None,
+        created_to: Annotated[str | None, Query(max_length=40)] = None,
+        q: Annotated[str | None, Query(max_length=200)] = None,
+        label: Annotated[list[LabelOrNothing] | None, Query()] = None,
+        order: Annotated[str, Query(pattern="^(created|duration)$")] = "created",
+        page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    ) -> Response:
+        filters = {
+            "status": [s.value for s in status or ()],
+            "kind": kind or None,
+            "owner": owner or None,
+            "trigger": trigger or None,
+            "created_from": utc_time(created_from),
+            "created_to": utc_time(created_to),
+            "label": [text for text in label or () if text],
+            "raw_from": created_from or "",
+            "raw_to": created_to or "",
+        }
+        panels.add_search(filters, q or "")
+        return _guard(board.history, request, filters, page, order)
+
+    @router.get("/jobs/{job_id}", response_class=HTMLResponse)
+    def job(request: Request, job_id: JobId) -> Response:
+        return _guard(board.job, request, job_id)
+
+    @router.get("/stats", response_class=HTMLResponse)
+    def stats(
+        request: Request, window: Annotated[str, Query(pattern=WINDOW_PATTERN)] = "1h"
+    ) -> Response:
+        return _guard(board.stats, request, window)
+
+    @router.get("/schedules", response_class=HTMLResponse)
+    def schedules(request: Request) -> Response:
+        return _guard(board.schedules, request)
+
+    @router.get("/workers", response_class=HTMLResponse)
+    def workers(request: Request) -> Response:
+        return _guard(board.workers, request)
 
 
 def _guard(page: Callable[..., Response], request: Request, *args: Any) -> Response:

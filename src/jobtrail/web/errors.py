@@ -24,6 +24,7 @@ from jobtrail.exceptions import (
     PayloadError,
     StoreError,
     TokenExists,
+    TooManyJobs,
     UnknownKind,
     UnknownSchedule,
 )
@@ -39,6 +40,7 @@ STATUS_OF: dict[type[JobtrailError], int] = {
     InvalidData: 422,
     InvalidOwner: 422,
     PayloadError: 422,
+    TooManyJobs: 422,
     StoreError: 503,
 }
 

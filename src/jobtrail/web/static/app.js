@@ -69,11 +69,10 @@ function newRow(job) {
   return row;
 }
 
-function liveOverview(table) {
+function liveOverview(table, source) {
   const body = table.tBodies[0];
   const empty = document.getElementById("no-active");
   const counter = document.getElementById("active-count");
-  const source = new EventSource(table.dataset.stream, { withCredentials: true });
   source.addEventListener("job", (event) => {
     const job = JSON.parse(event.data);
     let row = body.querySelector(`tr[data-job="${job.id}"]`);
@@ -94,6 +93,106 @@ function liveOverview(table) {
     counter.textContent = live;
     empty.hidden = body.rows.length > 0;
   }
+}
+
+// Every number outside the table comes from a panel the server renders afresh: when the stream
+// says jobs changed (at most every quarter second), and every 15 s for ages.
+function livePanels(source) {
+  let timer = null;
+  const refresh = () => {
+    timer = null;
+    for (const panel of document.querySelectorAll("[data-live]")) {
+      const id = panel.id;
+      fetch(panel.dataset.live, { credentials: "same-origin" })
+        .then((r) => (r.ok ? r.text() : null))
+        .then((html) => {
+          if (!html) return;
+          const template = document.createElement("template");
+          template.innerHTML = html.trim();
+          const fresh = template.content.firstElementChild;
+          const current = document.getElementById(id);
+          if (fresh && current) current.replaceWith(fresh);
+        });
+    }
+  };
+  const soon = () => { if (!timer) timer = setTimeout(refresh, 250); };
+  if (source) {
+    source.addEventListener("job", soon);
+    source.addEventListener("open", soon); // what changed between the page and the stream
+  }
+  if (document.querySelector("[data-live]")) setInterval(refresh, 15000);
+}
+
+// Rows of a listing show their job's state as it changes.
+function liveRows(table, source) {
+  source.addEventListener("job", (event) => {
+    const job = JSON.parse(event.data);
+    const row = table.querySelector(`tr[data-job="${job.id}"]`);
+    if (row) paint(row, job);
+  });
+}
+
+function plural(n, word) {
+  return n + " " + word + (n === 1 ? "" : "s");
+}
+
+function bulkSummary(answer) {
+  const done = answer.done.length;
+  const verb = answer.action === "cancel" ? "Cancelled" : "Queued retries of";
+  let text = `${verb} ${plural(done, "job")}.`;
+  const skipped = answer.skipped.length;
+  if (skipped) {
+    const reasons = [...new Set(answer.skipped.map((s) => s.reason))].slice(0, 3).join("; ");
+    text += ` ${plural(skipped, "job")} left alone (${reasons}).`;
+  }
+  return text;
+}
+
+// Act on the selected jobs (or on every job that matches the filters), after a confirmation
+// that says how many.
+function bulkActions(section) {
+  const table = document.getElementById("history");
+  const all = document.getElementById("bulk-all");
+  const count = document.getElementById("bulk-count");
+  const result = document.getElementById("bulk-result");
+  const buttons = section.querySelectorAll("button[data-action]");
+  const picks = () => [...table.querySelectorAll("input.pick:checked")].map((box) => box.value);
+  const chosen = () => (all && all.checked ? Number(section.dataset.total) : picks().length);
+  function update() {
+    const n = chosen();
+    count.textContent = n ? plural(n, "job") + " selected" : "No job selected";
+    for (const button of buttons) button.disabled = n === 0;
+  }
+  document.getElementById("select-page").addEventListener("change", (event) => {
+    for (const box of table.querySelectorAll("input.pick")) box.checked = event.target.checked;
+    update();
+  });
+  table.addEventListener("change", update);
+  if (all) all.addEventListener("change", update);
+  const verbs = { cancel: "Cancel", retry: "Retry", retry_failed_items: "Retry the failed items of" };
+  for (const button of buttons) {
+    button.addEventListener("click", async () => {
+      const n = chosen();
+      const action = button.dataset.action;
+      if (!n || !window.confirm(`${verbs[action]} ${plural(n, "job")}?`)) return;
+      const body = all && all.checked
+        ? { action, filter: JSON.parse(section.dataset.filter) }
+        : { action, job_ids: picks() };
+      const response = await fetch(`${ROOT}/api/v1/jobs/bulk`, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      const answer = await response.json();
+      if (!response.ok) {
+        result.textContent = typeof answer.detail === "string" ? answer.detail : "The action was refused.";
+        return;
+      }
+      result.textContent = bulkSummary(answer);
+    });
+  }
+  update();
 }
 
 function appendEvents(article) {
@@ -188,8 +287,15 @@ function autosubmit() {
 document.addEventListener("DOMContentLoaded", () => {
   fillBars();
   autosubmit();
+  const url = document.body.dataset.stream;
+  const source = url ? new EventSource(url, { withCredentials: true }) : null;
+  livePanels(source);
   const overview = document.getElementById("active");
-  if (overview) liveOverview(overview);
+  if (overview && source) liveOverview(overview, source);
+  const history = document.getElementById("history");
+  if (history && source) liveRows(history, source);
+  const bulk = document.getElementById("bulk");
+  if (bulk) bulkActions(bulk);
   const article = document.getElementById("job");
   if (article) liveJob(article);
 });

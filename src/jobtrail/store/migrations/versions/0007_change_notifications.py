@@ -5,8 +5,8 @@ poll. (SQLite needs no schema for it: its watchers read ``PRAGMA data_version``.
 Statement triggers with a transition table notify only when rows changed: an empty claim
 (an UPDATE of no rows) must not wake every idle worker again.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-02
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
