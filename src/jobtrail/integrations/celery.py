@@ -35,6 +35,7 @@ from jobtrail.exceptions import (
 )
 from jobtrail.jobs import JSON, EventType, Job, NewJob, Priority, Status
 from jobtrail.runner import Run, Runner, runner_identity
+from jobtrail.store.celery_rows import celery_rows
 from jobtrail.tracker import Tracker
 
 try:
@@ -164,11 +165,25 @@ class CeleryTracking:
         """A worker starts the task: its job becomes ``running`` (created on first sight)."""
         if task.app is not self.app or not self.tracked(task):
             return  # another app's task (several apps can live in one process)
-        run = self.runner.take_over(task_id) or self._start_on_sight(task_id, task, kw)
+        run = (
+            self._adopt(task_id)
+            or self.runner.take_over(task_id)  # a redelivery, or a job that ended
+            or self._start_on_sight(task_id, task, kw)
+        )
         if run is not None:  # else it ended already (e.g. cancelled while queued): never rerun
             self._beat.hold(self.tracker, run.buffer)
         with self._lock:
             self._tasks[task_id] = _Task(run)
+
+    def _adopt(self, task_id: str) -> Run | None:
+        """The common case in one statement: the task's queued job starts here."""
+        lease = uuid.uuid4().hex
+        job = celery_rows(self.tracker.store.database).adopt(task_id, lease, runner_identity())
+        if job is None:
+            return None
+        run = self.runner.hold(job, lease)
+        journal.held_changed("started", run.buffer, duration=None)
+        return run
 
     def _start_on_sight(self, task_id: str, task: Task[Any, Any], kw: dict[str, Any]) -> Run | None:
         """Create the job of a task whose record is not written yet (its publisher's write is

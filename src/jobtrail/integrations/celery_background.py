@@ -22,6 +22,7 @@ import structlog
 from jobtrail.exceptions import InvalidData, StoreError
 from jobtrail.jobs import NewJob
 from jobtrail.progress import ProgressBuffer
+from jobtrail.store.celery_rows import celery_rows
 from jobtrail.store.database import outage_retrying
 from jobtrail.tracker import Tracker
 
@@ -166,7 +167,7 @@ def write_published(tracker: Tracker, news: Sequence[NewJob]) -> None:
     the database refuses one, each is written alone so the others still land."""
     try:
         news = [replace(tracker.redactor.new_job(new), external=True) for new in news]
-        outage_retrying()(tracker.store.jobs.add_or_get, news)
+        outage_retrying()(celery_rows(tracker.store.database).add, news)
     except InvalidData:
         if len(news) == 1:
             _lost(news[0], "refused by the database")
