@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
@@ -36,6 +37,7 @@ from jobtrail.exceptions import (
 from jobtrail.jobs import JSON, EventType, Job, NewJob, Priority, Status
 from jobtrail.runner import Run, Runner, runner_identity
 from jobtrail.store.celery_rows import celery_rows
+from jobtrail.store.database import Database
 from jobtrail.tracker import Tracker
 
 try:
@@ -101,13 +103,19 @@ class CeleryTracking:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _writer: PublishWriter = field(default_factory=PublishWriter)
     _beat: HeldBeat = field(init=False)
+    _in_worker: bool = field(default=False, init=False)
+    """A worker of this app runs in this process (or its parent, for prefork children)."""
+    _grouped: tuple[int, Database] | None = field(default=None, init=False)
+    """(pid, database) whose commits this process's task outcomes share."""
 
     def __post_init__(self) -> None:
         self._beat = HeldBeat(lambda: self.tracker.settings.heartbeat_interval)
 
     @property
     def runner(self) -> Runner:
-        return Runner(self.tracker)
+        """Inside a worker the outcome of a task is queued for a commit shared with this
+        process's other writes, so the next task starts at once (written before exit)."""
+        return Runner(self.tracker, wait_for_outcomes=self._grouped is None)
 
     def tracked(self, task: Any) -> bool:
         """Whether ``task`` (a task or a task name) is mirrored into jobtrail."""
@@ -140,9 +148,35 @@ class CeleryTracking:
         ``timeout`` seconds passed first."""
         return self._writer.flush(timeout)
 
+    def on_worker_init(self, sender: Any = None, **kw: Any) -> None:
+        """A worker of this app starts here (its prefork children inherit the mark)."""
+        if getattr(sender, "app", None) is self.app:
+            self._in_worker = True
+
+    def _share_commits(self) -> None:
+        """Start sharing commits in the process that runs tasks — never in a prefork
+        parent, whose commit thread its children would not inherit."""
+        database = self.tracker.store.database
+        grouped = self._grouped
+        if grouped is not None and grouped[0] == os.getpid() and grouped[1] is database:
+            return
+        with self._lock:  # pool threads start tasks at the same time
+            if self._grouped != grouped:
+                return
+            self._stop_sharing()
+            if self._in_worker:
+                database.start_grouping()
+                self._grouped = (os.getpid(), database)
+
+    def _stop_sharing(self) -> None:
+        grouped, self._grouped = self._grouped, None
+        if grouped is not None and grouped[0] == os.getpid():
+            grouped[1].stop_grouping()  # commits what is pending
+
     def on_shutdown(self, **kw: Any) -> None:
-        """A worker (process) stops: write what its tasks published."""
+        """A worker (process) stops: write what its tasks published and their outcomes."""
         self.flush()
+        self._stop_sharing()
 
     def _new_job(
         self, task_id: str, name: str, headers: dict[str, Any], body: Any, priority: Any
@@ -165,6 +199,7 @@ class CeleryTracking:
         """A worker starts the task: its job becomes ``running`` (created on first sight)."""
         if task.app is not self.app or not self.tracked(task):
             return  # another app's task (several apps can live in one process)
+        self._share_commits()
         run = (
             self._adopt(task_id)
             or self.runner.take_over(task_id)  # a redelivery, or a job that ended
@@ -270,6 +305,7 @@ class CeleryTracking:
         signals.task_retry.connect(self.on_retry, weak=False)
         signals.task_postrun.connect(self.on_postrun, weak=False)
         signals.task_revoked.connect(self.on_revoked, weak=False)
+        signals.worker_init.connect(self.on_worker_init, weak=False)
         signals.worker_process_shutdown.connect(self.on_shutdown, weak=False)
         signals.worker_shutdown.connect(self.on_shutdown, weak=False)
         self.use(self.tracker)
