@@ -200,11 +200,7 @@ class CeleryTracking:
         if task.app is not self.app or not self.tracked(task):
             return  # another app's task (several apps can live in one process)
         self._share_commits()
-        run = (
-            self._adopt(task_id)
-            or self.runner.take_over(task_id)  # a redelivery, or a job that ended
-            or self._start_on_sight(task_id, task, kw)
-        )
+        run = self._adopt(task_id) or self._start_on_sight(task_id, task, kw)
         if run is not None:  # else it ended already (e.g. cancelled while queued): never rerun
             self._beat.hold(self.tracker, run.buffer)
         with self._lock:
@@ -223,7 +219,8 @@ class CeleryTracking:
     def _start_on_sight(self, task_id: str, task: Task[Any, Any], kw: dict[str, Any]) -> Run | None:
         """Create the job of a task whose record is not written yet (its publisher's write is
         still on its way, or it was published where jobtrail is not installed) as ``running``
-        here; None if it exists and has ended."""
+        here. A record that exists is taken over (a redelivery's job is rescued first); None
+        if it has ended."""
         request = task.request
         headers = {name: getattr(request, name, None) for name in (OWNER_HEADER, TRIGGER_HEADER)}
         body = (kw.get("args") or (), kw.get("kwargs") or {})
@@ -233,7 +230,7 @@ class CeleryTracking:
         lease = uuid.uuid4().hex
         try:
             job = self.runner.runs.start(new, worker=runner_identity(), lease=lease)
-        except DuplicateKey as exc:  # written meanwhile: take it over as usual
+        except DuplicateKey as exc:  # a redelivery, or written meanwhile: take it over
             return None if exc.job.terminal else self.runner.take_over(task_id)
         run = self.runner.hold(job, lease)
         journal.held_changed("created", run.buffer, duration=None)
