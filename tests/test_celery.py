@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +19,11 @@ from celery.contrib.testing.worker import start_worker
 
 import jobtrail
 from jobtrail import Status
-from jobtrail.integrations.celery import tracking_of
+from jobtrail.integrations.celery import ENGINE_LABEL, tracking_of
+from jobtrail.jobs import NewJob
+from jobtrail.store.celery_rows import celery_rows
+from jobtrail.store.rows import new_row
+from jobtrail.store.tables import jobs
 from tests.apps.celery_app import use_tracker
 from tests.apps.celery_publisher import QUEUE
 from tests.servers import RedisServer
@@ -290,3 +295,31 @@ def test_records_published_just_before_the_process_exits_are_written(
     assert {job.status for job in page.jobs} == {Status.QUEUED}
     assert sorted(job.payload["kwargs"]["n"] for job in page.jobs) == list(range(300))
     assert all(event_types(tracker, job.id) == ["created"] for job in page.jobs[:20])
+
+
+def test_a_worker_inserting_a_record_the_publisher_is_inserting_yields_to_it(
+    tracker: jobtrail.Tracker, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite's write lock makes the two inserts take turns; nothing races")
+    database = tracker.store.database
+    new = NewJob(id="race-1", key="celery:race-1", kind="sync_listings", labels=ENGINE_LABEL)
+    started: list[jobtrail.Job | None] = []
+    with database.write() as conn:  # the publisher's insert, not committed yet
+        conn.execute(jobs.insert(), [new_row(new, tracker.now())])
+        worker = threading.Thread(
+            target=lambda: started.append(celery_rows(database).start(new, "lease", "w"))
+        )
+        worker.start()
+        until(lambda: _waiting_on_a_lock(conn), 30, what="the worker's insert to wait")
+    worker.join(timeout=30)
+    assert started == [None]  # it yields; the integration then takes the job over
+    assert tracker.get("race-1").status is Status.QUEUED
+
+
+def _waiting_on_a_lock(conn: Any) -> bool:
+    with conn.engine.connect() as other:
+        waiting = other.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        ).scalar_one()
+    return bool(waiting)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
@@ -29,7 +28,6 @@ from jobtrail import journal
 from jobtrail.context import Context, ItemScope
 from jobtrail.exceptions import (
     Cancelled,
-    DuplicateKey,
     IllegalTransition,
     JobNotFound,
     MissingExtra,
@@ -37,7 +35,6 @@ from jobtrail.exceptions import (
 from jobtrail.jobs import JSON, EventType, Job, NewJob, Priority, Status
 from jobtrail.runner import Run, Runner, runner_identity
 from jobtrail.store.celery_rows import celery_rows
-from jobtrail.store.database import Database
 from jobtrail.tracker import Tracker
 
 try:
@@ -47,7 +44,12 @@ except ImportError as exc:
     raise MissingExtra("celery", "jobtrail.integrations.celery", ["celery"]) from exc
 
 # Loaded once celery is known to be installed.
-from jobtrail.integrations.celery_background import HeldBeat, PublishWriter, write_published
+from jobtrail.integrations.celery_background import (
+    HeldBeat,
+    PublishWriter,
+    SharedCommits,
+    write_published,
+)
 from jobtrail.integrations.celery_presence import CeleryPresence
 
 ENGINE_LABEL = {"engine": "celery"}
@@ -103,10 +105,7 @@ class CeleryTracking:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _writer: PublishWriter = field(default_factory=PublishWriter)
     _beat: HeldBeat = field(init=False)
-    _in_worker: bool = field(default=False, init=False)
-    """A worker of this app runs in this process (or its parent, for prefork children)."""
-    _grouped: tuple[int, Database] | None = field(default=None, init=False)
-    """(pid, database) whose commits this process's task outcomes share."""
+    _commits: SharedCommits = field(default_factory=SharedCommits)
 
     def __post_init__(self) -> None:
         self._beat = HeldBeat(lambda: self.tracker.settings.heartbeat_interval)
@@ -115,7 +114,7 @@ class CeleryTracking:
     def runner(self) -> Runner:
         """Inside a worker the outcome of a task is queued for a commit shared with this
         process's other writes, so the next task starts at once (written before exit)."""
-        return Runner(self.tracker, wait_for_outcomes=self._grouped is None)
+        return Runner(self.tracker, wait_for_outcomes=not self._commits.shared)
 
     def tracked(self, task: Any) -> bool:
         """Whether ``task`` (a task or a task name) is mirrored into jobtrail."""
@@ -151,32 +150,12 @@ class CeleryTracking:
     def on_worker_init(self, sender: Any = None, **kw: Any) -> None:
         """A worker of this app starts here (its prefork children inherit the mark)."""
         if getattr(sender, "app", None) is self.app:
-            self._in_worker = True
-
-    def _share_commits(self) -> None:
-        """Start sharing commits in the process that runs tasks — never in a prefork
-        parent, whose commit thread its children would not inherit."""
-        database = self.tracker.store.database
-        grouped = self._grouped
-        if grouped is not None and grouped[0] == os.getpid() and grouped[1] is database:
-            return
-        with self._lock:  # pool threads start tasks at the same time
-            if self._grouped != grouped:
-                return
-            self._stop_sharing()
-            if self._in_worker:
-                database.start_grouping()
-                self._grouped = (os.getpid(), database)
-
-    def _stop_sharing(self) -> None:
-        grouped, self._grouped = self._grouped, None
-        if grouped is not None and grouped[0] == os.getpid():
-            grouped[1].stop_grouping()  # commits what is pending
+            self._commits.in_worker = True
 
     def on_shutdown(self, **kw: Any) -> None:
         """A worker (process) stops: write what its tasks published and their outcomes."""
         self.flush()
-        self._stop_sharing()
+        self._commits.stop()
 
     def _new_job(
         self, task_id: str, name: str, headers: dict[str, Any], body: Any, priority: Any
@@ -199,7 +178,7 @@ class CeleryTracking:
         """A worker starts the task: its job becomes ``running`` (created on first sight)."""
         if task.app is not self.app or not self.tracked(task):
             return  # another app's task (several apps can live in one process)
-        self._share_commits()
+        self._commits.use(self.tracker.store.database)
         run = self._adopt(task_id) or self._start_on_sight(task_id, task, kw)
         if run is not None:  # else it ended already (e.g. cancelled while queued): never rerun
             self._beat.hold(self.tracker, run.buffer)
@@ -228,10 +207,9 @@ class CeleryTracking:
         new = self._new_job(task_id, task.name, headers, body, priority)
         new = replace(self.tracker.redactor.new_job(new), external=True)
         lease = uuid.uuid4().hex
-        try:
-            job = self.runner.runs.start(new, worker=runner_identity(), lease=lease)
-        except DuplicateKey as exc:  # a redelivery, or written meanwhile: take it over
-            return None if exc.job.terminal else self.runner.take_over(task_id)
+        job = celery_rows(self.tracker.store.database).start(new, lease, runner_identity())
+        if job is None:  # a redelivery, or written meanwhile: take it over (unless it ended)
+            return self.runner.take_over(task_id)
         run = self.runner.hold(job, lease)
         journal.held_changed("created", run.buffer, duration=None)
         journal.held_changed("started", run.buffer, duration=None)

@@ -1,5 +1,6 @@
 """The Celery integration's background threads: the records of published tasks written in
-shared transactions off the publishing thread, and one heartbeat for every task a process runs.
+shared transactions off the publishing thread, one heartbeat for every task a process runs,
+and task outcomes sharing the commits of the worker process that ran them.
 
 Each thread starts on demand, stays while it has work (and ``linger`` seconds after), and is
 not a daemon: when the main thread ends it finishes what is pending, then stops, so nothing
@@ -23,7 +24,7 @@ from jobtrail.exceptions import InvalidData, StoreError
 from jobtrail.jobs import NewJob
 from jobtrail.progress import ProgressBuffer
 from jobtrail.store.celery_rows import celery_rows
-from jobtrail.store.database import outage_retrying
+from jobtrail.store.database import Database, outage_retrying
 from jobtrail.tracker import Tracker
 
 log = structlog.get_logger("jobtrail.celery")
@@ -237,3 +238,39 @@ class HeldBeat(Lingering):
             for buffer in buffers:
                 cancel = pending.get(buffer.job_id)
                 buffer.observe(cancel_requested=bool(cancel), held=cancel is not None)
+
+
+class SharedCommits:
+    """Task outcomes queued for a commit shared with the process's other writes (the
+    database's group commit), in the process that runs tasks — never in a prefork parent,
+    whose commit thread its children would not inherit."""
+
+    def __init__(self) -> None:
+        self.in_worker = False
+        """A worker runs in this process (or its parent, for prefork children)."""
+        self._grouped: tuple[int, Database] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def shared(self) -> bool:
+        """Whether outcomes are queued instead of waited for."""
+        return self._grouped is not None
+
+    def use(self, database: Database) -> None:
+        """Share ``database``'s commits from now on, if a worker runs here."""
+        grouped = self._grouped
+        if grouped is not None and grouped[0] == os.getpid() and grouped[1] is database:
+            return
+        with self._lock:  # pool threads start tasks at the same time
+            if self._grouped != grouped:
+                return
+            self.stop()
+            if self.in_worker:
+                database.start_grouping()
+                self._grouped = (os.getpid(), database)
+
+    def stop(self) -> None:
+        """Commit what is queued and stop sharing (a forked child has nothing to stop)."""
+        grouped, self._grouped = self._grouped, None
+        if grouped is not None and grouped[0] == os.getpid():
+            grouped[1].stop_grouping()

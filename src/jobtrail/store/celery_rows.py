@@ -6,7 +6,10 @@ PostgreSQL) costs a fraction of a generic multi-row insert, whose SQL the driver
 afresh for every batch. A task whose record already exists — a worker took it first and
 created it running — is skipped by ``ON CONFLICT DO NOTHING``, and so are its ``created``
 event and labels: one job, one history. Adopting is ``RunStore.take_over``'s common case
-(a queued or waiting job starts) as one prepared statement; the rest is left to it.
+(a queued or waiting job starts) as one prepared statement; the rest is left to it. A worker
+that finds no record inserts one running, and yields to any record that exists or is being
+inserted at the same moment (every unique index arbitrates, so racing the publisher's
+insert on PostgreSQL is no error).
 """
 
 from __future__ import annotations
@@ -61,6 +64,26 @@ class CeleryRows:
             .returning(*JOB_COLUMNS)
         )
         self._adopt = Prepared(adopt, dialect, JOB_COLUMNS)
+
+    def start(self, new: NewJob, lease: str, worker: str) -> Job | None:
+        """Insert ``new`` running under ``lease`` (``created`` and ``started`` events); None
+        when its record exists, or another transaction is inserting it."""
+        now = self._db.clock()
+        row = new_row(new, now) | {
+            "status": Status.RUNNING.value,
+            "attempt": 1,
+            "started_at": now,
+            "heartbeat_at": now,
+            "worker": worker,
+            "lease": lease,
+        }
+        with self._db.raw(write=True) as session:
+            if session.rowcount(self._insert, row) != 1:
+                return None
+            session.execute_many(self._label, label_rows(row["id"], row["labels"]))
+            events = [NewEvent(EventType.CREATED), NewEvent(EventType.STARTED)]
+            self._statements.append(session, now, [(row["id"], e) for e in events])
+        return job_from_row(row, now)
 
     def adopt(self, job_id: str, lease: str, worker: str) -> Job | None:
         """Start a queued or waiting job under ``lease`` (a ``started`` event); None when it
