@@ -260,7 +260,10 @@ def test_tasks_published_while_the_worker_runs_get_one_record_and_one_history_ea
     jobs = [tracker.wait(task_id, timeout=60) for task_id in ids]
     assert {job.status for job in jobs} == {Status.SUCCEEDED}
     for job in jobs:
-        assert event_types(tracker, job.id) == ["created", "started", "succeeded"]
+        events = tracker.events(job.id)
+        assert [e.type for e in events] == ["created", "started", "succeeded"]
+        assert events[1].message is not None
+        assert events[1].message.startswith(f"attempt 1 on {job.worker}")
     assert tracker.list(kind="sync_listings").total_count == 40
 
 
