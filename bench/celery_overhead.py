@@ -126,7 +126,7 @@ class Side:
             self.send()
         published = time.perf_counter()
         _wait_for(lambda: int(self.done.llen(DONE)) >= tasks, 600, "the tasks to run")
-        _wait_for(lambda: self.recorded() >= expected_recorded, 600, "the records to end")
+        _wait_for(lambda: self.recorded() >= expected_recorded, 120, "the records to end")
         ended = time.perf_counter()
         self.publish.append(tasks / (published - started))
         self.e2e.append(tasks / (ended - started))
