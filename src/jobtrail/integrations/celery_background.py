@@ -81,7 +81,10 @@ class Lingering:
                     self._thread = None
                     self._cond.notify_all()
                     return
-            self._step()
+            try:
+                self._step()
+            except Exception as exc:  # never leave work queued for a thread that died
+                log.error("a background step failed", thread=self._name, error=repr(exc))
 
     def _wait_for_work(self) -> bool:
         """Wait (``_cond`` held) until there is work; False once it is time to stop."""
@@ -127,7 +130,7 @@ class PublishWriter(Lingering):
         self._settled = 0
 
     def put(self, tracker: Tracker, new: NewJob) -> None:
-        """Queue ``new`` (already redacted) for ``tracker``'s store."""
+        """Queue ``new`` for ``tracker``'s store (redacted as it is written)."""
         with self._cond:
             self._pending.append((tracker, new))
             self._unwritten.add(new.id)
