@@ -167,11 +167,16 @@ class PublishWriter(Lingering):
 
 
 def write_published(tracker: Tracker, news: Sequence[NewJob]) -> None:
-    """Insert published tasks' records in one transaction, retried through an outage; when
-    the database refuses one, each is written alone so the others still land."""
+    """Insert published tasks' records in one transaction, retried through an outage (but
+    not once the process is ending: its exit must not wait on a database that is gone);
+    when the database refuses one, each is written alone so the others still land."""
     try:
         news = [replace(tracker.redactor.new_job(new), external=True) for new in news]
-        outage_retrying()(celery_rows(tracker.store.database).add, news)
+        add = celery_rows(tracker.store.database).add
+        if threading.main_thread().is_alive():
+            outage_retrying()(add, news)
+        else:
+            add(news)
     except InvalidData:
         if len(news) == 1:
             _lost(news[0], "refused by the database")
