@@ -6,17 +6,26 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from celery import Celery
+import redis
+from celery import Celery, signals
 from celery.contrib.testing.worker import start_worker
 
 import jobtrail
 from jobtrail import Status
+from jobtrail.integrations.celery import ENGINE_LABEL, tracking_of
+from jobtrail.jobs import NewJob
+from jobtrail.store.celery_rows import celery_rows
+from jobtrail.store.rows import new_row
+from jobtrail.store.tables import jobs
 from tests.apps.celery_app import use_tracker
+from tests.apps.celery_publisher import QUEUE
 from tests.servers import RedisServer
 from tests.waiting import event_types, until
 
@@ -192,3 +201,128 @@ def test_a_task_moves_through_its_stages_like_a_handler(
         ("found", 20.0, 90.0),
         ("done", 100.0, 100.0),
     ]
+
+
+@contextmanager
+def publishing_unseen(celery_app: Celery) -> Iterator[None]:
+    """Publish without jobtrail seeing it, as from a service without the integration (or as
+    a publisher whose record is still on its way when the worker takes the task)."""
+    tracking = tracking_of(celery_app)
+    signals.before_task_publish.disconnect(tracking.on_publish)
+    try:
+        yield
+    finally:
+        signals.before_task_publish.connect(tracking.on_publish, weak=False)
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_task_started_before_its_record_was_written_ends_with_one_complete_record(
+    celery_app: Celery, tracker: jobtrail.Tracker
+) -> None:
+    kwargs = {"listings": ["a", "b"], "bad": ["b"]}
+    with publishing_unseen(celery_app):
+        result = celery_app.send_task(
+            "sync_listings",
+            kwargs=kwargs,
+            headers={"jobtrail_owner": "acme", "jobtrail_trigger": "message"},
+            priority=9,
+        )
+    # No record until the worker takes the task: it creates one, running, on sight.
+    until(lambda: tracker.list(owner="acme").total_count, 30, what="the worker to start it")
+    job = tracker.wait(result.id, timeout=30)
+    # The publisher's write arrives late: it finds the record and adds nothing.
+    tracking = tracking_of(celery_app)
+    headers = {"id": result.id, "jobtrail_owner": "acme", "jobtrail_trigger": "message"}
+    tracking.on_publish("sync_listings", headers, ((), kwargs, {}), properties={"priority": 9})
+    assert tracking.flush(timeout=30)
+
+    assert tracker.get(result.id) == job
+    assert (job.status, job.owner, job.trigger) == (Status.PARTIAL, "acme", "message")
+    assert job.priority is jobtrail.Priority.URGENT
+    assert job.payload == {"args": [], "kwargs": kwargs}
+    assert (job.attempt, job.items_succeeded, job.items_failed) == (1, 1, 1)
+    types = event_types(tracker, job.id)
+    assert (types[0], types[-1]) == ("created", "partial")
+    assert (types.count("created"), types.count("started")) == (1, 1)
+    assert tracker.list(owner="acme", kind="sync_listings").total_count == 1
+
+
+@pytest.mark.usefixtures("worker")
+def test_tasks_published_while_the_worker_runs_get_one_record_and_one_history_each(
+    celery_app: Celery, tracker: jobtrail.Tracker
+) -> None:
+    # Whichever comes first, the publisher's write or the worker's start, each task ends
+    # with one record: created, started and succeeded once.
+    ids = [
+        celery_app.send_task("sync_listings", kwargs={"listings": [], "bad": []}).id
+        for _ in range(40)
+    ]
+    jobs = [tracker.wait(task_id, timeout=60) for task_id in ids]
+    assert {job.status for job in jobs} == {Status.SUCCEEDED}
+    for job in jobs:
+        events = tracker.events(job.id)
+        assert [e.type for e in events] == ["created", "started", "succeeded"]
+        assert events[1].message is not None
+        assert events[1].message.startswith(f"attempt 1 on {job.worker}")
+    assert tracker.list(kind="sync_listings").total_count == 40
+
+
+def test_flush_makes_the_published_records_visible_to_other_processes(
+    celery_app: Celery, tracker: jobtrail.Tracker
+) -> None:
+    ids = {
+        celery_app.send_task("sync_listings", kwargs={"listings": [str(n)], "bad": []}).id
+        for n in range(30)
+    }
+    assert tracking_of(celery_app).flush(timeout=30)
+    with jobtrail.Tracker(tracker.settings.database_url) as other:  # reads only the store
+        found = other.list(kind="sync_listings", status="queued", limit=100).jobs
+    assert {job.id for job in found} == ids
+
+
+def test_records_published_just_before_the_process_exits_are_written(
+    tracker: jobtrail.Tracker, redis_server: RedisServer
+) -> None:
+    env = os.environ | {
+        "CELERY_TEST_BROKER": redis_server.url(),
+        "JOBTRAIL_DATABASE_URL": tracker.settings.database_url,
+        "PUBLISH_COUNT": "300",
+    }
+    command = [sys.executable, "-m", "tests.apps.celery_publisher"]
+    try:
+        subprocess.run(command, cwd=ROOT, env=env, check=True, timeout=90)
+    finally:
+        redis.Redis.from_url(redis_server.url()).delete(QUEUE)
+    page = tracker.list(kind="exit_probe", owner="acme", limit=1000)
+    assert page.total_count == 300
+    assert {job.status for job in page.jobs} == {Status.QUEUED}
+    assert sorted(job.payload["kwargs"]["n"] for job in page.jobs) == list(range(300))
+    assert all(event_types(tracker, job.id) == ["created"] for job in page.jobs[:20])
+
+
+def test_a_worker_inserting_a_record_the_publisher_is_inserting_yields_to_it(
+    tracker: jobtrail.Tracker, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite's write lock makes the two inserts take turns; nothing races")
+    database = tracker.store.database
+    new = NewJob(id="race-1", key="celery:race-1", kind="sync_listings", labels=ENGINE_LABEL)
+    started: list[jobtrail.Job | None] = []
+    with database.write() as conn:  # the publisher's insert, not committed yet
+        conn.execute(jobs.insert(), [new_row(new, tracker.now())])
+        worker = threading.Thread(
+            target=lambda: started.append(celery_rows(database).start(new, "lease", "w"))
+        )
+        worker.start()
+        until(lambda: _waiting_on_a_lock(conn), 30, what="the worker's insert to wait")
+    worker.join(timeout=30)
+    assert started == [None]  # it yields; the integration then takes the job over
+    assert tracker.get("race-1").status is Status.QUEUED
+
+
+def _waiting_on_a_lock(conn: Any) -> bool:
+    with conn.engine.connect() as other:
+        waiting = other.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        ).scalar_one()
+    return bool(waiting)

@@ -83,6 +83,10 @@ class Tracker:
         self.startup: list[tuple[str, dict[str, JSON], str | None]] = []
         self.cancel_hooks: list[Callable[[Job], object]] = []
         """Called with the job after each ``cancel`` (the Celery integration revokes there)."""
+        self.settle_hooks: builtins.list[Callable[[str], object]] = []
+        """Called with a job id before it is read or changed here, to land this process's
+        writes of it that are still on their way (the Celery integration's published
+        records), so a process always sees the jobs it created."""
 
     def close(self) -> None:
         """Close the store's connections."""
@@ -208,7 +212,12 @@ class Tracker:
 
     def get(self, job_id: str) -> Job:
         """The job with this id; raises ``JobNotFound``."""
+        self._settle(job_id)
         return self.store.jobs.get(job_id)
+
+    def _settle(self, job_id: str) -> None:
+        for hook in self.settle_hooks:
+            hook(job_id)
 
     def get_by_key(self, key: str, owner: str | None = None) -> Job:
         """The job with idempotency ``key`` among ``owner``'s jobs (keys are scoped per owner;
@@ -242,10 +251,12 @@ class Tracker:
 
     def events(self, job_id: str, after: int = 0, limit: int = 1000) -> builtins.list[Event]:
         """A job's history, oldest first."""
+        self._settle(job_id)
         return self.store.jobs.events(job_id, after=after, limit=limit)
 
     def failed_items(self, job_id: str) -> builtins.list[FailedItem]:
         """The items a job failed to process."""
+        self._settle(job_id)
         return self.store.jobs.failed_items(job_id)
 
     def wait(self, job_id: str, timeout: float = 60.0, poll: float = 0.05) -> Job:
@@ -295,6 +306,7 @@ class Tracker:
 
         Raises ``IllegalTransition`` for a job that already ended.
         """
+        self._settle(job_id)
         job = self.store.jobs.cancel(job_id, actor=actor)
         for hook in self.cancel_hooks:
             hook(job)
@@ -343,6 +355,7 @@ class Tracker:
         item counts. Only jobs made by ``add`` and held by no runner take reports. Raises
         ``IllegalTransition`` (``ReportRefused``) or ``InvalidData``.
         """
+        self._settle(job_id)
         return self.store.jobs.report(job_id, self.redactor.reported(values), status, actor=actor)
 
     def report_items(

@@ -32,9 +32,7 @@ def make_app(broker_url: str, tracker: jobtrail.Tracker) -> Celery:
 
 def use_tracker(app: Celery, tracker: jobtrail.Tracker) -> Celery:
     """Point ``app``'s jobtrail tracking at ``tracker`` (one test's store), with an empty queue."""
-    tracking = tracking_of(app)
-    tracking.tracker = tracker
-    tracker.cancel_hooks.append(tracking.revoke)
+    tracking_of(app).use(tracker)
     with app.connection_for_write() as conn:
         channel: Any = conn.default_channel
         channel.queue_purge("celery")

@@ -5,6 +5,12 @@ task with ``track_all=True``) are created ``queued`` when published, ``running``
 worker starts them, and end ``succeeded``/``partial``/``failed``/``cancelled`` — the same
 records, events and transitions as jobs run by jobtrail's own worker. Celery's states are
 mapped here, at the edge, onto jobtrail's vocabulary.
+
+Publishing does not wait for the database: the ``queued`` records of published tasks are
+written by a background thread, many per transaction, within milliseconds (``flush()``
+waits for them; they are flushed at exit too). A worker that takes a task before its
+record is written creates the record itself, ``running``; the publisher's write then finds
+it and adds nothing, so each task has exactly one record and one history.
 """
 
 from __future__ import annotations
@@ -12,15 +18,23 @@ from __future__ import annotations
 import json
 import math
 import threading
+import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, suppress
-from dataclasses import dataclass, field
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeGuard
 
+from jobtrail import journal
 from jobtrail.context import Context, ItemScope
-from jobtrail.exceptions import Cancelled, IllegalTransition, JobNotFound, MissingExtra
+from jobtrail.exceptions import (
+    Cancelled,
+    IllegalTransition,
+    JobNotFound,
+    MissingExtra,
+)
 from jobtrail.jobs import JSON, EventType, Job, NewJob, Priority, Status
-from jobtrail.runner import Heartbeat, Run, Runner
+from jobtrail.runner import Run, Runner, runner_identity
+from jobtrail.store.celery_rows import celery_rows
 from jobtrail.tracker import Tracker
 
 try:
@@ -30,6 +44,12 @@ except ImportError as exc:
     raise MissingExtra("celery", "jobtrail.integrations.celery", ["celery"]) from exc
 
 # Loaded once celery is known to be installed.
+from jobtrail.integrations.celery_background import (
+    HeldBeat,
+    PublishWriter,
+    SharedCommits,
+    write_published,
+)
 from jobtrail.integrations.celery_presence import CeleryPresence
 
 ENGINE_LABEL = {"engine": "celery"}
@@ -62,7 +82,6 @@ class _Task:
     """A tracked task running in this worker process (``run`` None: its job already ended)."""
 
     run: Run | None
-    stack: ExitStack
     error: BaseException | None = None
     current: int = 0
     """The last ``meta["current"]`` given to ``update_state`` (``advance`` takes differences)."""
@@ -80,12 +99,22 @@ class CeleryTracking:
     app: Celery
     tracker: Tracker
     track_all: bool = False
+    batch_publish: bool = True
+    """Write published tasks' records from a background thread (False: before publishing)."""
     _tasks: dict[str, _Task] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _writer: PublishWriter = field(default_factory=PublishWriter)
+    _beat: HeldBeat = field(init=False)
+    _commits: SharedCommits = field(default_factory=SharedCommits)
+
+    def __post_init__(self) -> None:
+        self._beat = HeldBeat(lambda: self.tracker.settings.heartbeat_interval)
 
     @property
     def runner(self) -> Runner:
-        return Runner(self.tracker)
+        """Inside a worker the outcome of a task is queued for a commit shared with this
+        process's other writes, so the next task starts at once (written before exit)."""
+        return Runner(self.tracker, wait_for_outcomes=not self._commits.shared)
 
     def tracked(self, task: Any) -> bool:
         """Whether ``task`` (a task or a task name) is mirrored into jobtrail."""
@@ -101,13 +130,32 @@ class CeleryTracking:
     # -- publishing ---------------------------------------------------------------------
 
     def on_publish(self, sender: str, headers: dict[str, Any], body: Any, **kw: Any) -> None:
-        """A task was sent: its job is created ``queued`` (retries reuse the job)."""
+        """A task is being sent: its job is created ``queued`` (retries reuse the job), by the
+        background writer unless ``batch_publish`` is off."""
         if not self.tracked(sender) or headers.get("retries", 0):
             return
         properties: dict[str, Any] = kw.get("properties") or {}
-        self.tracker.add(
-            self._new_job(headers["id"], sender, headers, body, properties.get("priority"))
-        )
+        new = self._new_job(headers["id"], sender, headers, body, properties.get("priority"))
+        if self.batch_publish:
+            self._writer.put(self.tracker, new)
+        else:
+            write_published(self.tracker, [new])
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until the record of every task published so far from this process is written
+        (e.g. before handing its id to a client that reads it from another process); False if
+        ``timeout`` seconds passed first."""
+        return self._writer.flush(timeout)
+
+    def on_worker_init(self, sender: Any = None, **kw: Any) -> None:
+        """A worker of this app starts here (its prefork children inherit the mark)."""
+        if getattr(sender, "app", None) is self.app:
+            self._commits.in_worker = True
+
+    def on_shutdown(self, **kw: Any) -> None:
+        """A worker (process) stops: write what its tasks published and their outcomes."""
+        self.flush()
+        self._commits.stop()
 
     def _new_job(
         self, task_id: str, name: str, headers: dict[str, Any], body: Any, priority: Any
@@ -130,19 +178,42 @@ class CeleryTracking:
         """A worker starts the task: its job becomes ``running`` (created on first sight)."""
         if task.app is not self.app or not self.tracked(task):
             return  # another app's task (several apps can live in one process)
-        run = self.runner.take_over(task_id)
-        if run is None and not _exists(self.tracker, task_id):
-            # Published before jobtrail saw it (or by another service): create it on sight.
-            headers = {OWNER_HEADER: getattr(task.request, OWNER_HEADER, None)}
-            body = (kw.get("args") or (), kw.get("kwargs") or {})
-            self.tracker.add(self._new_job(task_id, task.name, headers, body, None))
-            run = self.runner.take_over(task_id)
-        stack = ExitStack()
+        self._commits.use(self.tracker.store.database)
+        run = self._adopt(task_id) or self._start_on_sight(task_id, task, kw)
         if run is not None:  # else it ended already (e.g. cancelled while queued): never rerun
-            beat = self.tracker.settings.heartbeat_interval
-            stack.enter_context(Heartbeat(run.buffer, self.runner.runs, beat))
+            self._beat.hold(self.tracker, run.buffer)
         with self._lock:
-            self._tasks[task_id] = _Task(run, stack)
+            self._tasks[task_id] = _Task(run)
+
+    def _adopt(self, task_id: str) -> Run | None:
+        """The common case in one statement: the task's queued job starts here."""
+        lease = uuid.uuid4().hex
+        job = celery_rows(self.tracker.store.database).adopt(task_id, lease, runner_identity())
+        if job is None:
+            return None
+        run = self.runner.hold(job, lease)
+        journal.held_changed("started", run.buffer, duration=None)
+        return run
+
+    def _start_on_sight(self, task_id: str, task: Task[Any, Any], kw: dict[str, Any]) -> Run | None:
+        """Create the job of a task whose record is not written yet (its publisher's write is
+        still on its way, or it was published where jobtrail is not installed) as ``running``
+        here. A record that exists is taken over (a redelivery's job is rescued first); None
+        if it has ended."""
+        request = task.request
+        headers = {name: getattr(request, name, None) for name in (OWNER_HEADER, TRIGGER_HEADER)}
+        body = (kw.get("args") or (), kw.get("kwargs") or {})
+        priority = (getattr(request, "delivery_info", None) or {}).get("priority")
+        new = self._new_job(task_id, task.name, headers, body, priority)
+        new = replace(self.tracker.redactor.new_job(new), external=True)
+        lease = uuid.uuid4().hex
+        job = celery_rows(self.tracker.store.database).start(new, lease, runner_identity())
+        if job is None:  # a redelivery, or written meanwhile: take it over (unless it ended)
+            return self.runner.take_over(task_id)
+        run = self.runner.hold(job, lease)
+        journal.held_changed("created", run.buffer, duration=None)
+        journal.held_changed("started", run.buffer, duration=None)
+        return run
 
     def on_failure(self, task_id: str, exception: BaseException, **kw: Any) -> None:
         """Remember the error; ``postrun`` records the outcome."""
@@ -168,15 +239,13 @@ class CeleryTracking:
             tracked = self._tasks.pop(task_id, None)
         if tracked is None:
             return
-        try:
-            if tracked.run is None:
-                return
-            if tracked.error is not None:
-                self.runner.fail(tracked.run.buffer, tracked.error)
-            else:
-                self.runner.succeed(tracked.run.buffer, _json(retval))
-        finally:
-            tracked.stack.close()
+        self._beat.release(task_id)
+        if tracked.run is None:
+            return
+        if tracked.error is not None:
+            self.runner.fail(tracked.run.buffer, tracked.error)
+        else:
+            self.runner.succeed(tracked.run.buffer, _json(retval))
 
     def on_revoked(self, request: Any, **kw: Any) -> None:
         """Revoked before it ran (or terminated): the job ends ``cancelled``."""
@@ -196,6 +265,13 @@ class CeleryTracking:
         if job.labels.get("engine") == ENGINE_LABEL["engine"]:
             self.app.control.revoke(job.id)
 
+    def use(self, tracker: Tracker) -> None:
+        """Mirror into ``tracker`` from now on: it revokes the tasks it cancels, and reads the
+        records this process published as soon as it asks for them."""
+        self.tracker = tracker
+        tracker.cancel_hooks.append(self.revoke)
+        tracker.settle_hooks.append(self._writer.settle)
+
     def connect(self) -> None:
         """Connect the handlers to Celery's signals (weakly: keep this object alive)."""
         signals.before_task_publish.connect(self.on_publish, weak=False)
@@ -204,13 +280,23 @@ class CeleryTracking:
         signals.task_retry.connect(self.on_retry, weak=False)
         signals.task_postrun.connect(self.on_postrun, weak=False)
         signals.task_revoked.connect(self.on_revoked, weak=False)
-        self.tracker.cancel_hooks.append(self.revoke)
+        signals.worker_init.connect(self.on_worker_init, weak=False)
+        signals.worker_process_shutdown.connect(self.on_shutdown, weak=False)
+        signals.worker_shutdown.connect(self.on_shutdown, weak=False)
+        self.use(self.tracker)
         CeleryPresence(self.app, lambda: self.tracker, self.tracked).connect()
 
 
-def install(app: Celery, tracker: Tracker, *, track_all: bool = False) -> CeleryTracking:
-    """Mirror ``app``'s tracked tasks into ``tracker`` (``track_all``: every task)."""
-    tracking = CeleryTracking(app, tracker, track_all)
+def install(
+    app: Celery, tracker: Tracker, *, track_all: bool = False, batch_publish: bool = True
+) -> CeleryTracking:
+    """Mirror ``app``'s tracked tasks into ``tracker`` (``track_all``: every task).
+
+    ``batch_publish=False`` writes each task's record before it is published, one
+    transaction per task, for callers that hand a task id to another process at once and
+    would rather not call ``tracking_of(app).flush()`` first.
+    """
+    tracking = CeleryTracking(app, tracker, track_all, batch_publish)
     tracking.connect()
     app.jobtrail = tracking  # type: ignore[attr-defined]
     return tracking
@@ -359,11 +445,3 @@ def _json(value: Any) -> JSON:
         return json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError):
         return repr(value)
-
-
-def _exists(tracker: Tracker, job_id: str) -> bool:
-    try:
-        tracker.get(job_id)
-    except JobNotFound:
-        return False
-    return True
