@@ -19,7 +19,7 @@ from celery.contrib.testing.worker import start_worker
 
 import jobtrail
 from jobtrail import Status
-from jobtrail.integrations.celery import ENGINE_LABEL, tracking_of
+from jobtrail.integrations.celery import ENGINE_LABEL, priority_of, serves_zero_first, tracking_of
 from jobtrail.jobs import NewJob
 from jobtrail.store.celery_rows import celery_rows
 from jobtrail.store.rows import new_row
@@ -50,7 +50,7 @@ def test_a_published_task_is_a_queued_job_with_the_task_id(
         "sync_listings",
         kwargs={"listings": ["a"], "bad": []},
         headers={"jobtrail_owner": "acme"},
-        priority=9,
+        priority=0,  # served first by Celery's Redis transport
     )
     job = tracker.get(result.id)
     assert job.status is Status.QUEUED
@@ -225,7 +225,7 @@ def test_a_task_started_before_its_record_was_written_ends_with_one_complete_rec
             "sync_listings",
             kwargs=kwargs,
             headers={"jobtrail_owner": "acme", "jobtrail_trigger": "message"},
-            priority=9,
+            priority=0,
         )
     # No record until the worker takes the task: it creates one, running, on sight.
     until(lambda: tracker.list(owner="acme").total_count, 30, what="the worker to start it")
@@ -233,7 +233,7 @@ def test_a_task_started_before_its_record_was_written_ends_with_one_complete_rec
     # The publisher's write arrives late: it finds the record and adds nothing.
     tracking = tracking_of(celery_app)
     headers = {"id": result.id, "jobtrail_owner": "acme", "jobtrail_trigger": "message"}
-    tracking.on_publish("sync_listings", headers, ((), kwargs, {}), properties={"priority": 9})
+    tracking.on_publish("sync_listings", headers, ((), kwargs, {}), properties={"priority": 0})
     assert tracking.flush(timeout=30)
 
     assert tracker.get(result.id) == job
@@ -326,3 +326,22 @@ def _waiting_on_a_lock(conn: Any) -> bool:
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
         ).scalar_one()
     return bool(waiting)
+
+
+def test_celery_priorities_map_by_what_the_broker_serves_first() -> None:
+    # RabbitMQ serves 9 first; Celery's Redis transport serves 0 first.
+    assert [priority_of(n) for n in (9, 6, 3, 0)] == [
+        jobtrail.Priority.URGENT,
+        jobtrail.Priority.HIGH,
+        jobtrail.Priority.NORMAL,
+        jobtrail.Priority.LOW,
+    ]
+    assert [priority_of(n, zero_first=True) for n in (0, 3, 6, 9)] == [
+        jobtrail.Priority.URGENT,
+        jobtrail.Priority.HIGH,
+        jobtrail.Priority.NORMAL,
+        jobtrail.Priority.LOW,
+    ]
+    assert priority_of(None, zero_first=True) is jobtrail.Priority.NORMAL
+    assert serves_zero_first(Celery(broker="redis://127.0.0.1:6379/0"))
+    assert not serves_zero_first(Celery(broker="amqp://guest@127.0.0.1//"))

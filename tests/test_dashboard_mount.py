@@ -26,8 +26,8 @@ PAGES = ["/", "/jobs", "/stats", "/schedules", "/workers"]
 
 
 def addresses(html: str) -> list[str]:
-    """Every address a page names: links, forms, assets and its event stream."""
-    return re.findall(r'(?:href|action|src|data-stream)="([^"#]+)"', html)
+    """Every address a page names: links, forms, assets, its event stream and live panels."""
+    return re.findall(r'(?<![\w-])(?:href|action|src|data-stream|data-live)="([^"#]+)"', html)
 
 
 def test_a_dashboard_mounted_under_a_prefix_keeps_every_address_under_it(

@@ -70,11 +70,25 @@ OWNER_HEADER = "jobtrail_owner"
 TRIGGER_HEADER = "jobtrail_trigger"
 
 
-def priority_of(value: Any) -> Priority:
-    """jobtrail's priority for a Celery message priority (0–9)."""
+REVERSED_PRIORITY_SCHEMES = ("redis", "rediss", "sentinel")
+"""Brokers on which Celery serves priority 0 first (its Redis transport); on the others
+(RabbitMQ) 9 is served first."""
+
+
+def priority_of(value: Any, zero_first: bool = False) -> Priority:
+    """jobtrail's priority for a Celery message priority (0–9); ``zero_first``: the broker
+    serves 0 first (Redis), so 0 is urgent and 9 low."""
     if not isinstance(value, int):
         return Priority.NORMAL
+    if zero_first:
+        value = 9 - value
     return max((p for p, n in CELERY_PRIORITY.items() if value >= n), key=lambda p: p.rank)
+
+
+def serves_zero_first(app: Celery) -> bool:
+    """Whether ``app``'s broker serves priority 0 first (Redis) rather than 9 (RabbitMQ)."""
+    url = str(app.conf.broker_url or "")
+    return url.partition("://")[0].split("+")[0] in REVERSED_PRIORITY_SCHEMES
 
 
 @dataclass
@@ -167,7 +181,7 @@ class CeleryTracking:
             payload=_payload(body),
             owner=headers.get(OWNER_HEADER),
             trigger=str(headers.get(TRIGGER_HEADER) or "api"),
-            priority=priority_of(priority),
+            priority=priority_of(priority, serves_zero_first(self.app)),
             labels=ENGINE_LABEL,
             max_attempts=1 + int(getattr(self.app.tasks.get(name), "max_retries", 0) or 0),
         )
