@@ -27,7 +27,7 @@ def upgrade() -> None:
         return
     op.execute(
         """
-        CREATE FUNCTION jobtrail_notify_changes() RETURNS trigger LANGUAGE plpgsql AS $$
+        CREATE OR REPLACE FUNCTION jobtrail_notify_changes() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             IF EXISTS (SELECT 1 FROM changed) THEN
                 PERFORM pg_notify('jobtrail_changes', '');
