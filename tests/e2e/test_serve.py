@@ -382,6 +382,11 @@ def test_the_stream_of_a_job_shows_a_write_from_another_process_within_a_second(
     servers: Servers, database_url: str
 ) -> None:
     server = servers.start("--no-worker")
+    follow_a_writer_process(server, database_url)
+
+
+def follow_a_writer_process(server: Server, database_url: str) -> None:
+    """Follow, as an owner's token, the stream of a job another process writes (``WRITER``)."""
     alice = create_token(database_url, "--owner", "A")
     with subprocess.Popen(
         [sys.executable, "-c", WRITER, database_url],
@@ -744,20 +749,7 @@ def test_a_stream_is_woken_by_another_processs_commit_not_by_its_poll(
     # A poll of a minute: an update that arrives within a second came from the store's
     # change notifications (PostgreSQL LISTEN, SQLite's data_version), not from polling.
     server = servers.start("--no-worker", JOBTRAIL_STREAM_POLL_INTERVAL="60")
-    alice = create_token(database_url, "--owner", "A")
-    with subprocess.Popen(
-        [sys.executable, "-c", WRITER, database_url],
-        cwd=REPO,
-        env=command_env(database_url),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as writer:
-        try:
-            follow_the_writer(server, alice, writer)
-            assert writer.wait(20) == 0
-        finally:
-            writer.kill()
+    follow_a_writer_process(server, database_url)
 
 
 def test_serve_with_several_http_processes_runs_jobs_in_one_worker(

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from jobtrail import journal
 from jobtrail.jobs import EventType, Job, NewEvent, NewJob, Status, sources_of
 from jobtrail.store.database import Database
-from jobtrail.store.rows import JOB_COLUMNS, job_from_row, label_rows, new_row
+from jobtrail.store.rows import JOB_COLUMNS, job_from_row, label_rows, new_row, running_row
 from jobtrail.store.statements import Prepared, RawSession, Statements, param, status_in
 from jobtrail.store.tables import job_events, job_labels, jobs
 
@@ -75,14 +75,7 @@ class CeleryRows:
         """Insert ``new`` running under ``lease`` (``created`` and ``started`` events); None
         when its record exists, or another transaction is inserting it."""
         now = self._db.clock()
-        row = new_row(new, now) | {
-            "status": Status.RUNNING.value,
-            "attempt": 1,
-            "started_at": now,
-            "heartbeat_at": now,
-            "worker": worker,
-            "lease": lease,
-        }
+        row = running_row(new, now, worker, lease)
         with self._db.raw(write=True) as session:
             if session.rowcount(self._insert, row) != 1:
                 return None

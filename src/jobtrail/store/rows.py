@@ -110,6 +110,18 @@ def new_row(new: NewJob, now: datetime) -> dict[str, Any]:
     }
 
 
+def running_row(new: NewJob, now: datetime, worker: str, lease: str) -> dict[str, Any]:
+    """The ``jobs`` row of a new job inserted already running under ``lease`` (attempt 1)."""
+    return new_row(new, now) | {
+        "status": Status.RUNNING.value,
+        "attempt": 1,
+        "started_at": now,
+        "heartbeat_at": now,
+        "worker": worker,
+        "lease": lease,
+    }
+
+
 LABEL_KEY_CHARS = 100
 LABEL_VALUE_CHARS = 200
 

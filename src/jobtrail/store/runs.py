@@ -28,8 +28,8 @@ from jobtrail.store.rows import (
     append_events,
     append_labels,
     job_from_row,
-    new_row,
     progress_columns,
+    running_row,
 )
 from jobtrail.store.statements import RawSession, Statements, progress_params, status_in
 from jobtrail.store.tables import jobs
@@ -77,14 +77,7 @@ class RunStore:
         """Insert a job that is already running here (work tracked in place, no queue);
         ``DuplicateKey`` (with the existing job) if its key already names one."""
         now = self._db.clock()
-        row = new_row(new, now) | {
-            "status": Status.RUNNING.value,
-            "attempt": 1,
-            "started_at": now,
-            "heartbeat_at": now,
-            "worker": worker,
-            "lease": lease,
-        }
+        row = running_row(new, now, worker, lease)
         events = [NewEvent(EventType.CREATED), NewEvent(EventType.STARTED)]
         with self._db.write() as conn:
             keys = ["key_scope", "key"]
