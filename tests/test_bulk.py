@@ -124,6 +124,23 @@ def test_the_bulk_endpoint_respects_owner_tokens(kinds: Tracker, client: TestCli
     assert by_filter.json()["matched"] == 0
 
 
+def test_a_bulk_retry_of_another_owners_retried_job_answers_not_found(
+    kinds: Tracker, client: TestClient
+) -> None:
+    alice = bearer(kinds.ops.create_token("alice", "A"))
+    theirs = kinds.submit("report", owner="B").id
+    kinds.cancel(theirs)
+    their_retry = kinds.retry(theirs).id
+
+    for action in ("retry", "retry_failed_items"):
+        response = client.post(
+            f"{API}/jobs/bulk", json={"action": action, "job_ids": [theirs]}, headers=alice
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["skipped"] == [{"job_id": theirs, "reason": "not found"}]
+        assert their_retry not in response.text
+
+
 @pytest.mark.parametrize(
     ("body", "detail"),
     [

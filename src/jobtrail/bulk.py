@@ -50,14 +50,15 @@ def act_on_many(
     done: list[str] = []
     retries: dict[str, str] = {}
     skipped: dict[str, str] = {}
-    if action is not BulkAction.CANCEL:  # a second click must not queue every job twice
-        skipped |= {old: f"already retried as {new}" for old, new in _retried(tracker, ids)}
-    for job_id in (i for i in ids if i not in skipped):
+    # A second click must not queue every job twice; checked after the owner, so that another
+    # owner's job is "not found", never "already retried as <its retry>".
+    retried = dict(_retried(tracker, ids)) if action is not BulkAction.CANCEL else {}
+    for job_id in ids:
         try:
             job = tracker.get(job_id)
             if owner is not None and job.owner != owner:
                 raise JobNotFound(job_id)
-            reason = _refusal(action, job)
+            reason = _refusal(action, job, retried.get(job_id))
             if reason is not None:
                 skipped[job_id] = reason
                 continue
@@ -81,10 +82,13 @@ def _retried(tracker: Tracker, ids: list[str]) -> Iterable[tuple[str, str]]:
         yield from tracker.store.lineage.retried(chunk)
 
 
-def _refusal(action: BulkAction, job: Job) -> str | None:
-    """Why ``action`` does not apply to ``job`` as it is now; None when it does."""
+def _refusal(action: BulkAction, job: Job, retry: str | None) -> str | None:
+    """Why ``action`` does not apply to ``job`` as it is now (``retry``: the job that already
+    retried it); None when it does."""
     if action is BulkAction.CANCEL:
         return "already ended" if job.terminal else None
+    if retry is not None:
+        return f"already retried as {retry}"
     if job.status not in ("failed", "partial", "cancelled"):
         return f"{job.status}: only failed, partial or cancelled jobs are retried"
     if action is BulkAction.RETRY_FAILED_ITEMS and not job.items_failed:

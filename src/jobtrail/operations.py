@@ -27,9 +27,12 @@ class Operations:
         self._store = store
         self._settings = settings
 
-    def changes(self, since: datetime, filters: Filters, limit: int = 200) -> list[Job]:
-        """Jobs matching ``filters`` updated at or after ``since``, oldest change first."""
-        return self._store.jobs.changes(since, filters, limit)
+    def changes(
+        self, since: datetime, filters: Filters, limit: int = 200, after: str | None = None
+    ) -> list[Job]:
+        """Jobs matching ``filters`` updated at or after ``since``, oldest change first; with
+        ``after`` (a job id), those updated exactly at ``since`` start past it (the next page)."""
+        return self._store.jobs.changes(since, filters, limit, after)
 
     @property
     def changes_seen(self) -> int:

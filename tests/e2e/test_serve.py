@@ -25,6 +25,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from jobtrail import Status, Tracker
 from jobtrail.jobs import NewJob
+from tests.apps.api_handlers import register
 from tests.servers import free_port
 from tests.waiting import until
 
@@ -750,6 +751,61 @@ def test_a_stream_is_woken_by_another_processs_commit_not_by_its_poll(
     # change notifications (PostgreSQL LISTEN, SQLite's data_version), not from polling.
     server = servers.start("--no-worker", JOBTRAIL_STREAM_POLL_INTERVAL="60")
     follow_a_writer_process(server, database_url)
+
+
+BURST = 1200
+"""Jobs changed at once: more than a page of the streams' change feed (500), twice over."""
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def burst_seen(arriving: Iterator[Json], ids: set[str], status: str) -> list[Json]:
+    """Read jobs until every one of ``ids`` arrived in ``status``; every job read."""
+    deadline = time.monotonic() + 60
+    missing, read = set(ids), []
+    while missing:
+        assert time.monotonic() < deadline, f"{len(missing)} of {len(ids)} never arrived"
+        job = next(arriving)
+        read.append(job)
+        if job["status"] == status:
+            missing.discard(job["id"])
+    return read
+
+
+def test_streams_deliver_every_change_of_bursts_larger_than_a_page_then_rest(
+    servers: Servers, database_url: str
+) -> None:
+    server = servers.start("--no-worker")
+    admin = create_token(database_url, "--name", "root")
+    timeout = httpx.Timeout(10.0, read=30.0)
+    with (
+        server.client(admin) as client,
+        client.stream("GET", "/stream", timeout=timeout) as stream,
+        websocket(server, Authorization=f"Bearer {admin}") as socket,
+        Tracker(database_url) as tracker,
+    ):
+        register(tracker)
+        events = (event.job() for event in sse_events(stream))
+        messages = (json.loads(socket.recv(timeout=30)) for _ in iter(int, 1))
+        ids = {job.id for job in tracker.submit_many("greet", [{"name": "x"}] * BURST)}
+        queued = [burst_seen(events, ids, "queued"), burst_seen(messages, ids, "queued")]
+        for chunk in (sorted(ids)[:1000], sorted(ids)[1000:]):  # a bulk action takes 1,000
+            assert len(tracker.bulk("cancel", chunk, actor="ops").done) == len(chunk)
+        cancelled = [burst_seen(events, ids, "cancelled"), burst_seen(messages, ids, "cancelled")]
+
+        for read in [*queued, *cancelled]:  # in order of change, each change once
+            changes = [(j["updated_at"], j["id"]) for j in read]
+            assert changes == sorted(changes)
+            assert len(set(changes)) == len(changes)
+        # Then the streams wait for the next commit: no re-reading of the burst.
+        before = cpu_seconds(server.process.pid)
+        time.sleep(2.0)
+        spent = cpu_seconds(server.process.pid) - before
+        assert spent < 0.5, f"the server used {spent:.2f} CPU-seconds in 2 s of quiet"
 
 
 def test_serve_with_several_http_processes_runs_jobs_in_one_worker(

@@ -311,11 +311,20 @@ class JobStore:
         found = [job_from_row(r._mapping, now) for r in rows]
         return Page(jobs=found, total_count=total, limit=limit, offset=offset)
 
-    def changes(self, since: datetime, filters: Filters, limit: int = 200) -> list[Job]:
-        """Jobs matching ``filters`` updated at or after ``since``, oldest change first."""
+    def changes(
+        self, since: datetime, filters: Filters, limit: int = 200, after: str | None = None
+    ) -> list[Job]:
+        """Jobs matching ``filters`` updated at or after ``since``, oldest change first (by
+        ``updated_at``, then id); with ``after``, those updated at ``since`` start past that
+        id, so a reader pages through any number of changes made at one moment."""
+        start = jobs.c.updated_at >= since
+        if after is not None:
+            start = sa.or_(
+                jobs.c.updated_at > since, sa.and_(jobs.c.updated_at == since, jobs.c.id > after)
+            )
         stmt = (
             sa.select(*JOB_COLUMNS)
-            .where(jobs.c.updated_at >= since, *listing_conditions(filters))
+            .where(start, *listing_conditions(filters))
             .order_by(jobs.c.updated_at, jobs.c.id)
             .limit(limit)
         )

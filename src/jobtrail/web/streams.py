@@ -195,23 +195,29 @@ async def changes(
 ) -> AsyncIterator[list[Job]]:
     """Batches of changed jobs from ``start`` on, forever (an empty batch on a quiet poll).
 
-    Each poll looks ``OVERLAP`` back and skips what it already sent, so a write that
-    commits late (its ``updated_at`` is older than the cursor) is still seen.
+    Each round reads every change since ``OVERLAP`` before the cursor, a page at a time (each
+    page starts past the last job of the one before), and skips what it already sent: a write
+    that commits late (its ``updated_at`` is older than the cursor) is still seen, and a burst
+    of any size arrives whole and in order. Then it waits for the next commit.
     """
     cursor = start
     sent: dict[tuple[str, datetime], None] = {}
     seen = tracker.ops.changes_seen
     while True:
-        found = await to_thread.run_sync(tracker.ops.changes, cursor - OVERLAP, filters, PAGE)
-        fresh = [j for j in found if (j.id, j.updated_at) not in sent]
-        for job in fresh:
-            sent[(job.id, job.updated_at)] = None
-            cursor = max(cursor, job.updated_at)
+        since, after = cursor - OVERLAP, None
+        while True:
+            found = await to_thread.run_sync(tracker.ops.changes, since, filters, PAGE, after)
+            fresh = [j for j in found if (j.id, j.updated_at) not in sent]
+            for job in fresh:
+                sent[(job.id, job.updated_at)] = None
+                cursor = max(cursor, job.updated_at)
+            yield [tracker.redactor.job(job) for job in fresh]
+            if len(found) < PAGE:
+                break
+            since, after = found[-1].updated_at, found[-1].id
         for key in [k for k in sent if k[1] < cursor - OVERLAP]:
             del sent[key]
-        yield [tracker.redactor.job(job) for job in fresh]
-        if len(found) < PAGE:
-            seen = await _next_change(tracker, seen, poll)
+        seen = await _next_change(tracker, seen, poll)
 
 
 async def _next_change(tracker: Tracker, seen: int, poll: float) -> int:
