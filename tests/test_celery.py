@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +15,8 @@ from typing import Any
 
 import pytest
 import redis
-from celery import Celery, signals
+from celery import Celery, Task, signals
+from celery.backends.redis import RedisBackend
 from celery.contrib.testing.worker import start_worker
 
 import jobtrail
@@ -59,6 +61,19 @@ def test_a_published_task_is_a_queued_job_with_the_task_id(
     assert job.priority is jobtrail.Priority.URGENT
     assert job.payload == {"args": [], "kwargs": {"listings": ["a"], "bad": []}}
     assert job.labels == {"engine": "celery"}
+    assert job.queue == "celery"  # Celery's queue, the one its workers are listed on
+
+
+def test_a_task_sent_to_a_named_queue_is_a_job_on_that_queue(
+    celery_app: Celery, tracker: jobtrail.Tracker, redis_server: RedisServer
+) -> None:
+    try:
+        result = celery_app.send_task(
+            "sync_listings", kwargs={"listings": [], "bad": []}, queue="bulk"
+        )
+        assert tracker.get(result.id).queue == "bulk"
+    finally:
+        redis.Redis.from_url(redis_server.url()).delete("bulk")
 
 
 @pytest.mark.usefixtures("worker")
@@ -139,10 +154,93 @@ def test_a_task_cancelled_while_queued_never_runs(
     started = tmp_path / "started"
     result = celery_app.send_task("wait_forever", kwargs={"started_file": str(started)})
     assert tracker.cancel(result.id).status is Status.CANCELLED
-    with start_worker(celery_app, pool="threads", concurrency=1, perform_ping_check=False):
-        until(lambda: not _pending(celery_app), 30, what="the broker queue to drain")
+    worker = start_worker(celery_app, pool="threads", concurrency=1, perform_ping_check=False)
+    with celery_outcomes() as outcomes, worker:
+        until(lambda: result.id in outcomes, 30, what="the worker to take the task")
+    # Dropped on receipt if the worker heard the revoke, else when it found the job ended.
+    assert outcomes[result.id] in (["REVOKED"], ["IGNORED"])
     assert not started.exists()
     assert tracker.get(result.id).status is Status.CANCELLED
+
+
+@pytest.mark.usefixtures("worker")
+@pytest.mark.parametrize("task", ["convert_slowly", "convert_slowly_retrying"])
+def test_a_task_reporting_only_through_update_state_stops_soon_after_a_cancel_from_elsewhere(
+    celery_app: Celery, tracker: jobtrail.Tracker, tmp_path: Path, task: str
+) -> None:
+    started = tmp_path / "started"
+    pages = 600  # 30 s of work, reported only with update_state(meta={"current", "total"})
+    kwargs = {"pages": pages, "started_file": str(started)}
+    with celery_outcomes() as outcomes:
+        result = celery_app.send_task(task, kwargs=kwargs)
+        until(started.exists, 30, what="the task to start")
+        # As `jobtrail serve` does: a tracker that never imported the Celery app (no revoke).
+        with jobtrail.Tracker(tracker.settings.database_url) as elsewhere:
+            assert elsewhere.cancel(result.id, actor="ops").cancel_requested
+            asked = time.monotonic()
+            job = elsewhere.wait(result.id, timeout=10)
+            stopped_after = time.monotonic() - asked
+        # Not SUCCESS, nor FAILURE with a traceback; a retry of the cancel is discarded.
+        until(lambda: "IGNORED" in outcomes.get(result.id, []), 10, what="Celery to drop it")
+    assert job.status is Status.CANCELLED
+    assert stopped_after < 3
+    assert 0 < (job.items_done or 0) < pages
+    assert event_types(tracker, job.id).count("started") == 1
+
+
+def test_a_task_cancelled_while_queued_from_elsewhere_is_discarded_not_succeeded(
+    celery_app: Celery, tracker: jobtrail.Tracker, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    started = tmp_path / "started"
+    result = celery_app.send_task("wait_forever", kwargs={"started_file": str(started)})
+    assert tracking_of(celery_app).flush(timeout=30)
+    with jobtrail.Tracker(tracker.settings.database_url) as elsewhere:  # sends no revoke
+        assert elsewhere.cancel(result.id).status is Status.CANCELLED
+    task = celery_app.tasks["wait_forever"]
+    with celery_outcomes() as outcomes, storing_results(task, redis_server.url()) as backend:
+        with start_worker(celery_app, pool="threads", concurrency=1, perform_ping_check=False):
+            until(lambda: result.id in outcomes, 30, what="the worker to take the task")
+        assert backend.get_task_meta(result.id)["status"] == "REVOKED"
+    assert outcomes[result.id] == ["IGNORED"]
+    assert not started.exists()
+    assert "started" not in event_types(tracker, result.id)
+    assert tracker.get(result.id).status is Status.CANCELLED
+
+
+@contextmanager
+def celery_outcomes() -> Iterator[dict[str, list[str]]]:
+    """The Celery states the runs of each task in this process ended in (``task_postrun``),
+    or ``REVOKED`` for a task a worker here dropped as revoked, by task id."""
+    outcomes: dict[str, list[str]] = {}
+
+    def record(task_id: str, state: str, **kw: Any) -> None:
+        outcomes.setdefault(task_id, []).append(state)
+
+    def revoked(request: Any, **kw: Any) -> None:
+        outcomes.setdefault(request.id, []).append("REVOKED")
+
+    signals.task_postrun.connect(record, weak=False)
+    signals.task_revoked.connect(revoked, weak=False)
+    try:
+        yield outcomes
+    finally:
+        signals.task_postrun.disconnect(record)
+        signals.task_revoked.disconnect(revoked)
+
+
+@contextmanager
+def storing_results(task: Task[Any, Any], redis_url: str) -> Iterator[RedisBackend]:
+    """Give ``task`` a Redis result backend that keeps its errors and revocations (the test
+    app has none), for as long as the block runs."""
+    backend = RedisBackend(app=task.app, url=redis_url)
+    task.backend = backend
+    task.store_errors_even_if_ignored = True  # the test app ignores results
+    try:
+        yield backend
+    finally:
+        task.backend = None  # type: ignore[assignment]  # Celery's setter: the app's again
+        del task.store_errors_even_if_ignored
+        backend.client.connection_pool.disconnect()
 
 
 def _pending(app: Celery) -> int:
@@ -238,6 +336,7 @@ def test_a_task_started_before_its_record_was_written_ends_with_one_complete_rec
 
     assert tracker.get(result.id) == job
     assert (job.status, job.owner, job.trigger) == (Status.PARTIAL, "acme", "message")
+    assert job.queue == "celery"
     assert job.priority is jobtrail.Priority.URGENT
     assert job.payload == {"args": [], "kwargs": kwargs}
     assert (job.attempt, job.items_succeeded, job.items_failed) == (1, 1, 1)

@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 
 from jobtrail import Cancelled, Context, Status, Tracker
 from jobtrail.jobs import NewJob
+from jobtrail.journal import default_output
 from jobtrail.store.tables import jobs
 from tests.waiting import until
 
@@ -258,3 +259,23 @@ def test_without_logging_configured_state_changes_go_to_stderr_and_progress_stay
     assert ctx.job_id in printed.err
     assert "job progress" not in printed.err
     assert printed.out == ""
+
+
+@pytest.mark.usefixtures("unconfigured")
+def test_without_logging_configured_a_logged_traceback_shows_no_locals_and_no_password(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    default_output()
+    password = "pw-7d1e0c"  # a local of the failing frame, as in a driver's connect
+    try:
+        raise RuntimeError(f"cannot reach postgresql://jobtrail:{password}@db/jobs")
+    except RuntimeError:
+        structlog.get_logger("jobtrail.worker").exception(
+            "maintenance task failed", conninfo=f"host=db password={password}"
+        )
+
+    printed = capsys.readouterr().err
+    assert "maintenance task failed" in printed
+    assert "Traceback (most recent call last)" in printed
+    assert "RuntimeError: cannot reach postgresql://jobtrail:" in printed
+    assert password not in printed

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import sqlalchemy as sa
 
-from jobtrail import Context, Status, Tracker
-from jobtrail.filters import Filters
+from jobtrail import Context, Status, StoreError, Tracker
+from jobtrail.exceptions import TooManyFilters
+from jobtrail.filters import MAX_LABEL_FILTERS, Filters
 from jobtrail.jobs import NewJob
 from jobtrail.store.tables import job_labels, jobs
 from jobtrail.web import create_app
@@ -227,6 +229,67 @@ def test_a_label_parameter_that_is_not_key_colon_value_is_a_422(
     assert "label" in response.text
 
 
+def too_many_labels(n: int = MAX_LABEL_FILTERS + 1) -> list[tuple[str, str]]:
+    return [("label", f"k{i}:v") for i in range(n)]
+
+
+@pytest.mark.parametrize("path", ["/jobs", "/stats", "/stream"])
+def test_more_label_filters_than_the_cap_are_a_clear_422_everywhere(
+    client: tuple[TestClient, dict[str, str], dict[str, str]], path: str
+) -> None:
+    http, admin, alice = client
+    for headers in (admin, alice):
+        response = http.get(f"{API}{path}", params=too_many_labels(), headers=headers)
+        assert response.status_code == 422, response.text
+        assert f"at most {MAX_LABEL_FILTERS}" in response.text
+    bulk = http.post(
+        f"{API}/jobs/bulk",
+        json={"action": "cancel", "filter": {"label": [f"k{i}:v" for i in range(100)]}},
+        headers=admin,
+    )
+    assert bulk.status_code == 422, bulk.text
+    assert f"at most {MAX_LABEL_FILTERS}" in bulk.text
+    http.cookies.set("jobtrail_token", admin["Authorization"][7:])
+    page = http.get("/jobs", params=too_many_labels(1000), headers=admin)  # past SQLite's limit
+    assert page.status_code == 422
+    assert f"at most {MAX_LABEL_FILTERS} are taken" in page.text
+    assert "text/html" in page.headers["content-type"]
+
+
+def test_as_many_label_filters_as_the_cap_match_jobs_having_all_of_them(
+    client: tuple[TestClient, dict[str, str], dict[str, str]], ingest: Tracker
+) -> None:
+    http, admin, _alice = client
+    labels = {f"k{i}": "v" for i in range(MAX_LABEL_FILTERS)}
+    full = ingest.submit("ingest", {"doc": "full"}, labels=labels)
+    ingest.submit("ingest", {"doc": "all but one"}, labels=labels | {"k0": "other"})
+    ingest.submit("ingest", {"doc": "fewer"}, labels={"k0": "v", "k1": "v"})
+
+    started = time.monotonic()
+    response = http.get(f"{API}/jobs", params=too_many_labels(MAX_LABEL_FILTERS), headers=admin)
+    took = time.monotonic() - started
+
+    assert response.status_code == 200, response.text
+    assert [j["id"] for j in response.json()["jobs"]] == [full.id]
+    assert took < 5.0, f"{MAX_LABEL_FILTERS} label filters took {took:.1f} s"
+    with pytest.raises(TooManyFilters):
+        ingest.list(labels={f"k{i}": "v" for i in range(MAX_LABEL_FILTERS + 1)})
+
+
+def test_a_postgresql_statement_past_the_timeout_is_cancelled(database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no statement timeout (its one writer is never held by a reader)")
+    with Tracker(database_url, statement_timeout=0.2) as tracker:
+        started = time.monotonic()
+        with (
+            pytest.raises(StoreError, match="statement timeout"),
+            tracker.store.database.read() as conn,
+        ):
+            conn.execute(sa.text("SELECT pg_sleep(5)"))
+        assert time.monotonic() - started < 3.0
+        assert tracker.list().total_count == 0  # its pooled connection still serves
+
+
 def test_get_stats_groups_by_a_label_and_stays_compatible_without_it(
     client: tuple[TestClient, dict[str, str], dict[str, str]],
 ) -> None:
@@ -257,6 +320,24 @@ def test_the_dashboard_history_filters_by_a_label(
     assert docx.id in page.text
     assert "1 job ·" in page.text  # one job, not "1 jobs"
     assert 'value="document_type:docx"' in page.text
+
+
+def test_the_dashboard_history_of_an_owner_filtered_on_another_owner_lists_nothing(
+    client: tuple[TestClient, dict[str, str], dict[str, str]], ingest: Tracker
+) -> None:
+    http, _admin, alice = client
+    http.cookies.set("jobtrail_token", alice["Authorization"][7:])
+    own = ingest.list(owner="A").jobs[0]
+    api = http.get(f"{API}/jobs?owner=someone-else", headers=alice).json()
+
+    for query in ("owner=someone-else", "q=owner:someone-else"):
+        page = http.get(f"/jobs?{query}", headers=alice)
+        assert page.status_code == 200, page.text
+        assert own.id not in page.text
+        assert "0 jobs" in page.text
+        assert "&#34;owner&#34;: &#34;someone-else&#34;" in page.text  # what "all that match" sends
+    assert api["total_count"] == 0
+    assert "0 jobs" not in http.get("/jobs?owner=A", headers=alice).text
 
 
 # -- CLI --------------------------------------------------------------------------------

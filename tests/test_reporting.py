@@ -78,6 +78,16 @@ def test_concurrent_increments_add_up_to_the_sum_of_every_report(tracker: Tracke
     assert job.progress == 100.0
 
 
+def test_counts_are_zero_not_null_once_a_job_has_a_total(tracker: Tracker) -> None:
+    job, _ = tracker.add(NewJob("import"))
+    assert (job.items_total, job.items_done, job.items_succeeded) == (None, None, None)
+
+    job = tracker.report(job.id, {"items_total": 10})
+
+    assert (job.items_done, job.items_succeeded, job.items_failed) == (0, 0, 0)
+    assert tracker.get(job.id).items_done == 0
+
+
 def test_items_done_sets_the_succeeded_count_beside_the_failed_one(tracker: Tracker) -> None:
     job_id = external(tracker, total=10)
     tracker.report(job_id, {"failed_delta": 2})
@@ -200,7 +210,8 @@ def test_failed_items_are_posted_and_read_back_by_their_owner_only(
     assert (posted.json()["items_failed"], posted.json()["progress"]) == (1, 20.0)
     read = client.get(f"{API}/jobs/{job_id}/items", headers=alice)
     assert read.status_code == 200
-    [item] = read.json()
+    [item] = read.json()["items"]
+    assert (read.json()["total"], read.json()["next_after"]) == (1, None)
     assert (item["item_id"], item["error_type"]) == ("doc-7", "Timeout")
     assert "abc123" not in item["message"]
     assert client.get(f"{API}/jobs/{job_id}/items", headers=bob).status_code == 404

@@ -103,6 +103,14 @@ def test_submitting_an_unknown_kind_raises_and_stores_nothing(
     assert nothing_stored(tracker)
 
 
+def test_submitting_without_any_registered_kind_says_how_to_register_them(
+    tracker: Tracker,
+) -> None:
+    with pytest.raises(UnknownKind, match="no kinds are registered in this process") as raised:
+        tracker.submit("sync", {})
+    assert "--app module:tracker" in str(raised.value)
+
+
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [

@@ -1115,6 +1115,16 @@ def test_metrics_report_the_stores_jobs_in_prometheus_text_format(api: Api) -> N
     assert value("jobtrail_active_jobs", status="running") == 1
 
 
+def test_metrics_give_an_empty_queue_a_zero_sample(api: Api) -> None:
+    with api.tracker.worker(1, queues=["gpu"], heartbeat_interval=0.05):
+        until(lambda: api.tracker.workers(), 5, what="the worker to announce itself")
+        samples = _samples(api.client.get(f"{API}/metrics", headers=api.admin).text)
+    for queue in ("default", "gpu"):
+        assert samples[("jobtrail_queue_depth", frozenset({("queue", queue)}))] == 0
+        labels = frozenset({("queue", queue)})
+        assert samples[("jobtrail_oldest_queued_age_seconds", labels)] == 0
+
+
 def test_metrics_report_the_rate_limiter_waits_of_the_serving_process(api: Api) -> None:
     limiter = Limiter(f"upstream-{uuid.uuid4().hex[:8]}", "1/second")
     waited = [limiter.acquire() for _ in range(2)]

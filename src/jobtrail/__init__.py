@@ -8,6 +8,7 @@ from jobtrail.exceptions import (
     DuplicateKey,
     IllegalTransition,
     Interrupt,
+    ItemsNotListed,
     JobNotFound,
     JobTimeout,
     JobtrailError,
@@ -16,11 +17,22 @@ from jobtrail.exceptions import (
     SchemaError,
     ShuttingDown,
     StoreError,
+    StoreUnavailable,
     TimedOut,
     UnknownKind,
     UnknownSchedule,
 )
-from jobtrail.jobs import Event, EventType, FailedItem, Job, Page, Priority, Stats, Status
+from jobtrail.jobs import (
+    Event,
+    EventType,
+    FailedItem,
+    ItemPage,
+    Job,
+    Page,
+    Priority,
+    Stats,
+    Status,
+)
 from jobtrail.kinds import JobHandle
 from jobtrail.tracker import Tracker
 
@@ -46,6 +58,8 @@ __all__ = [
     "FailedItem",
     "IllegalTransition",
     "Interrupt",
+    "ItemPage",
+    "ItemsNotListed",
     "Job",
     "JobHandle",
     "JobNotFound",
@@ -61,6 +75,7 @@ __all__ = [
     "Stats",
     "Status",
     "StoreError",
+    "StoreUnavailable",
     "TimedOut",
     "Tracker",
     "UnknownKind",

@@ -32,7 +32,17 @@ class UnknownSetting(SettingsError, TypeError):
 
 
 class StoreError(JobtrailError):
-    """The store could not do what was asked (the driver's error is chained)."""
+    """The store could not do what was asked (the driver's error is chained, without its
+    frames; credentials are masked in the message)."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached right now (a connection refused, lost or shut down):
+    the same call succeeds once it is back."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"the database is unavailable: {reason}")
 
 
 class MissingExtra(JobtrailError, ImportError):
@@ -104,6 +114,24 @@ class ReportRefused(IllegalTransition):
         JobtrailError.__init__(self, f"job {job_id!r} does not take reports: {reason}")
 
 
+class ItemsNotListed(IllegalTransition):
+    """A retry of only the failed items of a job that failed more items than it lists (past
+    ``max_failed_items``, or counted by a reporter without naming them): the unlisted ones
+    cannot be told from those that succeeded, so only a whole retry repeats them."""
+
+    def __init__(self, job_id: str, current: Status, listed: int, failed: int) -> None:
+        self.job_id = job_id
+        self.current = current
+        self.targets = []
+        self.listed = listed
+        self.failed = failed
+        JobtrailError.__init__(
+            self,
+            f"job {job_id!r} failed {failed} items but lists only {listed}: "
+            "retry it whole, not only its failed items",
+        )
+
+
 class TooManyJobs(JobtrailError, ValueError):
     """A bulk action given more jobs than it takes at once (``limit``)."""
 
@@ -113,6 +141,15 @@ class TooManyJobs(JobtrailError, ValueError):
         super().__init__(
             f"{matched} jobs match; a bulk action takes at most {limit}: narrow the filter"
         )
+
+
+class TooManyFilters(JobtrailError, ValueError):
+    """More label filters than one listing, statistic or stream takes (``limit``)."""
+
+    def __init__(self, given: int, limit: int) -> None:
+        self.given = given
+        self.limit = limit
+        super().__init__(f"{given} label filters given; at most {limit} are taken at once")
 
 
 class InvalidOwner(JobtrailError, ValueError):
@@ -129,8 +166,14 @@ class UnknownKind(JobtrailError):
     def __init__(self, kind: str, known: Iterable[str]) -> None:
         self.kind = kind
         self.known = sorted(known)
-        listed = ", ".join(self.known) or "none"
-        super().__init__(f"unknown job kind {kind!r} (registered kinds: {listed})")
+        listed = ", ".join(self.known)
+        if listed:
+            super().__init__(f"unknown job kind {kind!r} (registered kinds: {listed})")
+        else:  # e.g. ``jobtrail serve`` started without ``--app``
+            super().__init__(
+                f"unknown job kind {kind!r}: no kinds are registered in this process "
+                "(start `jobtrail serve` with `--app module:tracker` to submit jobs through it)"
+            )
 
 
 class NotAllowed(JobtrailError):

@@ -7,7 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypedDict, Unpack
 
+from jobtrail.exceptions import TooManyFilters
 from jobtrail.jobs import JSON, Priority, Status
+
+MAX_LABEL_FILTERS = 20
+"""The most label filters one listing, statistic or stream takes (a clear refusal past it,
+so no caller can make the database plan a query of hundreds of conditions)."""
 
 
 class FilterOptions(TypedDict, total=False):
@@ -40,6 +45,10 @@ class Filters:
     """Jobs having every one of these labels (scalar values, compared as ``label_text``)."""
     nothing: bool = False
     """Match no job at all (e.g. a filter on an owner the caller may not see)."""
+
+    def __post_init__(self) -> None:
+        if len(self.labels) > MAX_LABEL_FILTERS:
+            raise TooManyFilters(len(self.labels), MAX_LABEL_FILTERS)
 
     @classmethod
     def of(cls, **options: Unpack[FilterOptions]) -> Filters:

@@ -214,13 +214,32 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class FailedItem:
-    """An item a job could not process, with the error it raised."""
+    """An item a job could not process, with the error it raised; ``id`` orders a job's
+    failed items (pass the last one's as ``after`` for the next page)."""
 
+    id: int
     job_id: str
     item_id: str
     error_type: str
     message: str
     at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ItemPage:
+    """One page of a job's failed items in the order they failed.
+
+    ``total`` counts the items listed for the job; ``next_after`` is the ``after`` of the next
+    page (None: this page reached the last item listed so far). ``full``: the job listed as
+    many as ``max_failed_items`` — failed items past them were counted in ``items_failed``
+    but not listed.
+    """
+
+    items: Sequence[FailedItem]
+    total: int
+    limit: int
+    next_after: int | None
+    full: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,6 +428,13 @@ class NewFailedItem:
     item_id: str
     error_type: str
     message: str
+
+
+def items_list_full(bound: int) -> NewEvent:
+    """The one event of a job whose list of failed items reached ``bound``
+    (``max_failed_items``): items failing after it are counted, not listed."""
+    message = f"{bound} failed items listed, the most a job keeps: later ones are only counted"
+    return NewEvent(EventType.LOG, message, {"max_failed_items": bound})
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 """The maintenance every worker runs on a timer (``serve`` too, through its worker): rescue of
 jobs whose runner went silent, the queue watch, expiry, purges — each failure logged and
-retried at the next turn, never the end of the thread."""
+retried at the next turn, never the end of the thread (and a database that is away logged
+once, by its ``Outage``, not once per task and turn)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from jobtrail import journal
 from jobtrail.exceptions import StoreError
 
 if TYPE_CHECKING:
+    from jobtrail.store.outage import Outage
     from jobtrail.tracker import Tracker
 
 log = structlog.get_logger("jobtrail.worker")
@@ -28,11 +30,13 @@ class Periodic:
         clock: Monotonic,
         interval: float,
         tasks: tuple[Callable[[], object], ...],
+        outage: Outage,
         first_delay: float = 0.0,
     ) -> None:
         self.clock = clock
         self.interval = interval
         self.tasks = tasks
+        self.outage = outage
         self.due = clock() + (first_delay or interval)
 
     def run_if_due(self) -> None:
@@ -40,11 +44,14 @@ class Periodic:
             return
         self.due = self.clock() + self.interval
         for task in self.tasks:
+            name = getattr(task, "__name__", repr(task))
             try:
                 task()
-            except Exception as exc:  # the heartbeat thread must outlive any one failure
-                name = getattr(task, "__name__", repr(task))
-                log.exception("maintenance task failed", task=name, error=str(exc))
+            except StoreError as exc:  # its message says it all; a traceback adds nothing
+                if not self.outage.noted(exc, name):
+                    log.warning("maintenance task failed", task=name, error=str(exc))
+            except Exception:  # the heartbeat thread must outlive any one failure
+                log.exception("maintenance task failed", task=name)
 
 
 def rescue(tracker: Tracker, heartbeat_timeout: float) -> None:
@@ -59,7 +66,8 @@ def watch_queues(tracker: Tracker) -> None:
     try:
         watch = tracker.ops.watch_queues()
     except StoreError as exc:
-        log.warning("queue watch failed", error=str(exc))
+        if not tracker.store.database.outage.noted(exc, "queue watch"):
+            log.warning("queue watch failed", error=str(exc))
         return
     if watch.parked or watch.released:
         log.info("queue watch", waiting=watch.parked, queued_again=watch.released)

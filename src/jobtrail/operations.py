@@ -3,6 +3,7 @@ job API — change feeds, figures, tokens, schedules as stored, the worker regis
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ from jobtrail.jobs import Job, QueueInfo, ScheduleInfo, WorkerInfo
 if TYPE_CHECKING:
     from jobtrail.settings import Settings
     from jobtrail.store import Store
+    from jobtrail.store.feed import Change
     from jobtrail.store.stats import Snapshot
     from jobtrail.store.summaries import Rolled
     from jobtrail.store.tokens import Token
@@ -32,7 +34,18 @@ class Operations:
     ) -> list[Job]:
         """Jobs matching ``filters`` updated at or after ``since``, oldest change first; with
         ``after`` (a job id), those updated exactly at ``since`` start past it (the next page)."""
-        return self._store.jobs.changes(since, filters, limit, after)
+        return self._store.feed.changes(since, filters, limit, after)
+
+    def change_keys(
+        self, since: datetime, filters: Filters, limit: int = 500, after: str | None = None
+    ) -> list[Change]:
+        """What ``changes`` would return as ``(updated_at, id)`` only: cheap to read again."""
+        return self._store.feed.keys(since, filters, limit, after)
+
+    def latest(self, job_ids: Sequence[str], filters: Filters) -> list[Job]:
+        """The jobs of ``job_ids`` as they are now, if they still match ``filters``, oldest
+        change first."""
+        return self._store.feed.latest(job_ids, filters)
 
     @property
     def changes_seen(self) -> int:

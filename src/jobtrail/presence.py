@@ -71,7 +71,8 @@ class Presence:
         try:
             self.tracker.ops.announce_worker(self.info())
         except StoreError as exc:
-            log.warning("worker registration failed", worker=self.id, error=str(exc))
+            if not self.tracker.store.database.outage.noted(exc, "worker registration"):
+                log.warning("worker registration failed", worker=self.id, error=str(exc))
 
     def forget(self) -> None:
         """Delete this worker's row (a clean stop)."""

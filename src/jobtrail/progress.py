@@ -10,7 +10,17 @@ import structlog
 
 from jobtrail import journal
 from jobtrail.exceptions import InvalidData, StoreError
-from jobtrail.jobs import JSON, EventType, Job, NewEvent, NewFailedItem, Progress, Status, outcome
+from jobtrail.jobs import (
+    JSON,
+    EventType,
+    Job,
+    NewEvent,
+    NewFailedItem,
+    Progress,
+    Status,
+    items_list_full,
+    outcome,
+)
 from jobtrail.redaction import (
     MAX_ERROR,
     MAX_MESSAGE,
@@ -45,6 +55,7 @@ class ProgressBuffer:
         *,
         redactor: Redactor,
         flush_interval: float = 0.25,
+        max_items: int = 10_000,
     ) -> None:
         self.job_id = job.id
         self.kind = job.kind
@@ -73,7 +84,11 @@ class ProgressBuffer:
         self._stored_data: JSON = None
         self._events: list[NewEvent] = []
         self._items: list[NewFailedItem] = []
+        self._max_items = max_items
+        self._listed = 0
+        """Failed items listed by this run; past ``max_items`` they are only counted."""
         self._failed_ids: list[str] = []
+        """The first ``MAX_LISTED_ITEMS`` failed ids, for ``error_details``."""
         self._dirty = False
         self._flushed_message = job.message
         self._stored_message = job.message
@@ -201,11 +216,22 @@ class ProgressBuffer:
             self._succeeded = self._succeeded or 0
             message = self.redactor.text(shown(error), MAX_ERROR)
             error_type = type(error).__name__[:200]
-            self._items.append(NewFailedItem(item_id, error_type, message))
-            self._failed_ids.append(item_id)
-            data = {"item_id": item_id, "error_type": error_type}
-            self._events.append(NewEvent(EventType.ITEM_FAILED, message, data))
+            self._list_item(NewFailedItem(item_id, error_type, message))
         self.log.warning("item failed", item_id=item_id, error_type=error_type, error=message)
+
+    def _list_item(self, item: NewFailedItem) -> None:
+        """Queue a failed item and its event while the run lists fewer than ``max_items``,
+        with one ``items_list_full`` event when it reaches them (caller holds ``_lock``)."""
+        if len(self._failed_ids) < MAX_LISTED_ITEMS:
+            self._failed_ids.append(item.item_id)
+        if self._listed >= self._max_items:
+            return
+        self._listed += 1
+        self._items.append(item)
+        data = {"item_id": item.item_id, "error_type": item.error_type}
+        self._events.append(NewEvent(EventType.ITEM_FAILED, item.message, data))
+        if self._listed == self._max_items:
+            self._events.append(items_list_full(self._max_items))
 
     def wait(self, reason: str) -> None:
         """Write what is pending, then show the job ``waiting`` with ``reason`` (still held
@@ -348,8 +374,8 @@ class ProgressBuffer:
             details["type"] = type(error).__name__
             details["traceback"] = self.redactor.text(traceback_text(error))
         if self._failed_ids:
-            details["failed_items"] = self._failed_ids[:MAX_LISTED_ITEMS]
-            details["failed_items_count"] = len(self._failed_ids)
+            details["failed_items"] = list(self._failed_ids)
+            details["failed_items_count"] = self._failed or 0
         return details or None
 
     def finish(

@@ -25,6 +25,7 @@ from jobtrail.store.database import outage_retrying
 
 if TYPE_CHECKING:
     from jobtrail.kinds import JobKind
+    from jobtrail.store.outage import Outage
     from jobtrail.store.runs import Claimed, RunStore
     from jobtrail.tracker import Tracker
 
@@ -94,6 +95,7 @@ class Runner:
             lease,
             redactor=self.tracker.redactor,
             flush_interval=self.tracker.settings.flush_interval,
+            max_items=self.tracker.settings.max_failed_items,
         )
         return Run(Context(job, buffer, stopping=stopping, only_items=only_items), buffer)
 
@@ -240,7 +242,8 @@ class Runner:
         run = self.hold(job, lease)
         journal.held_changed("created", run.buffer, duration=None)
         journal.held_changed("started", run.buffer, duration=None)
-        with Heartbeat(run.buffer, self.runs, self.tracker.settings.heartbeat_interval):
+        outage = self.tracker.store.database.outage
+        with Heartbeat(run.buffer, self.runs, self.tracker.settings.heartbeat_interval, outage):
             try:
                 yield run.ctx
             except BaseException as exc:
@@ -252,10 +255,13 @@ class Runner:
 class Heartbeat:
     """Keeps one job's heartbeat fresh from a thread while code runs it in place."""
 
-    def __init__(self, buffer: ProgressBuffer, runs: RunStore, interval: float) -> None:
+    def __init__(
+        self, buffer: ProgressBuffer, runs: RunStore, interval: float, outage: Outage
+    ) -> None:
         self._buffer = buffer
         self._runs = runs
         self._interval = interval
+        self._outage = outage
         self._stop = threading.Event()
         name = f"jobtrail-beat-{buffer.job_id}"
         self._thread = threading.Thread(target=self._loop, name=name)
@@ -274,7 +280,8 @@ class Heartbeat:
             try:
                 beats = self._runs.heartbeat({buffer.job_id: buffer.lease})
             except StoreError as exc:
-                log.warning("heartbeat failed", job_id=buffer.job_id, error=str(exc))
+                if not self._outage.noted(exc, "heartbeat"):
+                    log.warning("heartbeat failed", job_id=buffer.job_id, error=str(exc))
                 continue
             cancel = bool(beats and beats[0].cancel_requested)
             buffer.observe(cancel_requested=cancel, held=bool(beats))

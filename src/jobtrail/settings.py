@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     concurrency: int = Field(4, ge=1, description="Worker threads.")
     auto_migrate: bool = Field(True, description="Create or upgrade the schema on first use.")
     pool_size: int = Field(10, ge=1, description="Connections kept per process (PostgreSQL).")
+    statement_timeout: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds a PostgreSQL statement may run before it is cancelled (0: never).",
+    )
     redact_patterns: list[str] = Field(
         default_factory=list, description="Extra regexes of key names whose values are redacted."
     )
@@ -41,6 +46,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest accepted request body.")
     stream_poll_interval: float = Field(0.25, gt=0, description="Seconds between SSE polls.")
     max_error_chars: int = Field(32_768, ge=256, description="Longest stored traceback/message.")
+    max_failed_items: int = Field(
+        10_000,
+        ge=1,
+        description="Failed items listed per job run; past it they are counted, not listed.",
+    )
     max_streams_per_caller: int = Field(
         20, ge=1, description="Open SSE/WebSocket streams per token (or client address)."
     )

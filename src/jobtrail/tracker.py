@@ -21,6 +21,7 @@ from jobtrail.jobs import (
     BulkOutcome,
     Event,
     FailedItem,
+    ItemPage,
     Job,
     NewFailedItem,
     NewJob,
@@ -73,6 +74,7 @@ class Tracker:
         self.store: Store = Store(
             self.settings.database_url,
             pool_size=self.settings.pool_size,
+            statement_timeout=self.settings.statement_timeout,
             auto_migrate=self.settings.auto_migrate,
             clock=clock or utcnow,
         )
@@ -254,10 +256,25 @@ class Tracker:
         self._settle(job_id)
         return self.store.jobs.events(job_id, after=after, limit=limit)
 
-    def failed_items(self, job_id: str) -> builtins.list[FailedItem]:
-        """The items a job failed to process."""
+    def failed_items(
+        self, job_id: str, after: int = 0, limit: int | None = None
+    ) -> builtins.list[FailedItem]:
+        """The items a job failed to process, in the order they failed: those after item id
+        ``after``, at most ``limit`` (None: every one listed — at most ``max_failed_items`` a
+        run; past it failed items are counted in ``items_failed``, not listed)."""
         self._settle(job_id)
-        return self.store.jobs.failed_items(job_id)
+        return self.store.items.failed(job_id, after=after, limit=limit)
+
+    def failed_item_page(self, job_id: str, after: int = 0, limit: int = 100) -> ItemPage:
+        """At most ``limit`` (1–1000) of a job's failed items after item id ``after``, with how
+        many it lists and the ``after`` of the next page (``ItemPage``)."""
+        if not 1 <= limit <= 1000:
+            raise ValueError("limit must be between 1 and 1000")
+        if after < 0:
+            raise ValueError("after must not be negative")
+        self._settle(job_id)
+        bound = self.settings.max_failed_items
+        return self.store.items.page(job_id, after=after, limit=limit, max_items=bound)
 
     def wait(self, job_id: str, timeout: float = 60.0, poll: float = 0.05) -> Job:
         """Block until the job reaches a terminal state; raises ``JobTimeout`` after ``timeout``.
@@ -315,7 +332,8 @@ class Tracker:
     def retry(self, job_id: str, only_failed_items: bool = False, actor: str | None = None) -> Job:
         """Queue a new job that repeats a failed, partial or cancelled one (``retry_of`` links
         them). With ``only_failed_items`` the new job's ``ctx.items()`` runs only the items
-        that failed before. Raises ``IllegalTransition`` for any other job."""
+        that failed before. Raises ``IllegalTransition`` for any other job, and
+        ``ItemsNotListed`` (one) when the job failed more items than it lists."""
         return self.store.jobs.retry(job_id, only_failed_items, actor=actor)
 
     def bulk(
@@ -362,9 +380,12 @@ class Tracker:
         self, job_id: str, items: Iterable[NewFailedItem], actor: str | None = None
     ) -> Job:
         """Record failed items of a job that runs elsewhere (redacted), each counted into its
-        ``items_failed``; refused like ``report``."""
+        ``items_failed`` and listed while the job lists fewer than ``max_failed_items`` (the
+        report that reaches the bound adds a ``log`` event saying so); refused like
+        ``report``."""
         stored = [self.redactor.failed_item(i) for i in items]
-        return self.store.jobs.report(job_id, {}, None, actor=actor, items=stored)
+        bound = self.settings.max_failed_items
+        return self.store.jobs.report(job_id, {}, None, actor=actor, items=stored, max_items=bound)
 
     # -- schedules, workers, retention ---------------------------------------------------
 

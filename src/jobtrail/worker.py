@@ -134,7 +134,10 @@ class Worker:
             self._threads.append(thread)
         self._maintainer = threading.Thread(target=self._maintain, name="jobtrail-heartbeat")
         self._maintainer.start()
-        log.info("worker started", worker=self.identity, concurrency=self.options.concurrency)
+        if self._consuming:
+            log.info("worker started", worker=self.identity, concurrency=self.options.concurrency)
+        else:  # ``serve --no-worker``, or an app without kinds: maintenance only
+            log.info("maintenance started (no jobs run here)", worker=self.identity)
         return self
 
     def stop(self, grace_period: float | None = None) -> None:
@@ -271,7 +274,8 @@ class Worker:
                 queues=self.options.queues,
             )
         except StoreError as exc:
-            log.warning("claim failed", error=str(exc))
+            if not self._database.outage.noted(exc, "claim"):
+                log.warning("claim failed", error=str(exc))
             return []
 
     def _hold(self, claimed: Claimed) -> Run:
@@ -315,13 +319,13 @@ class Worker:
         heartbeat interval; schedule ticks every second; a purge every purge interval. Any one
         failing is logged, retried later."""
         o = self.options
-        clock = self._clock
+        clock, outage = self._clock, self._database.outage
         each_beat = (self._beat, self._rescue, self._watch_queues, self._watch_stalls)
         store_upkeep = (self.tracker.ops.expire, self.tracker.ops.roll_up)
         tasks = [
-            Periodic(clock, o.heartbeat_interval, (*each_beat, *store_upkeep)),
-            Periodic(clock, min(1.0, o.heartbeat_interval), (self._tick,)),
-            Periodic(clock, o.purge_interval, (self._purge,), min(60.0, o.purge_interval)),
+            Periodic(clock, o.heartbeat_interval, (*each_beat, *store_upkeep), outage),
+            Periodic(clock, min(1.0, o.heartbeat_interval), (self._tick,), outage),
+            Periodic(clock, o.purge_interval, (self._purge,), outage, min(60.0, o.purge_interval)),
         ]
         step = min(1.0, o.heartbeat_interval)
         while not self._halt.wait(step):

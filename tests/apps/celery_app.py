@@ -86,6 +86,26 @@ def define_celery_progress_tasks(app: Celery) -> None:
         self.update_state(state="PROGRESS", meta={"percent": 250, "message": "writing"})
         return pages
 
+    app.task(base=TrackedTask, bind=True, name="convert_slowly")(convert_slowly)
+    # A common Celery idiom that also catches jobtrail's Cancelled: a cancel must still win.
+    app.task(
+        base=TrackedTask,
+        bind=True,
+        name="convert_slowly_retrying",
+        autoretry_for=(Exception,),
+        retry_kwargs={"countdown": 0},
+        max_retries=3,
+    )(convert_slowly)
+
+
+def convert_slowly(self: TrackedTask, pages: int, started_file: str) -> int:
+    """Convert ``pages`` pages, 50 ms each, reporting only through ``update_state``."""
+    Path(started_file).write_text("started")
+    for page in range(1, pages + 1):
+        threading.Event().wait(0.05)  # a page's work
+        self.update_state(state="PROGRESS", meta={"current": page, "total": pages})
+    return pages
+
 
 def define_process_tasks(app: Celery) -> None:
     """Tasks about stopping: cancellation and a worker that dies."""

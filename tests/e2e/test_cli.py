@@ -30,6 +30,7 @@ from jobtrail.exceptions import SchemaError
 from jobtrail.jobs import Job, NewJob
 from jobtrail.redaction import MASK
 from jobtrail.scheduler import Scheduler
+from tests.apps.handlers import register
 from tests.servers import free_port
 from tests.waiting import until
 
@@ -233,6 +234,35 @@ def partial_job(tracker: Tracker) -> str:
                 if item == "b":
                     raise ValueError("row 7 of b is not a date")
     return ctx.job_id
+
+
+def test_jobs_ls_into_a_pipe_cuts_no_cell(tracker: Tracker, database_url: str) -> None:
+    owner = "an-owner-with-a-rather-long-name"
+    [job] = added(tracker, NewJob("a-kind-with-a-long-name-too", owner=owner))
+    tracker.cancel(job.id)
+    env = {k: v for k, v in environment(database_url).items() if k != "COLUMNS"}
+
+    done = subprocess.run(
+        [JOBTRAIL, "jobs", "ls"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert owner in done.stdout
+    assert "a-kind-with-a-long-name-too" in done.stdout
+    assert "cancelled" in done.stdout
+    assert "…" not in done.stdout
+
+
+def test_worker_runs_the_jobs_of_the_store_given_by_database_url(
+    tracker: Tracker, database_url: str, tmp_path: Path
+) -> None:
+    job = register(tracker).submit("noop", {"log": str(tmp_path / "runs.log")})
+
+    done = jobtrail(None, "worker", "--app", "tests.apps.worker_app:tracker", "--burst",
+                    "--database-url", database_url)  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert tracker.get(job.id).status is Status.SUCCEEDED
 
 
 def test_jobs_show_json_includes_the_events_and_failed_items(

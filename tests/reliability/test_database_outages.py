@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import random
+import secrets
 import threading
 import time
 from collections import Counter
@@ -14,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from psycopg import sql
 
 from jobtrail import Status, StoreError, Tracker
 from tests.apps.reliability_handlers import register
@@ -35,6 +37,8 @@ pytestmark = pytest.mark.postgres
 CLIENT_TIMEOUT = 10.0
 """Seconds a client waits for an answer; longer is a hang."""
 DOWN_SECONDS = 3.0
+ROLE = "jobtrail_app"
+"""The role of the store whose password must never be printed."""
 
 
 @dataclass
@@ -69,13 +73,44 @@ class Outage:
 @pytest.fixture
 def outage(tmp_path: Path) -> Iterator[Outage]:
     server = require("PostgreSQL", start_postgres())
-    processes = Processes(server.create_database("outage"), tmp_path)
+    yield from outage_on(server, server.create_database("outage"), tmp_path)
+
+
+@pytest.fixture
+def password() -> str:
+    """A password found nowhere else."""
+    return f"pw-{secrets.token_hex(8)}"
+
+
+@pytest.fixture
+def guarded_outage(tmp_path: Path, password: str) -> Iterator[Outage]:
+    """``outage`` on a store whose role logs in with ``password`` (in the URL)."""
+    server = require("PostgreSQL", start_postgres())
+    yield from outage_on(server, with_password(server, "outage", password), tmp_path)
+
+
+def outage_on(server: PostgresServer, url: str, tmp_path: Path) -> Iterator[Outage]:
+    processes = Processes(url, tmp_path)
     try:
-        with Tracker(processes.database_url, flush_interval=0.05) as tracker:
-            yield Outage(server, processes.database_url, register(tracker), processes)
+        with Tracker(url, flush_interval=0.05) as tracker:
+            yield Outage(server, url, register(tracker), processes)
     finally:
         processes.stop_all()
         server.stop()
+
+
+def with_password(server: PostgresServer, database: str, password: str) -> str:
+    """Create ``database``, owned by ``ROLE``, which must log in over TCP with ``password``
+    (the others keep trust); the URL of ``database`` as ``ROLE``, password included."""
+    with server.connect() as conn:
+        role = sql.Identifier(ROLE)
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, password))
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), role))
+    hba = server.datadir / "pg_hba.conf"
+    hba.write_text(f"host all {ROLE} {server.host}/32 scram-sha-256\n{hba.read_text()}")
+    reloaded = server._pg_ctl("reload")
+    assert reloaded.returncode == 0, reloaded.stdout + reloaded.stderr
+    return f"postgresql+psycopg://{ROLE}:{password}@{server.host}:{server.port}/{database}"
 
 
 @dataclass
@@ -284,3 +319,56 @@ def test_postgresql_restarted_and_its_connections_killed_under_load_loses_and_re
     # another 5xx, never a hang.
     assert answers.unavailable > 0
     assert answers.summary() == [], "\n".join(answers.summary())
+
+
+def log_lines(processes: Processes) -> list[list[str]]:
+    """The lines each process printed so far."""
+    return [log.read_text(errors="replace").splitlines() for log in processes.logs]
+
+
+def call_while_down(served: Served, token: str, seconds: float) -> list[str]:
+    """Call the API now and then for ``seconds``; the answers' texts."""
+    texts = []
+    deadline = time.monotonic() + seconds
+    with served.client(token, CLIENT_TIMEOUT) as client:
+        while time.monotonic() < deadline:
+            texts += [client.get("/jobs").text, client.get("/health").text]
+            time.sleep(0.5)
+    return texts
+
+
+@pytest.mark.timeout(budget(120))
+def test_a_postgresql_outage_is_logged_in_a_few_lines_that_never_carry_the_password(
+    guarded_outage: Outage, password: str
+) -> None:
+    outage = guarded_outage
+    tracker = outage.tracker
+    token = tracker.ops.create_token("ops", None)
+    served = outage.processes.serve()
+    worker = outage.processes.worker(concurrency=2)
+    pids = {served.process.pid, worker.pid}
+    until(lambda: {w.pid for w in tracker.workers()} == pids, 60, what="both workers")
+    before = [len(lines) for lines in log_lines(outage.processes)]
+
+    outage.stop()
+    answers = call_while_down(served, token, 5.0)
+    outage.start()
+    # Both processes are back: jobs submitted now run, and a few maintenance turns pass.
+    then = tracker.submit_many("work", [{"items": 3, "delay": 0.01}] * 4)
+    wait_until_ended(tracker, [j.id for j in then], timeout=60)
+    time.sleep(2)
+
+    since = [lines[n:] for lines, n in zip(log_lines(outage.processes), before, strict=True)]
+    printed = "\n".join(line for lines in since for line in lines)
+    leaks = printed.count(password) + printed.count("password=")
+    count = sum(len(lines) for lines in since)
+    print(f"\n{count} lines since the outage began, {leaks} with a password")
+    assert leaks == 0, printed[:20_000]
+    assert not any(password in text for text in answers)
+    assert "Traceback" not in printed, printed[:20_000]
+    assert count < 100, printed[:20_000]
+    # Each process said that the database went away, and that it came back.
+    for lines in since:
+        said = "\n".join(lines)
+        assert "database unavailable" in said, said
+        assert "database available again" in said, said

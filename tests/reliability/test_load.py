@@ -329,3 +329,113 @@ def test_load_of_200_jobs_a_second_with_pollers_and_streams_makes_no_error_and_l
     )
     if after["open_streams"] == after["open_streams"]:  # the server counts its streams
         assert after["open_streams"] == before["open_streams"], (before, after)
+
+
+# -- bursts ------------------------------------------------------------------------------------
+
+BURST = 1200
+"""Jobs changed at once in each burst: more than the streams' page (500) and the queue watch's
+batch (1,000)."""
+FOLLOWERS = 3
+"""SSE clients, and as many WebSocket clients, following every change through the bursts."""
+
+
+@dataclass
+class Follower:
+    """What one stream client saw: each job's statuses, and every change in arrival order."""
+
+    statuses: dict[str, set[str]] = field(default_factory=dict)
+    changes: list[tuple[str, str]] = field(default_factory=list)
+
+    def saw(self, job: dict[str, str]) -> None:
+        self.statuses.setdefault(job["id"], set()).add(job["status"])
+        self.changes.append((job["updated_at"], job["id"]))
+
+    def reached(self, ids: set[str], status: str) -> bool:
+        return all(status in self.statuses.get(job_id, ()) for job_id in ids)
+
+
+async def follow_sse(api: str, token: str, follower: Follower, ready: asyncio.Event) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        httpx.AsyncClient(base_url=api, headers=headers, timeout=CLIENT_TIMEOUT) as client,
+        client.stream("GET", "/stream") as response,
+    ):
+        ready.set()
+        async for line in response.aiter_lines():
+            if line.startswith("data:"):
+                follower.saw(json.loads(line[5:]))
+
+
+async def follow_ws(api: str, token: str, follower: Follower, ready: asyncio.Event) -> None:
+    url = api.replace("http://", "ws://") + "/ws"
+    headers = {"Authorization": f"Bearer {token}"}
+    async with connect(url, additional_headers=headers, open_timeout=CLIENT_TIMEOUT) as ws:
+        ready.set()
+        async for message in ws:
+            follower.saw(json.loads(message))
+
+
+async def through_bursts(served: Served, token: str, app: Tracker) -> list[Follower]:
+    """Open the streams, then three bursts of ``BURST`` changes: a submit_many, the queue
+    watch parking them all (no worker consumes), a bulk cancel of them all."""
+    followers = [Follower() for _ in range(2 * FOLLOWERS)]
+    ready = [asyncio.Event() for _ in followers]
+    tasks = [
+        asyncio.create_task(follow(served.api, token, f, r))
+        for follow, f, r in zip(
+            [follow_sse] * FOLLOWERS + [follow_ws] * FOLLOWERS, followers, ready, strict=True
+        )
+    ]
+    try:
+        await asyncio.gather(*(r.wait() for r in ready))
+        await asyncio.sleep(0.5)  # each stream has read its starting point
+        jobs = await asyncio.to_thread(app.submit_many, "load", [{"reports": 1}] * BURST)
+        ids = {job.id for job in jobs}
+        await until_all(followers, tasks, ids, "waiting")
+        for chunk in (sorted(ids)[:1000], sorted(ids)[1000:]):
+            await asyncio.to_thread(app.bulk, "cancel", chunk, actor="load")
+        await until_all(followers, tasks, ids, "cancelled")
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return followers
+
+
+async def until_all(
+    followers: list[Follower], tasks: list[asyncio.Task[None]], ids: set[str], status: str
+) -> None:
+    deadline = time.monotonic() + budget(90)
+    while not all(f.reached(ids, status) for f in followers):
+        ended = [t for t in tasks if t.done()]
+        assert not ended, f"a stream ended: {[t.exception() for t in ended]}"
+        behind = [sum(status in f.statuses.get(i, ()) for i in ids) for f in followers]
+        assert time.monotonic() < deadline, f"jobs seen {status} per client: {behind}"
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.timeout(budget(240))
+def test_bursts_of_over_a_thousand_changes_reach_every_open_stream_whole_and_in_order(
+    app: Tracker, processes: Processes
+) -> None:
+    served = processes.serve("--no-worker", JOBTRAIL_HEARTBEAT_INTERVAL="0.5")
+    token = app.ops.create_token("bursts", None)
+
+    started = time.monotonic()
+    followers = asyncio.run(through_bursts(served, token, app))
+    took = time.monotonic() - started
+    before = cpu_seconds(served.process.pid)
+    time.sleep(3)
+    idle = (cpu_seconds(served.process.pid) - before) / 3
+
+    print(f"\n3 bursts of {BURST} changes to {len(followers)} streams in {took:.1f} s; "
+          f"then {idle:.1%} of a core idle")  # fmt: skip
+    for follower in followers:
+        # Each job's changes in order, each once (jobs changed by different writers at once
+        # need not arrive in the order of their clocks: a commit can land late).
+        per_job: dict[str, list[str]] = {}
+        for updated_at, job_id in follower.changes:
+            per_job.setdefault(job_id, []).append(updated_at)
+        assert all(times == sorted(set(times)) for times in per_job.values())
+    assert idle < 0.15, f"the server spins after the bursts: {idle:.0%} of a core"

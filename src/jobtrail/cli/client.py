@@ -19,6 +19,7 @@ from jobtrail.jobs import (
     JSON,
     Event,
     FailedItem,
+    ItemPage,
     Job,
     Page,
     ScheduleInfo,
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 EVENTS_PAGE = 1000
+ITEMS_PAGE = 1000
 PREFIX_SCAN = 1000
 """A short id is looked for among this many of the newest jobs."""
 AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -77,7 +79,7 @@ class Backend(Protocol):
     def get(self, job_id: str) -> Job: ...
     def find(self, query: Query) -> Page: ...
     def events(self, job_id: str, after: int) -> list[Event]: ...
-    def failed_items(self, job_id: str) -> list[FailedItem]: ...
+    def failed_items(self, job_id: str, after: int) -> ItemPage: ...
     def cancel(self, job_id: str) -> Job: ...
     def retry(self, job_id: str, only_failed_items: bool) -> Job: ...
     def submit(self, order: Submission) -> Job: ...
@@ -114,8 +116,8 @@ class StoreBackend:
     def events(self, job_id: str, after: int) -> list[Event]:
         return self.tracker.events(job_id, after=after, limit=EVENTS_PAGE)
 
-    def failed_items(self, job_id: str) -> list[FailedItem]:
-        return self.tracker.failed_items(job_id)
+    def failed_items(self, job_id: str, after: int) -> ItemPage:
+        return self.tracker.failed_item_page(job_id, after=after, limit=ITEMS_PAGE)
 
     def cancel(self, job_id: str) -> Job:
         return self.tracker.redactor.job(self.tracker.cancel(job_id, actor=self.actor))
@@ -206,8 +208,9 @@ class HttpBackend:
         answer = self.job(job_id, suffix="/events", params={"after": after, "limit": EVENTS_PAGE})
         return parse(TypeAdapter(list[Event]), answer["events"])
 
-    def failed_items(self, job_id: str) -> list[FailedItem]:
-        return parse(TypeAdapter(list[FailedItem]), self.job(job_id, suffix="/items"))
+    def failed_items(self, job_id: str, after: int) -> ItemPage:
+        params = {"after": after, "limit": ITEMS_PAGE}
+        return parse(TypeAdapter(ItemPage), self.job(job_id, suffix="/items", params=params))
 
     def cancel(self, job_id: str) -> Job:
         return parse(TypeAdapter(Job), self.job(job_id, "POST", "/cancel"))
@@ -281,6 +284,18 @@ def all_events(backend: Backend, job_id: str) -> list[Event]:
         if len(page) < EVENTS_PAGE:
             break
     return events
+
+
+def all_failed_items(backend: Backend, job_id: str) -> list[FailedItem]:
+    """Every failed item a job lists (at most ``max_failed_items`` a run), read a page at a
+    time."""
+    items: list[FailedItem] = []
+    after: int | None = 0
+    while after is not None:
+        page = backend.failed_items(job_id, after)
+        items += page.items
+        after = page.next_after
+    return items
 
 
 def follow(

@@ -8,11 +8,18 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 import click
-from rich.console import Console
 
-from jobtrail.cli.client import Query, Submission, all_events, parse_moment, resolve
+from jobtrail.cli.client import (
+    Query,
+    Submission,
+    all_events,
+    all_failed_items,
+    parse_moment,
+    resolve,
+)
 from jobtrail.cli.source import Source, job_source
 from jobtrail.cli.views import (
+    console,
     job_json,
     job_view,
     jobs_table,
@@ -132,7 +139,7 @@ def jobs_ls(
     if as_json:
         click.echo(to_json(page))
     else:
-        Console().print(jobs_table(page))
+        console().print(jobs_table(page))
 
 
 @jobs.command("show")
@@ -145,11 +152,11 @@ def jobs_show(source: Source, job_id: str, as_json: bool) -> None:
     with source.open() as backend:
         job = resolve(backend, job_id)
         events = all_events(backend, job.id)
-        failed = backend.failed_items(job.id)
+        failed = all_failed_items(backend, job.id)
     if as_json:
         click.echo(job_json(job, events, failed))
     else:
-        Console().print(job_view(job, events, failed))
+        console().print(job_view(job, events, failed))
 
 
 @jobs.command("watch")
@@ -169,7 +176,7 @@ def jobs_watch(
     with source.open() as backend:
         try:
             job = resolve(backend, job_id)
-            job = watch(backend, job, timeout, interval, None if as_json else Console())
+            job = watch(backend, job, timeout, interval, None if as_json else console())
         except JobNotFound as exc:
             _fail(str(exc), 2)
         except JobTimeout as exc:
@@ -177,7 +184,7 @@ def jobs_watch(
     if as_json:
         click.echo(to_json(job))
     else:
-        Console().print(summary(job))
+        console().print(summary(job))
     raise SystemExit(0 if job.status is Status.SUCCEEDED else 1)
 
 
@@ -272,7 +279,7 @@ def stats(
     if as_json:
         click.echo(to_json(figures))
     else:
-        Console().print(stats_view(figures))
+        console().print(stats_view(figures))
 
 
 @click.command()
@@ -285,7 +292,7 @@ def schedules(source: Source, as_json: bool) -> None:
     if as_json:
         click.echo(to_json(found))
     else:
-        Console().print(schedules_table(found))
+        console().print(schedules_table(found))
 
 
 @click.command()
@@ -301,4 +308,4 @@ def workers(source: Source, as_json: bool) -> None:
     elif not found:
         click.echo("no live worker")
     else:
-        Console().print(workers_table(found))
+        console().print(workers_table(found))

@@ -29,11 +29,22 @@ def is_loopback(host: str) -> bool:
 
 @click.command()
 @click.option("--app", "app", required=True, help="module:attribute of your Tracker.")
+@database_option
 @click.option("--concurrency", "-c", type=click.IntRange(min=1), help="Worker threads.")
 @click.option("--queue", "queues", multiple=True, help="Only these queues (repeatable).")
 @click.option("--burst", is_flag=True, help="Exit when no job is due.")
-def worker(app: str, concurrency: int | None, queues: tuple[str, ...], burst: bool) -> None:
-    """Run jobs until SIGTERM/SIGINT: stop claiming, drain within the grace period, exit."""
+@one_line_errors
+def worker(
+    app: str,
+    database_url: str | None,
+    concurrency: int | None,
+    queues: tuple[str, ...],
+    burst: bool,
+) -> None:
+    """Run jobs until SIGTERM/SIGINT: stop claiming, drain within the grace period, exit.
+    ``--database-url`` is the store of an app whose ``Tracker()`` names none itself."""
+    if database_url:  # read by the app's Tracker() as it is imported
+        os.environ["JOBTRAIL_DATABASE_URL"] = database_url
     tracker = load_tracker(app)
     runner = tracker.worker(concurrency, queues=queues or None)
     runner.run(burst=burst)

@@ -28,6 +28,8 @@ COLOURS = {
     Status.FAILED: "red",
     Status.CANCELLED: "bright_black",
 }
+SHOWN_ITEMS = 100
+"""Failed items ``jobs show`` prints; ``--json`` has every one the job lists."""
 
 
 # What a terminal would act on rather than print: CSI sequences (colours, cursor moves,
@@ -41,6 +43,17 @@ _CONTROLS = re.compile(
     r"|[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]",
     re.DOTALL,
 )
+
+
+PIPED_WIDTH = 400
+"""Columns of output that goes to a file or a pipe: wide enough that no table cell is cut
+("ow…", "succe…"), where a terminal's own width applies otherwise."""
+
+
+def console() -> Console:
+    """Where a command prints: the terminal at its width, or a pipe at ``PIPED_WIDTH``."""
+    terminal = Console()
+    return terminal if terminal.is_terminal else Console(width=PIPED_WIDTH)
 
 
 def printable(value: str | None) -> str:
@@ -196,9 +209,7 @@ def job_view(job: Job, events: list[Event], failed: list[FailedItem]) -> Rendera
     parts: list[RenderableType] = [job_facts(job), Text("\nEvents", style="bold")]
     parts.append(table(["at", "event", "message", "actor"], history))
     if failed:
-        rows = [(f.item_id, f.error_type, f.message) for f in failed]
-        parts += [Text(f"Failed items ({len(failed)})", style="bold")]
-        parts += [table(["item", "error", "message"], rows)]
+        parts += failed_view(job, failed)
     if job.error_message:
         error = Text(printable(job.error_message), style="red")
         parts += [Text("Error", style="bold red"), error]
@@ -209,6 +220,20 @@ def job_view(job: Job, events: list[Event], failed: list[FailedItem]) -> Rendera
         result = rich_json.JSON(printable(compact_json(job.result)))
         parts += [Text("Result", style="bold"), result]
     return Group(*parts)
+
+
+def failed_view(job: Job, failed: list[FailedItem]) -> list[RenderableType]:
+    """The first ``SHOWN_ITEMS`` failed items of a job, saying how many more it lists and
+    whether it failed more than it lists."""
+    rows = [(f.item_id, f.error_type, f.message) for f in failed[:SHOWN_ITEMS]]
+    counted = job.items_failed or 0
+    listed = f"{len(failed)} listed, {counted} failed" if counted > len(failed) else len(failed)
+    parts: list[RenderableType] = [Text(f"Failed items ({listed})", style="bold")]
+    parts.append(table(["item", "error", "message"], rows))
+    if len(failed) > SHOWN_ITEMS:
+        more = f"… and {len(failed) - SHOWN_ITEMS} more listed (--json shows every one)"
+        parts.append(Text(more, style="bright_black"))
+    return parts
 
 
 def stats_view(stats: Stats) -> RenderableType:

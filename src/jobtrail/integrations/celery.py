@@ -4,7 +4,10 @@
 task with ``track_all=True``) are created ``queued`` when published, ``running`` when a
 worker starts them, and end ``succeeded``/``partial``/``failed``/``cancelled`` — the same
 records, events and transitions as jobs run by jobtrail's own worker. Celery's states are
-mapped here, at the edge, onto jobtrail's vocabulary.
+mapped here, at the edge, onto jobtrail's vocabulary. A cancel reaches a task through the
+database, whichever process made it: a task whose job already ended is not run (Celery's
+``Ignore``, recorded ``REVOKED`` when the job was cancelled), and a running one stops at its
+next checkpoint — ``update_state`` included.
 
 Publishing does not wait for the database: the ``queued`` records of published tasks are
 written by a background thread, many per transaction, within milliseconds (``flush()``
@@ -15,14 +18,15 @@ it and adds nothing, so each task has exactly one record and one history.
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeGuard
+from typing import Any, NoReturn, TypeGuard
+
+import structlog
 
 from jobtrail import journal
 from jobtrail.context import Context, ItemScope
@@ -31,8 +35,9 @@ from jobtrail.exceptions import (
     IllegalTransition,
     JobNotFound,
     MissingExtra,
+    StoreError,
 )
-from jobtrail.jobs import JSON, EventType, Job, NewJob, Priority, Status
+from jobtrail.jobs import JSON, EventType, Job, NewJob, Status
 from jobtrail.runner import Run, Runner, runner_identity
 from jobtrail.store.celery_rows import celery_rows
 from jobtrail.tracker import Tracker
@@ -40,6 +45,7 @@ from jobtrail.tracker import Tracker
 try:
     from celery import Celery, Task, signals
     from celery.backends.base import DisabledBackend
+    from celery.exceptions import Ignore
 except ImportError as exc:
     raise MissingExtra("celery", "jobtrail.integrations.celery", ["celery"]) from exc
 
@@ -50,9 +56,40 @@ from jobtrail.integrations.celery_background import (
     SharedCommits,
     write_published,
 )
+from jobtrail.integrations.celery_messages import (
+    CELERY_PRIORITY,
+    OWNER_HEADER,
+    TRIGGER_HEADER,
+    json_safe,
+    payload_of,
+    priority_of,
+    queue_of,
+    serves_zero_first,
+)
 from jobtrail.integrations.celery_presence import CeleryPresence
 
+__all__ = [
+    "CELERY_PRIORITY",
+    "CELERY_STATES",
+    "ENGINE_LABEL",
+    "META_KEYS",
+    "OWNER_HEADER",
+    "TRIGGER_HEADER",
+    "CeleryTracking",
+    "TrackedTask",
+    "install",
+    "priority_of",
+    "queue_of",
+    "report_meta",
+    "serves_zero_first",
+    "tracking_of",
+]
+
+log = structlog.get_logger("jobtrail.celery")
+
 ENGINE_LABEL = {"engine": "celery"}
+RETRY_RECORD_TIMEOUT = 10.0
+"""The longest a retry waits for the run that sent it to record the retry (same process)."""
 CELERY_STATES: dict[str, Status] = {
     "PENDING": Status.QUEUED,
     "RECEIVED": Status.QUEUED,
@@ -64,32 +101,6 @@ CELERY_STATES: dict[str, Status] = {
 }
 """Celery's task states in jobtrail's vocabulary (for code that reads Celery results)."""
 
-# Celery priorities run 0 (lowest) to 9 (highest) on Redis with priority queues enabled.
-CELERY_PRIORITY = {Priority.LOW: 0, Priority.NORMAL: 3, Priority.HIGH: 6, Priority.URGENT: 9}
-OWNER_HEADER = "jobtrail_owner"
-TRIGGER_HEADER = "jobtrail_trigger"
-
-
-REVERSED_PRIORITY_SCHEMES = ("redis", "rediss", "sentinel")
-"""Brokers on which Celery serves priority 0 first (its Redis transport); on the others
-(RabbitMQ) 9 is served first."""
-
-
-def priority_of(value: Any, zero_first: bool = False) -> Priority:
-    """jobtrail's priority for a Celery message priority (0–9); ``zero_first``: the broker
-    serves 0 first (Redis), so 0 is urgent and 9 low."""
-    if not isinstance(value, int):
-        return Priority.NORMAL
-    if zero_first:
-        value = 9 - value
-    return max((p for p, n in CELERY_PRIORITY.items() if value >= n), key=lambda p: p.rank)
-
-
-def serves_zero_first(app: Celery) -> bool:
-    """Whether ``app``'s broker serves priority 0 first (Redis) rather than 9 (RabbitMQ)."""
-    url = str(app.conf.broker_url or "")
-    return url.partition("://")[0].split("+")[0] in REVERSED_PRIORITY_SCHEMES
-
 
 @dataclass
 class _Task:
@@ -97,6 +108,12 @@ class _Task:
 
     run: Run | None
     error: BaseException | None = None
+    ended: Status | None = None
+    """How its job had ended when this run was skipped (None: unknown, or not skipped)."""
+    retry_sent: bool = False
+    """This run published its retry (which may start before the retry is recorded)."""
+    left: threading.Event = field(default_factory=threading.Event)
+    """Set once ``postrun`` took this run out of the process's table."""
     current: int = 0
     """The last ``meta["current"]`` given to ``update_state`` (``advance`` takes differences)."""
 
@@ -146,10 +163,14 @@ class CeleryTracking:
     def on_publish(self, sender: str, headers: dict[str, Any], body: Any, **kw: Any) -> None:
         """A task is being sent: its job is created ``queued`` (retries reuse the job), by the
         background writer unless ``batch_publish`` is off."""
-        if not self.tracked(sender) or headers.get("retries", 0):
+        if not self.tracked(sender):
+            return
+        if headers.get("retries", 0):  # a retry reuses the job (``on_retry`` requeues it)
+            self._retry_sent(headers["id"])
             return
         properties: dict[str, Any] = kw.get("properties") or {}
-        new = self._new_job(headers["id"], sender, headers, body, properties.get("priority"))
+        queue = queue_of(self.app, kw.get("routing_key"), kw.get("declare"))
+        new = self._new_job(headers["id"], sender, headers, body, properties.get("priority"), queue)
         if self.batch_publish:
             self._writer.put(self.tracker, new)
         else:
@@ -160,6 +181,12 @@ class CeleryTracking:
         (e.g. before handing its id to a client that reads it from another process); False if
         ``timeout`` seconds passed first."""
         return self._writer.flush(timeout)
+
+    def _retry_sent(self, task_id: str) -> None:
+        """The run of ``task_id`` in this process is publishing its retry."""
+        tracked = self.task_of(task_id)
+        if tracked is not None:
+            tracked.retry_sent = True
 
     def on_worker_init(self, sender: Any = None, **kw: Any) -> None:
         """A worker of this app starts here (its prefork children inherit the mark)."""
@@ -172,16 +199,23 @@ class CeleryTracking:
         self._commits.stop()
 
     def _new_job(
-        self, task_id: str, name: str, headers: dict[str, Any], body: Any, priority: Any
+        self,
+        task_id: str,
+        name: str,
+        headers: dict[str, Any],
+        body: Any,
+        priority: Any,
+        queue: str,
     ) -> NewJob:
         return NewJob(
             id=task_id,
             key=f"celery:{task_id}",
             kind=name,
-            payload=_payload(body),
+            payload=payload_of(body),
             owner=headers.get(OWNER_HEADER),
             trigger=str(headers.get(TRIGGER_HEADER) or "api"),
             priority=priority_of(priority, serves_zero_first(self.app)),
+            queue=queue,
             labels=ENGINE_LABEL,
             max_attempts=1 + int(getattr(self.app.tasks.get(name), "max_retries", 0) or 0),
         )
@@ -193,11 +227,30 @@ class CeleryTracking:
         if task.app is not self.app or not self.tracked(task):
             return  # another app's task (several apps can live in one process)
         self._commits.use(self.tracker.store.database)
+        self._after_retry(task_id)
         run = self._adopt(task_id) or self._start_on_sight(task_id, task, kw)
-        if run is not None:  # else it ended already (e.g. cancelled while queued): never rerun
+        if run is not None:
             self._beat.hold(self.tracker, run.buffer)
+            tracked = _Task(run)
+        else:  # it ended already (e.g. cancelled while queued): never rerun
+            tracked = _Task(None, ended=self._ended(task_id))
         with self._lock:
-            self._tasks[task_id] = _Task(run)
+            self._tasks[task_id] = tracked
+
+    def _ended(self, task_id: str) -> Status | None:
+        """How the job of a task that will not run ended (None if unknown)."""
+        try:
+            return self.tracker.store.jobs.get(task_id).status
+        except (JobNotFound, StoreError):
+            return None
+
+    def _after_retry(self, task_id: str) -> None:
+        """A retry can start in another pool thread of this process as soon as it is sent,
+        before the run that sent it has recorded the retry: wait for that run to end here,
+        so the job is requeued (a ``retrying`` event) before it is taken again."""
+        previous = self.task_of(task_id)
+        if previous is not None and previous.retry_sent:
+            previous.left.wait(RETRY_RECORD_TIMEOUT)
 
     def _adopt(self, task_id: str) -> Run | None:
         """The common case in one statement: the task's queued job starts here."""
@@ -217,8 +270,9 @@ class CeleryTracking:
         request = task.request
         headers = {name: getattr(request, name, None) for name in (OWNER_HEADER, TRIGGER_HEADER)}
         body = (kw.get("args") or (), kw.get("kwargs") or {})
-        priority = (getattr(request, "delivery_info", None) or {}).get("priority")
-        new = self._new_job(task_id, task.name, headers, body, priority)
+        delivery: dict[str, Any] = getattr(request, "delivery_info", None) or {}
+        queue = queue_of(self.app, delivery.get("routing_key"))
+        new = self._new_job(task_id, task.name, headers, body, delivery.get("priority"), queue)
         new = replace(self.tracker.redactor.new_job(new), external=True)
         lease = uuid.uuid4().hex
         job = celery_rows(self.tracker.store.database).start(new, lease, runner_identity())
@@ -237,12 +291,18 @@ class CeleryTracking:
 
     def on_retry(self, request: Any, reason: Any, **kw: Any) -> None:
         """The task asked to be retried: its job goes back to ``queued`` with a ``retrying``
-        event (the attempt that failed is kept in the history)."""
+        event (the attempt that failed is kept in the history) — unless what it retries is a
+        cancel (``autoretry_for=(Exception,)`` catches ``Cancelled`` too): the job ends
+        ``cancelled`` and the retry is discarded when it arrives."""
         tracked = self.task_of(request.id)
         if tracked is None or tracked.run is None:
             return
         tracked.error = None
-        self.runner.requeue(tracked.run.buffer, EventType.RETRYING, str(reason))
+        cause = getattr(reason, "exc", None)
+        if isinstance(cause, Cancelled):
+            self.runner.fail(tracked.run.buffer, cause)
+        else:
+            self.runner.requeue(tracked.run.buffer, EventType.RETRYING, str(reason))
         tracked.run = None  # recorded; postrun has nothing more to write
 
     def on_postrun(
@@ -254,12 +314,13 @@ class CeleryTracking:
         if tracked is None:
             return
         self._beat.release(task_id)
+        tracked.left.set()
         if tracked.run is None:
             return
         if tracked.error is not None:
             self.runner.fail(tracked.run.buffer, tracked.error)
         else:
-            self.runner.succeed(tracked.run.buffer, _json(retval))
+            self.runner.succeed(tracked.run.buffer, json_safe(retval))
 
     def on_revoked(self, request: Any, **kw: Any) -> None:
         """Revoked before it ran (or terminated): the job ends ``cancelled``."""
@@ -274,8 +335,10 @@ class CeleryTracking:
             self.tracker.report(task_id, {"error_message": "revoked in Celery"}, Status.CANCELLED)
 
     def revoke(self, job: Job) -> None:
-        """jobtrail cancelled a Celery job: revoke the task too (a running task also stops at
-        its next checkpoint)."""
+        """jobtrail cancelled a Celery job in this process: revoke the task too, so workers
+        drop its message on receipt. Not needed for the cancel to work: a worker finds the
+        job cancelled when the task arrives, and a running task stops at its next checkpoint,
+        whichever process cancelled it."""
         if job.labels.get("engine") == ENGINE_LABEL["engine"]:
             self.app.control.revoke(job.id)
 
@@ -347,8 +410,32 @@ class TrackedTask(Task):  # type: ignore[type-arg]
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         tracked = self._tracked()
         if tracked is not None and tracked.skipped:
-            return None  # the job already ended (cancelled, or finished by an earlier delivery)
-        return super().__call__(*args, **kwargs)
+            self._skip(tracked.ended)
+        try:
+            return super().__call__(*args, **kwargs)
+        except Cancelled as exc:
+            if tracked is None or exc.job_id != self.request.id:
+                raise
+            tracked.error = exc  # postrun records the job cancelled
+            self._revoked(exc.reason)
+            raise Ignore from exc
+
+    def _skip(self, ended: Status | None) -> NoReturn:
+        """Do not run a task whose job already ended: Celery records it ``REVOKED`` if the
+        job was cancelled, and logs it ``ignored`` — never ``succeeded``. A job finished by an
+        earlier delivery keeps the result that delivery stored."""
+        log.info("task not run: its job already ended", job_id=self.request.id, status=ended)
+        if ended is Status.CANCELLED:
+            self._revoked("cancelled in jobtrail")
+        raise Ignore
+
+    def _revoked(self, reason: str) -> None:
+        """Record this run ``REVOKED`` in the result backend, as a revoke would."""
+        task_id = self.request.id
+        if task_id is None or isinstance(self.backend, DisabledBackend):
+            return
+        store = _keeps_errors(self)
+        self.backend.mark_as_revoked(task_id, reason, self.request, store_result=store)
 
     def progress(
         self, percent: float | None = None, message: str | None = None, **data: JSON
@@ -400,16 +487,18 @@ class TrackedTask(Task):  # type: ignore[type-arg]
         **kwargs: Any,
     ) -> None:
         """Celery's ``update_state``, read by jobtrail too, so existing code reports progress
-        unchanged: ``meta``'s ``current``/``total``, ``percent``/``progress`` and
-        ``message``/``status`` become the job's counts, percentage and message (see
-        ``META_KEYS``). Celery's own then runs, unless the app has no result backend (where
-        it could only raise)."""
-        tracked = self._tracked()
-        own = task_id is None or task_id == self.request.id
-        if own and tracked is not None and tracked.run is not None and isinstance(meta, Mapping):
+        and stops on a cancel unchanged: ``meta``'s ``current``/``total``, ``percent``/
+        ``progress`` and ``message``/``status`` become the job's counts, percentage and
+        message (see ``META_KEYS``). Celery's own then runs, unless the app has no result
+        backend (where it could only raise). A checkpoint, like ``check()``: raises
+        ``Cancelled`` once jobtrail cancelled the job."""
+        tracked = self._tracked() if task_id in (None, self.request.id) else None
+        if tracked is not None and tracked.run is not None and isinstance(meta, Mapping):
             report_meta(tracked.run.ctx, tracked, meta)
         if not isinstance(self.backend, DisabledBackend):
             super().update_state(task_id, state, meta, **kwargs)
+        if tracked is not None and tracked.run is not None:
+            tracked.run.ctx.check()
 
 
 META_KEYS = {
@@ -442,20 +531,14 @@ def report_meta(ctx: Context, tracked: _Task, meta: Mapping[str, Any]) -> None:
         ctx.progress(None if share is None else min(max(share, 0.0), 100.0), text)
 
 
+def _keeps_errors(task: Task[Any, Any]) -> bool:
+    """Whether Celery stores ``task``'s errors and revocations for this run (as its worker
+    decides: the request's ``ignore_result``, else the task's)."""
+    ignored = vars(task.request).get("ignore_result")
+    if ignored is None:
+        ignored = task.ignore_result
+    return not ignored or bool(task.store_errors_even_if_ignored)
+
+
 def _whole(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _payload(body: Any) -> JSON:
-    """``{"args": …, "kwargs": …}`` from a protocol-2 message body, JSON-safe."""
-    args, kwargs = (
-        (body[0], body[1]) if isinstance(body, list | tuple) and len(body) >= 2 else ((), {})
-    )
-    return _json({"args": list(args), "kwargs": dict(kwargs)})
-
-
-def _json(value: Any) -> JSON:
-    try:
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError):
-        return repr(value)

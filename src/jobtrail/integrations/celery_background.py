@@ -240,7 +240,8 @@ class HeldBeat(Lingering):
             try:
                 beats = tracker.store.runs.heartbeat({b.job_id: b.lease for b in buffers})
             except StoreError as exc:
-                log.warning("heartbeat failed", jobs=len(buffers), error=str(exc))
+                if not tracker.store.database.outage.noted(exc, "heartbeat"):
+                    log.warning("heartbeat failed", jobs=len(buffers), error=str(exc))
                 continue
             pending = {beat.job_id: beat.cancel_requested for beat in beats}
             for buffer in buffers:

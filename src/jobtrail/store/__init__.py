@@ -2,16 +2,19 @@
 
 ``Store(url)`` opens (and, unless told not to, migrates) a SQLite file or a PostgreSQL
 database and offers ``jobs`` (records and their changes from outside), ``runs`` (the writes of
-whoever runs a job), ``schedules``, ``tokens``, ``stats``, ``summaries`` (finished jobs rolled
-up for statistics), ``flow`` (throughput and queues), ``lineage`` (retries), ``retention``,
-``expiry`` (unfinished work past its time) and ``workers`` (the registry of live workers).
+whoever runs a job), ``items`` (failed items, a page at a time), ``schedules``, ``tokens``,
+``stats``, ``summaries`` (finished jobs rolled up for statistics), ``flow`` (throughput and
+queues), ``lineage`` (retries), ``retention``, ``expiry`` (unfinished work past its time) and
+``workers`` (the registry of live workers).
 """
 
 from __future__ import annotations
 
 from jobtrail.store.database import Clock, Database, utcnow
 from jobtrail.store.expiry import ExpiryStore
+from jobtrail.store.feed import FeedStore
 from jobtrail.store.flow import FlowStore
+from jobtrail.store.items import ItemStore
 from jobtrail.store.jobs import JobStore
 from jobtrail.store.lineage import LineageStore
 from jobtrail.store.migrate import ensure_schema
@@ -33,10 +36,13 @@ class Store:
         url: str,
         *,
         pool_size: int = 10,
+        statement_timeout: float = 0.0,
         auto_migrate: bool = True,
         clock: Clock = utcnow,
     ) -> None:
-        self.database = Database(url, pool_size=pool_size, clock=clock)
+        self.database = Database(
+            url, pool_size=pool_size, statement_timeout=statement_timeout, clock=clock
+        )
         try:
             with self.database.errors():
                 ensure_schema(self.database.engine, auto_migrate)
@@ -46,12 +52,14 @@ class Store:
         statements = Statements(self.database.engine.dialect, self.database.heartbeat_clock)
         self.jobs = JobStore(self.database, statements)
         self.runs = RunStore(self.database, statements)
+        self.items = ItemStore(self.database)
         self.schedules = ScheduleStore(self.database)
         self.tokens = TokenStore(self.database, statements)
         self.stats = StatsStore(self.database)
         self.summaries = SummaryStore(self.database)
         self.flow = FlowStore(self.database)
         self.lineage = LineageStore(self.database)
+        self.feed = FeedStore(self.database)
         self.retention = RetentionStore(self.database)
         self.expiry = ExpiryStore(self.database)
         self.workers = WorkerStore(self.database)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 import threading
 import weakref
@@ -19,9 +18,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
-from jobtrail.exceptions import InvalidData, JobtrailError, StoreError
+from jobtrail.exceptions import InvalidData, StoreError
 from jobtrail.extras import require
+from jobtrail.store.driver_errors import translated
 from jobtrail.store.group_commit import GroupCommit
+from jobtrail.store.outage import Outage
 from jobtrail.store.statements import RawSession
 from jobtrail.store.watch import Doorbell, PostgresSource, Source, SQLiteSource, Watcher
 
@@ -30,8 +31,6 @@ T = TypeVar("T")
 
 READONLY = "jobtrail_readonly"
 """Execution option: a read-only transaction (a plain ``BEGIN`` on SQLite, no write lock)."""
-_UNWRITABLE = re.compile(r"readonly|read-only|unable to open database file", re.IGNORECASE)
-"""SQLite's words for a file (or its directory, or filesystem) it cannot write."""
 OUTAGE_SECONDS = 30.0
 """How long a write that must not be lost (a job's outcome) retries through an outage."""
 
@@ -61,10 +60,17 @@ def sqlite_begin(write: bool) -> str:
 class Database:
     """One database: its engine, read/write/raw transactions, and commits shared by threads."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        statement_timeout: float = 0.0,
+        clock: Clock = utcnow,
+    ) -> None:
         self.url = url
         self.clock = clock
-        self.engine: Engine = create_engine(url, pool_size)
+        self.engine: Engine = create_engine(url, pool_size, statement_timeout)
         self.dialect = self.engine.dialect.name
         dbapi = self.engine.dialect.dbapi
         assert dbapi is not None
@@ -79,6 +85,9 @@ class Database:
         """Rung when work became due in this process (a submit; a stopping worker)."""
         self._group_lock = threading.Lock()
         self._watcher: Watcher | None = None
+        self.outage = Outage()
+        """Whether the database is away: the loops that keep calling it note their failures
+        there, so that an outage is logged once, not once per failed call."""
         _DATABASES.add(self)
 
     def close(self) -> None:
@@ -110,25 +119,16 @@ class Database:
 
     @contextmanager
     def errors(self) -> Iterator[None]:
-        """Translate the driver's errors (raw, or wrapped by SQLAlchemy) into jobtrail's."""
+        """Translate the driver's errors (raw, or wrapped by SQLAlchemy; raw cursors and
+        reconnects inside the pool raise them raw) into jobtrail's; a call that succeeds ends
+        an outage."""
         try:
             yield
-        except sa.exc.DBAPIError as exc:
-            raise self._translated(exc.orig) from exc
-        except self._dbapi.Error as exc:  # raw cursors, and reconnects inside the pool
-            raise self._translated(exc) from exc
+        except (sa.exc.DBAPIError, self._dbapi.Error) as exc:
+            raise translated(exc, self._dbapi, self.dialect, self.url) from exc
         except OverflowError as exc:  # sqlite3 refuses integers past 64 bits before SQLite
             raise InvalidData(str(exc)) from exc
-
-    def _translated(self, error: BaseException | None) -> JobtrailError:
-        if isinstance(error, self._dbapi.DataError):
-            return InvalidData(str(error).splitlines()[0])
-        if self.dialect == "sqlite" and _UNWRITABLE.search(str(error)):
-            return StoreError(
-                f"the SQLite store {self.url} is read-only or cannot be opened ({error}): "
-                "jobtrail needs to write the file and create its -wal and -shm files beside it"
-            )
-        return StoreError(f"database error: {error!r}")
+        self.outage.ended()
 
     # -- transactions ---------------------------------------------------------------------
 
@@ -296,7 +296,11 @@ def normalize_url(url: str) -> URL:
     try:
         parsed = make_url(url)
     except sa.exc.ArgumentError as exc:
-        raise StoreError(f"not a database URL: {url!r}") from exc
+        # Not echoed: a URL that does not parse may still hold a password.
+        raise StoreError(
+            "not a database URL (expected sqlite:///path/to/file.db or "
+            "postgresql://user:password@host/database)"
+        ) from exc
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
@@ -323,8 +327,9 @@ def _forget_connections_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_connections_after_fork)
 
 
-def create_engine(url: str, pool_size: int = 10) -> Engine:
-    """An engine for ``url``: SQLite in WAL mode with write locks taken up front, or PostgreSQL."""
+def create_engine(url: str, pool_size: int = 10, statement_timeout: float = 0.0) -> Engine:
+    """An engine for ``url``: SQLite in WAL mode with write locks taken up front, or
+    PostgreSQL, whose statements end after ``statement_timeout`` seconds (0: never)."""
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = _sqlite_engine(parsed, pool_size)
@@ -332,6 +337,7 @@ def create_engine(url: str, pool_size: int = 10) -> Engine:
         require("postgres", "a PostgreSQL store")
         engine = sa.create_engine(
             parsed,
+            connect_args={"options": _pg_options(parsed, statement_timeout)},
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=True,
@@ -339,6 +345,13 @@ def create_engine(url: str, pool_size: int = 10) -> Engine:
         )
     _ENGINES.add(engine)
     return engine
+
+
+def _pg_options(url: URL, statement_timeout: float) -> str:
+    """libpq's ``options`` for ``url``'s connections: its own, then the statement timeout."""
+    given = url.query.get("options", "")
+    own = given if isinstance(given, str) else " ".join(given)
+    return f"{own} -c statement_timeout={round(statement_timeout * 1000)}".strip()
 
 
 def _sqlite_engine(url: URL, pool_size: int) -> Engine:

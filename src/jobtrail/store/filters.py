@@ -3,6 +3,7 @@ served by an index (``tests/test_store.py`` and ``tests/test_labels.py`` read th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,7 +34,7 @@ def listing_conditions(filters: Filters) -> list[sa.ColumnElement[bool]]:
         conditions.append(c.created_at >= filters.created_from)
     if filters.created_to is not None:
         conditions.append(c.created_at < filters.created_to)
-    conditions += [has_label(key, value) for key, value in filters.labels.items()]
+    conditions += label_conditions(filters.labels)
     if filters.q:
         pattern = "%" + _escape_like(filters.q) + "%"
         conditions.append(
@@ -46,12 +47,25 @@ def listing_conditions(filters: Filters) -> list[sa.ColumnElement[bool]]:
     return conditions
 
 
-def has_label(key: str, value: Any) -> sa.ColumnElement[bool]:
-    """Jobs labelled ``key`` = ``value`` (compared as ``label_text``), read from the
-    ``(key, value, job_id)`` index of ``job_labels``."""
-    labelled = sa.select(job_labels.c.job_id).where(
-        job_labels.c.key == key, job_labels.c.value == label_text(value)
-    )
+def label_conditions(labels: Mapping[str, Any]) -> list[sa.ColumnElement[bool]]:
+    """The condition of jobs having every one of ``labels``, if any are given."""
+    return [has_labels(labels)] if labels else []
+
+
+def has_labels(labels: Mapping[str, Any]) -> sa.ColumnElement[bool]:
+    """Jobs having every one of ``labels`` (values compared as ``label_text``), read from the
+    ``(key, value, job_id)`` index of ``job_labels``.
+
+    One subquery, whatever the number of labels: the jobs with any of the pairs, grouped, kept
+    when they have all. (A subquery per label made PostgreSQL's planner weigh every order of
+    joining them: 200 labels took 51 s to plan.)"""
+    pairs = [
+        sa.and_(job_labels.c.key == key, job_labels.c.value == label_text(value))
+        for key, value in labels.items()
+    ]
+    labelled = sa.select(job_labels.c.job_id).where(sa.or_(*pairs))
+    if len(pairs) > 1:  # a job has one row per key: all of them match when all pairs do
+        labelled = labelled.group_by(job_labels.c.job_id).having(sa.func.count() == len(pairs))
     return jobs.c.id.in_(labelled)
 
 

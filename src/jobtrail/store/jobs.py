@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from jobtrail import journal
-from jobtrail.exceptions import IllegalTransition, JobNotFound, ReportRefused
+from jobtrail.exceptions import IllegalTransition, ItemsNotListed, JobNotFound, ReportRefused
 from jobtrail.filters import Filters
 from jobtrail.jobs import (
     RETRYABLE,
     Event,
     EventType,
-    FailedItem,
     Job,
     NewEvent,
     NewFailedItem,
@@ -28,14 +26,13 @@ from jobtrail.jobs import (
 )
 from jobtrail.store.database import Database
 from jobtrail.store.filters import listing_conditions
+from jobtrail.store.items import list_items
 from jobtrail.store.reports import counted
 from jobtrail.store.rows import (
     JOB_COLUMNS,
     append_events,
     append_labels,
     event_from_row,
-    failed_item_from_row,
-    item_row,
     job_from_row,
     key_scope,
     label_rows,
@@ -164,12 +161,14 @@ class JobStore:
         target: Status | None = None,
         actor: str | None = None,
         items: Sequence[NewFailedItem] = (),
+        max_items: int | None = None,
     ) -> Job:
         """Apply progress and/or a status change reported for a job that runs elsewhere.
 
         Increments (``advance``, ``succeeded_delta``, ``failed_delta``) add to the stored
         counts in SQL; ``items`` are failed items to record, each counted into
-        ``items_failed``. Raises ``IllegalTransition`` for a terminal job or a change the
+        ``items_failed`` and listed while the job lists fewer than ``max_items`` (None: no
+        bound). Raises ``IllegalTransition`` for a terminal job or a change the
         state machine forbids, ``ReportRefused`` (an ``IllegalTransition``) for a job jobtrail
         runs itself or one a runner holds right now, ``InvalidData`` for item counts that add
         up past the total.
@@ -178,11 +177,11 @@ class JobStore:
             job = self._reportable(conn, job_id, target)
             moving = target is not None and target != job.status
             now = self._db.clock()
+            events: list[NewEvent] = []
             if items:
                 values = values | {"failed_delta": values.get("failed_delta", 0) + len(items)}
-                conn.execute(job_items.insert(), [item_row(job_id, now, i) for i in items])
+                events = list_items(conn, job_id, now, items, max_items, actor)
             values = counted(_known(values), job) | {"heartbeat_at": now}
-            events = [_item_event(i, actor) for i in items]
             message = values.get("message")
             if message is not None and message != job.message:
                 events.append(NewEvent(EventType.PROGRESS, message, actor=actor))
@@ -233,7 +232,9 @@ class JobStore:
     def retry(self, job_id: str, only_failed_items: bool = False, actor: str | None = None) -> Job:
         """Insert a new job repeating a failed, partial or cancelled one (``retry_of`` links
         them; with ``only_failed_items`` it is limited to the items that failed), and note the
-        retry in the old job's history. Raises ``IllegalTransition`` for any other job."""
+        retry in the old job's history. Raises ``IllegalTransition`` for any other job, and
+        ``ItemsNotListed`` (one) for only the failed items of a job that lists fewer than it
+        failed."""
         with self._db.write() as conn:
             old = self._get(conn, job_id)
             if old.status not in RETRYABLE:
@@ -242,6 +243,8 @@ class JobStore:
             if only_failed_items:
                 failed = sa.select(job_items.c.item_id).where(job_items.c.job_id == job_id)
                 only = list(conn.execute(failed.order_by(job_items.c.id)).scalars())
+                if len(only) < (old.items_failed or 0):  # the rest would count as succeeded
+                    raise ItemsNotListed(job_id, old.status, len(only), old.items_failed or 0)
             now = self._db.clock()
             row = new_row(_repeat(old, only), now)
             conn.execute(jobs.insert(), [row])
@@ -311,28 +314,6 @@ class JobStore:
         found = [job_from_row(r._mapping, now) for r in rows]
         return Page(jobs=found, total_count=total, limit=limit, offset=offset)
 
-    def changes(
-        self, since: datetime, filters: Filters, limit: int = 200, after: str | None = None
-    ) -> list[Job]:
-        """Jobs matching ``filters`` updated at or after ``since``, oldest change first (by
-        ``updated_at``, then id); with ``after``, those updated at ``since`` start past that
-        id, so a reader pages through any number of changes made at one moment."""
-        start = jobs.c.updated_at >= since
-        if after is not None:
-            start = sa.or_(
-                jobs.c.updated_at > since, sa.and_(jobs.c.updated_at == since, jobs.c.id > after)
-            )
-        stmt = (
-            sa.select(*JOB_COLUMNS)
-            .where(start, *listing_conditions(filters))
-            .order_by(jobs.c.updated_at, jobs.c.id)
-            .limit(limit)
-        )
-        with self._db.read() as conn:
-            rows = conn.execute(stmt).all()
-        now = self._db.clock()
-        return [job_from_row(r._mapping, now) for r in rows]
-
     def events(self, job_id: str, after: int = 0, limit: int = 100) -> list[Event]:
         """A job's history in order, starting after event id ``after``."""
         stmt = (
@@ -343,12 +324,6 @@ class JobStore:
         )
         with self._db.read() as conn:
             return [event_from_row(r._mapping) for r in conn.execute(stmt)]
-
-    def failed_items(self, job_id: str) -> list[FailedItem]:
-        """The items a job failed to process, in the order they failed."""
-        stmt = sa.select(job_items).where(job_items.c.job_id == job_id).order_by(job_items.c.id)
-        with self._db.read() as conn:
-            return [failed_item_from_row(r._mapping) for r in conn.execute(stmt)]
 
 
 _KEPT_WHEN_NULL = frozenset(
@@ -377,12 +352,6 @@ def _repeat(old: Job, only_items: list[str] | None) -> NewJob:
         retry_of=old.id,
         only_items=only_items,
     )
-
-
-def _item_event(item: NewFailedItem, actor: str | None) -> NewEvent:
-    """The history entry of a failed item reported from elsewhere (as the runner writes it)."""
-    data = {"item_id": item.item_id, "error_type": item.error_type}
-    return NewEvent(EventType.ITEM_FAILED, item.message, data, actor=actor)
 
 
 def _status_event(target: Status, note: str | None, actor: str | None) -> NewEvent:

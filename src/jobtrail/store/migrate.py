@@ -52,6 +52,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision``, safely even when several processes start at once."""
     with engine.connect() as conn, _foreign_keys_deferred(conn), conn.begin():
         if conn.dialect.name == "postgresql":
+            # A migration may rebuild a large table: no statement timeout for it.
+            conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
         command.upgrade(_config(conn), revision)
         if conn.dialect.name == "sqlite":

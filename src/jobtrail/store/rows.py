@@ -173,9 +173,15 @@ JOB_COLUMNS = tuple(c for c in jobs.c if c.name not in ("lease", "key_scope"))
 (its owner's)."""
 
 
+def _or(value: int | None, default: int | None) -> int | None:
+    return default if value is None else value
+
+
 def job_from_row(row: Mapping[Any, Any], now: datetime) -> Job:
     """The ``Job`` for a ``jobs`` row, with its derived fields computed at ``now``."""
     status = Status(row["status"])
+    # Counts are null while a job counts nothing; once it has a total, an uncounted one is 0.
+    counted = 0 if row["items_total"] is not None else None
     return Job(
         id=row["id"],
         key=row["key"],
@@ -188,9 +194,9 @@ def job_from_row(row: Mapping[Any, Any], now: datetime) -> Job:
         progress=row["progress"],
         message=row["message"],
         items_total=row["items_total"],
-        items_done=row["items_done"],
-        items_succeeded=row["items_succeeded"],
-        items_failed=row["items_failed"],
+        items_done=_or(row["items_done"], counted),
+        items_succeeded=_or(row["items_succeeded"], counted),
+        items_failed=_or(row["items_failed"], counted),
         progress_data=row["progress_data"],
         payload=row["payload"],
         result=row["result"],
@@ -247,6 +253,7 @@ def event_from_row(row: Mapping[Any, Any]) -> Event:
 def failed_item_from_row(row: Mapping[Any, Any]) -> FailedItem:
     """The ``FailedItem`` for a ``job_items`` row."""
     return FailedItem(
+        id=row["id"],
         job_id=row["job_id"],
         item_id=row["item_id"],
         error_type=row["error_type"],

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from jobtrail.jobs import ACTIVE, DURATION_BUCKETS, JSON, TERMINAL, EventType, Stats, Status
 from jobtrail.store.database import Database
-from jobtrail.store.filters import has_label
+from jobtrail.store.filters import label_conditions
 from jobtrail.store.summaries import (
     day_of,
     histogram_sums,
@@ -129,7 +129,7 @@ class StatsQuery:
             conditions.append(column(jobs.c.owner) == self.owner)
         if self.kind is not None:
             conditions.append(column(jobs.c.kind) == self.kind)
-        conditions += [has_label(key, value) for key, value in self.labels.items()]
+        conditions += label_conditions(self.labels)
         return conditions
 
     def conditions(self, column: Column = _itself) -> list[sa.ColumnElement[bool]]:

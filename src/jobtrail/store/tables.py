@@ -131,7 +131,7 @@ job_items = sa.Table(
     sa.Column("error_type", sa.String(200), nullable=False),
     sa.Column("message", sa.Text(), nullable=False),
     _ts("at", nullable=False),
-    sa.Index("ix_job_items_job_id_item_id", "job_id", "item_id"),
+    sa.Index("ix_job_items_job_id_id", "job_id", "id"),
 )
 
 schedules = sa.Table(

@@ -5,15 +5,24 @@ from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import unquote_plus
 
-TOKEN_PARAMETER = re.compile(r"([?&]token=)[^&\s\"']*", re.IGNORECASE)
+QUERY_PARAMETER = re.compile(r"([?&])([^=&\s\"'#]*)=([^&\s\"'#]*)")
 LOGGERS = ("uvicorn.access", "uvicorn.error")
 """uvicorn logs HTTP requests on the first, WebSocket handshakes on the second."""
 
 
 def mask(text: str) -> str:
-    """``text`` with the value of every ``token`` query parameter replaced."""
-    return TOKEN_PARAMETER.sub(r"\1[redacted]", text)
+    """``text`` with the value of every ``token`` query parameter replaced, however its name
+    is spelt: the server decodes ``%74oken`` or ``TOKEN`` to a name it reads the token from."""
+    return QUERY_PARAMETER.sub(_masked, text)
+
+
+def _masked(found: re.Match[str]) -> str:
+    separator, name, value = found.groups()
+    if unquote_plus(name).strip().lower() == "token":
+        value = "[redacted]"
+    return f"{separator}{name}={value}"
 
 
 class TokenMask(logging.Filter):

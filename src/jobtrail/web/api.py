@@ -38,8 +38,9 @@ def create_router(
     settings = tracker.settings
     gate = Gate(
         auth or token_auth(tracker),
-        RateLimit(rate_limit or settings.rate_limit),
-        failures=auth_failures or AuthFailures(settings.auth_rate_limit),
+        RateLimit(rate_limit or settings.rate_limit, settings.ratelimit_storage_url),
+        failures=auth_failures
+        or AuthFailures(settings.auth_rate_limit, settings.ratelimit_storage_url),
         origins=Origins(settings.allowed_origins),
     )
     streams = OpenStreams(settings.max_streams_per_caller)

@@ -61,7 +61,9 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=tracker.settings.max_body_bytes)
     app.add_middleware(MethodGate, document=app.openapi)
     install_error_handlers(app)
-    failures = AuthFailures(tracker.settings.auth_rate_limit)
+    failures = AuthFailures(
+        tracker.settings.auth_rate_limit, tracker.settings.ratelimit_storage_url
+    )
     router = create_router(tracker, auth=open_auth if no_auth else None, auth_failures=failures)
     app.include_router(router, prefix="/api/v1")
     if dashboard:

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from limits import RateLimitItem, parse_many
-from limits.storage import MemoryStorage
+from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from starlette.requests import HTTPConnection
 
@@ -19,6 +20,8 @@ from jobtrail.exceptions import JobNotFound
 from jobtrail.jobs import Job
 from jobtrail.tracker import Tracker
 from jobtrail.web.origins import SAFE_METHODS, Origins
+
+log = structlog.get_logger("jobtrail.web")
 
 
 @dataclass(frozen=True)
@@ -75,26 +78,52 @@ def open_auth(request: HTTPConnection, token: str | None) -> Principal:
 
 
 class RateLimit:
-    """Per-caller request limits (``limits`` moving windows); over the limit is a 429."""
+    """Per-caller request limits (``limits`` moving windows); over the limit is a 429.
 
-    def __init__(self, rates: str) -> None:
+    Counted in ``storage_url``: this process's memory, or a Redis every server process shares
+    (then ``name`` keeps these counts apart from the others kept there). A storage that cannot
+    be reached lets requests through, logged once a minute: the store, not the limiter, is
+    what must stay up."""
+
+    def __init__(self, rates: str, storage_url: str = "memory://", name: str = "api") -> None:
         self._rates = parse_many(rates)
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        memory = storage_url.startswith("memory:")
+        storage = MemoryStorage() if memory else storage_from_string(storage_url)
+        self._limiter = MovingWindowRateLimiter(storage)
+        errors = storage.base_exceptions
+        self._unreachable: tuple[type[Exception], ...] = (
+            () if memory else errors if isinstance(errors, tuple) else (errors,)
+        )
+        self._name = f"jobtrail-{name}"
+        self._warned_at = 0.0
 
     def check(self, key: str) -> None:
         """Count a request of ``key``; raise a 429 with ``Retry-After`` when over a limit."""
         for rate in self._rates:
-            if not self._limiter.hit(rate, key):
+            if not self._counted(self._limiter.hit, rate, key):
                 raise self._throttled(rate, key)
 
     def refuse_if_spent(self, key: str) -> None:
         """Raise the 429 of ``check`` if ``key`` has no request left, without counting one."""
         for rate in self._rates:
-            if not self._limiter.test(rate, key):
+            if not self._counted(self._limiter.test, rate, key):
                 raise self._throttled(rate, key)
 
+    def _counted(self, ask: Callable[..., bool], rate: RateLimitItem, key: str) -> bool:
+        """``ask(rate, key)``, or True (let it through) while the storage is unreachable."""
+        try:
+            return ask(rate, self._name, key)
+        except self._unreachable as exc:
+            if time.monotonic() - self._warned_at > 60:
+                self._warned_at = time.monotonic()
+                log.warning("rate limits not applied: storage unreachable", error=str(exc))
+            return True
+
     def _throttled(self, rate: RateLimitItem, key: str) -> HTTPException:
-        reset, _remaining = self._limiter.get_window_stats(rate, key)
+        try:
+            reset, _remaining = self._limiter.get_window_stats(rate, self._name, key)
+        except self._unreachable:
+            reset = time.time() + rate.get_expiry()
         retry = max(int(reset - time.time()) + 1, 1)
         return HTTPException(
             429,
@@ -112,8 +141,8 @@ class AuthFailures:
     """Failed sign-ins and unknown tokens per client address: past ``rates`` the address gets
     429 for any token until the window moves on, so tokens cannot be guessed at speed."""
 
-    def __init__(self, rates: str) -> None:
-        self._limit = RateLimit(rates)
+    def __init__(self, rates: str, storage_url: str = "memory://") -> None:
+        self._limit = RateLimit(rates, storage_url, name="auth-failures")
 
     def refuse_if_blocked(self, conn: HTTPConnection) -> None:
         """Raise a 429 if the address of ``conn`` has spent its failures."""

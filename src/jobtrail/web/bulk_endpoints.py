@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from jobtrail.bulk import MAX_BULK
-from jobtrail.filters import Filters
+from jobtrail.filters import MAX_LABEL_FILTERS, Filters
 from jobtrail.jobs import BulkAction, BulkOutcome, Priority, QueueInfo, Status
 from jobtrail.tracker import Tracker
 from jobtrail.web.auth import Gate, Principal
@@ -29,7 +29,7 @@ class BulkFilter(BaseModel):
     kind: Name | None = None
     priority: Priority | None = None
     trigger: Name | None = None
-    label: list[LabelText] = Field(default_factory=list)
+    label: list[LabelText] = Field(default_factory=list, max_length=MAX_LABEL_FILTERS)
     q: Name | None = None
     created_from: Moment | None = None
     created_to: Moment | None = None

@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import StringConstraints
 
-from jobtrail.exceptions import JobNotFound
+from jobtrail.exceptions import JobNotFound, TooManyFilters
 from jobtrail.jobs import ACTIVE, RETRYABLE, TERMINAL, Status
 from jobtrail.tracker import Tracker
 from jobtrail.web import panels
@@ -32,10 +32,11 @@ from jobtrail.web.auth import (
     visible,
 )
 from jobtrail.web.origins import Origins
-from jobtrail.web.schemas import JobId, label_filters, utc_time
+from jobtrail.web.schemas import JobId, utc_time
 
 HERE = FilePath(__file__).parent
-PAGE_SIZE = 50
+ITEMS_PAGE = 100
+"""Failed items on a job page; the rest are a "next" link away."""
 LabelOrNothing = Annotated[str, StringConstraints(pattern=r"^([^:\x00]{1,100}:[^\x00]{0,200})?$")]
 """A history page's label filter: ``KEY:VALUE``, or empty for none."""
 WINDOW_PATTERN = "^(" + "|".join(panels.WINDOWS) + ")$"
@@ -163,20 +164,8 @@ class Dashboard:
 
     def history(self, request: Request, filters: dict[str, Any], page: int, order: str) -> Response:
         caller = self.caller(request)
-        limit = PAGE_SIZE
-        listing = self.tracker.list(
-            owner=caller.scope(filters.get("owner")),
-            status=filters.get("status") or None,
-            kind=filters.get("kind"),
-            trigger=filters.get("trigger"),
-            created_from=filters.get("created_from"),
-            created_to=filters.get("created_to"),
-            q=filters.get("q"),
-            labels=label_filters(filters.get("label")),
-            limit=limit,
-            offset=(page - 1) * limit,
-            order=order,
-        )
+        limit = panels.PAGE_SIZE
+        listing = panels.listing(self.tracker, caller, filters, (page - 1) * limit, order)
         pages = max(math.ceil(listing.total_count / limit), 1)
         query = {k: v for k, v in request.query_params.multi_items() if k != "page"}
 
@@ -194,12 +183,13 @@ class Dashboard:
             filters=filters,
             order=order,
             statuses=panels.STATUSES,
-            bulk_filter=panels.bulk_filter(filters, caller.admin),
+            bulk_filter=panels.bulk_filter(filters),
         )
 
-    def job(self, request: Request, job_id: str) -> Response:
+    def job(self, request: Request, job_id: str, items_after: int) -> Response:
         caller = self.caller(request)
         job = visible(self.tracker, job_id, caller)
+        item_page = self.tracker.failed_item_page(job_id, after=items_after, limit=ITEMS_PAGE)
         return self.render(
             request,
             "job.html",
@@ -207,7 +197,10 @@ class Dashboard:
             job=job,
             payload=self.tracker.redactor.json(job.payload),
             events=self.tracker.events(job_id, limit=500),
-            failed_items=self.tracker.failed_items(job_id),
+            item_page=item_page,
+            items_after=items_after,
+            # Unlisted failed items would count as succeeded in a retry of only the listed ones.
+            all_listed=item_page.total >= (job.items_failed or 0),
             cancellable=job.status in ACTIVE,
             retryable=job.status in RETRYABLE,
             terminal=job.status in TERMINAL,
@@ -283,7 +276,9 @@ def create_dashboard(
     """The dashboard's pages (mount at ``/``); they call the API under ``/api/v1``.
     ``auth_failures`` counts wrong tokens at sign-in (share the API's to count both)."""
     settings = tracker.settings
-    failures = auth_failures or AuthFailures(settings.auth_rate_limit)
+    failures = auth_failures or AuthFailures(
+        settings.auth_rate_limit, settings.ratelimit_storage_url
+    )
     board = Dashboard(tracker, no_auth, failures, Origins(settings.allowed_origins))
     router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 
@@ -356,8 +351,12 @@ def _add_pages(router: APIRouter, board: Dashboard) -> None:
         return _guard(board.history, request, filters, page, order)
 
     @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-    def job(request: Request, job_id: JobId) -> Response:
-        return _guard(board.job, request, job_id)
+    def job(
+        request: Request,
+        job_id: JobId,
+        items_after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    ) -> Response:
+        return _guard(board.job, request, job_id, items_after)
 
     @router.get("/stats", response_class=HTMLResponse)
     def stats(
@@ -381,10 +380,12 @@ def _guard(page: Callable[..., Response], request: Request, *args: Any) -> Respo
         response = page(request, *args)
     except NeedsLogin:
         return RedirectResponse(f"{_root(request)}/login", status_code=303)
-    except JobNotFound as exc:
-        body = f"<!doctype html><title>Not found</title><p>{escape(str(exc))}. "
+    except (JobNotFound, TooManyFilters) as exc:
+        found = isinstance(exc, JobNotFound)
+        title, status = ("Not found", 404) if found else ("Too many filters", 422)
+        body = f"<!doctype html><title>{title}</title><p>{escape(str(exc))}. "
         link = f'<a href="{escape(_root(request))}/jobs">History</a>'
-        return HTMLResponse(body + link, status_code=404)
+        return HTMLResponse(body + link, status_code=status)
     return response
 
 

@@ -24,6 +24,7 @@ from jobtrail.exceptions import (
     PayloadError,
     StoreError,
     TokenExists,
+    TooManyFilters,
     TooManyJobs,
     UnknownKind,
     UnknownSchedule,
@@ -41,6 +42,7 @@ STATUS_OF: dict[type[JobtrailError], int] = {
     InvalidOwner: 422,
     PayloadError: 422,
     TooManyJobs: 422,
+    TooManyFilters: 422,
     StoreError: 503,
 }
 

@@ -64,7 +64,8 @@ class StoreCollector(Collector):
         )
         yield _durations(_fold_durations(shot.durations, kind))
         yield _active(shot.jobs)
-        yield from _queues(shot.queue_depth, shot.oldest_queued, Fold(shot.queue_depth, self.cap))
+        depth = dict.fromkeys(self._known_queues(), 0) | shot.queue_depth
+        yield from _queues(depth, shot.oldest_queued, Fold(depth, self.cap))
         yield from _items(_fold_items(shot.items, kind))
         yield CounterMetricFamily(
             "jobtrail_rescues", "Jobs rescued from lost workers", shot.rescues
@@ -78,6 +79,12 @@ class StoreCollector(Collector):
             self.streams.total,
         )
         yield from _limiter_waits(self.tracker.settings.ratelimit_storage_url)
+
+    def _known_queues(self) -> set[str]:
+        """Queues that get a sample even when empty (0, so an alert on them reads 0, not "no
+        data"): ``default`` and every queue a live worker names."""
+        named = (w.queues or () for w in self.tracker.workers())
+        return {"default", *(queue for queues in named for queue in queues)}
 
 
 def _fold(counts: Mapping[K, int], key: Callable[[K], K]) -> dict[K, int]:

@@ -9,11 +9,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jobtrail.jobs import Job, QueueInfo, Stats, Status
+from jobtrail.jobs import Job, Page, QueueInfo, Stats, Status
 from jobtrail.tracker import Tracker
+from jobtrail.web.auth import Principal
 from jobtrail.web.charts import bar_chart, line_chart
+from jobtrail.web.schemas import label_filters
 
 STATUSES = [s.value for s in Status]
+PAGE_SIZE = 50
+"""Jobs on a page of the history."""
 
 
 @dataclass(frozen=True)
@@ -173,13 +177,37 @@ def add_search(filters: dict[str, Any], search: str) -> None:
     filters["search"] = search
 
 
-def bulk_filter(filters: Mapping[str, Any], admin: bool) -> dict[str, Any]:
-    """A history page's filters as ``POST /jobs/bulk`` takes them (``filter``)."""
+def listing(
+    tracker: Tracker, caller: Principal, filters: Mapping[str, Any], offset: int, order: str
+) -> Page:
+    """A history page's jobs: those matching ``filters`` that ``caller`` may see (none at all
+    for a filter on another owner, as ``GET /jobs`` answers)."""
+    owner = filters.get("owner")
+    if not caller.may_filter(owner):
+        return Page(jobs=[], total_count=0, limit=PAGE_SIZE, offset=offset)
+    return tracker.list(
+        owner=caller.scope(owner),
+        status=filters.get("status") or None,
+        kind=filters.get("kind"),
+        trigger=filters.get("trigger"),
+        created_from=filters.get("created_from"),
+        created_to=filters.get("created_to"),
+        q=filters.get("q"),
+        labels=label_filters(filters.get("label")),
+        limit=PAGE_SIZE,
+        offset=offset,
+        order=order,
+    )
+
+
+def bulk_filter(filters: Mapping[str, Any]) -> dict[str, Any]:
+    """A history page's filters as ``POST /jobs/bulk`` takes them (``filter``): the owner's
+    too, which the endpoint limits to what the caller may touch."""
     body: dict[str, Any] = {
         "status": list(filters.get("status") or []),
         "label": list(filters.get("label") or []),
     }
-    for name in ("kind", "trigger", "q") + (("owner",) if admin else ()):
+    for name in ("kind", "trigger", "q", "owner"):
         if filters.get(name):
             body[name] = filters[name]
     for name in ("created_from", "created_to"):

@@ -19,8 +19,8 @@ from pydantic import (
     TypeAdapter,
 )
 
-from jobtrail.filters import Filters
-from jobtrail.jobs import Event, Job, Priority, Status
+from jobtrail.filters import MAX_LABEL_FILTERS, Filters
+from jobtrail.jobs import Event, FailedItem, ItemPage, Job, Priority, Status
 from jobtrail.redaction import RESERVED_KEY_PREFIXES, check_storable
 from jobtrail.web.auth import Principal
 
@@ -56,8 +56,10 @@ LabelText = Annotated[str, StringConstraints(pattern=r"^[^:\x00]{1,100}:[^\x00]{
 LabelQuery = Annotated[
     list[LabelText] | None,
     Query(
+        max_length=MAX_LABEL_FILTERS,
         description="`KEY:VALUE` (split at the first colon): only jobs with this label; "
-        "repeat for several, all must match. Numbers and booleans are written as in JSON.",
+        f"repeat for several (at most {MAX_LABEL_FILTERS}), all must match. Numbers and "
+        "booleans are written as in JSON.",
         examples=["document_type:pdf"],
     ),
 ]
@@ -240,7 +242,9 @@ class FailedItemReport(_Body):
 
 
 class FailedItemsRequest(_Body):
-    """Failed items of an external job, recorded and counted into its ``items_failed``."""
+    """Failed items of an external job, each counted into its ``items_failed`` and listed
+    while the job lists fewer than ``max_failed_items`` (default 10,000); past that they are
+    counted, not listed, and the report that reaches the bound adds a ``log`` event."""
 
     items: list[FailedItemReport] = Field(min_length=1, max_length=1000)
 
@@ -285,6 +289,38 @@ class EventsResponse(BaseModel):
 
     events: list[Event]
     next_after: int
+
+
+class FailedItemsResponse(BaseModel):
+    """A page of a job's failed items in the order they failed (a page object since
+    2026-12: the answer used to be a bare list of every item). Pass ``next_after`` as
+    ``after`` for the next page."""
+
+    items: list[FailedItem]
+    total: int = Field(
+        description="Failed items the job lists, all pages together: at most "
+        "`max_failed_items` a run. The job's `items_failed` counts every failed item."
+    )
+    limit: int = Field(description="The most items a page holds, as asked.")
+    next_after: int | None = Field(
+        description="The `after` of the next page; null when this page reached the last item "
+        "listed so far (items listed later have larger ids: ask again with the last id)."
+    )
+    full: bool = Field(
+        description="The job lists `max_failed_items` items: failed items past them were "
+        "counted in `items_failed` but not listed."
+    )
+
+    @classmethod
+    def of(cls, page: ItemPage) -> FailedItemsResponse:
+        """The answer for ``page``."""
+        return cls(
+            items=list(page.items),
+            total=page.total,
+            limit=page.limit,
+            next_after=page.next_after,
+            full=page.full,
+        )
 
 
 class HealthResponse(BaseModel):

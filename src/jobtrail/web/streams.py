@@ -195,29 +195,54 @@ async def changes(
 ) -> AsyncIterator[list[Job]]:
     """Batches of changed jobs from ``start`` on, forever (an empty batch on a quiet poll).
 
-    Each round reads every change since ``OVERLAP`` before the cursor, a page at a time (each
-    page starts past the last job of the one before), and skips what it already sent: a write
-    that commits late (its ``updated_at`` is older than the cursor) is still seen, and a burst
-    of any size arrives whole and in order. Then it waits for the next commit.
+    Each round reads the keys (``updated_at``, id) of every change since ``OVERLAP`` before
+    the cursor, a page at a time (each page starts past the last key of the one before), and
+    reads whole only the jobs it has not sent: a write that commits late (its ``updated_at``
+    is older than the cursor) is still seen, a burst of any size arrives whole and in order,
+    and looking back again costs two columns a job. Then it waits for the next commit.
     """
-    cursor = start
-    sent: dict[tuple[str, datetime], None] = {}
+    feed = _Feed(tracker, filters, start)
     seen = tracker.ops.changes_seen
     while True:
-        since, after = cursor - OVERLAP, None
+        since, after = feed.cursor - OVERLAP, None
         while True:
-            found = await to_thread.run_sync(tracker.ops.changes, since, filters, PAGE, after)
-            fresh = [j for j in found if (j.id, j.updated_at) not in sent]
-            for job in fresh:
-                sent[(job.id, job.updated_at)] = None
-                cursor = max(cursor, job.updated_at)
-            yield [tracker.redactor.job(job) for job in fresh]
-            if len(found) < PAGE:
+            keys = await to_thread.run_sync(tracker.ops.change_keys, since, filters, PAGE, after)
+            yield await feed.fresh(keys)
+            if len(keys) < PAGE:
                 break
-            since, after = found[-1].updated_at, found[-1].id
-        for key in [k for k in sent if k[1] < cursor - OVERLAP]:
-            del sent[key]
+            since, after = keys[-1]
+        feed.forget_old()
         seen = await _next_change(tracker, seen, poll)
+
+
+class _Feed:
+    """What one stream has sent: the changes of the last ``OVERLAP`` (to skip when read
+    again) and the newest one (its cursor)."""
+
+    def __init__(self, tracker: Tracker, filters: Filters, start: datetime) -> None:
+        self.tracker = tracker
+        self.filters = filters
+        self.cursor = start
+        self.sent: dict[tuple[datetime, str], None] = {}
+
+    async def fresh(self, keys: list[tuple[datetime, str]]) -> list[Job]:
+        """The jobs of ``keys`` not sent yet, read now (redacted), noted as sent."""
+        unsent = [key for key in keys if key not in self.sent]
+        if not unsent:
+            return []
+        ids = [job_id for _, job_id in unsent]
+        found = await to_thread.run_sync(self.tracker.ops.latest, ids, self.filters)
+        # A job that changed again since its key was read is sent as it is now, once.
+        found = [job for job in found if (job.updated_at, job.id) not in self.sent]
+        for key in [*unsent, *((job.updated_at, job.id) for job in found)]:
+            self.sent[key] = None
+            self.cursor = max(self.cursor, key[0])
+        return [self.tracker.redactor.job(job) for job in found]
+
+    def forget_old(self) -> None:
+        """Forget what is too old to be read again."""
+        for key in [k for k in self.sent if k[0] < self.cursor - OVERLAP]:
+            del self.sent[key]
 
 
 async def _next_change(tracker: Tracker, seen: int, poll: float) -> int:
