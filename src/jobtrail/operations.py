@@ -8,6 +8,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+import structlog
+
+from jobtrail.exceptions import StoreError
 from jobtrail.filters import Filters
 from jobtrail.jobs import Job, QueueInfo, ScheduleInfo, WorkerInfo
 
@@ -19,6 +22,9 @@ if TYPE_CHECKING:
     from jobtrail.store.summaries import Rolled
     from jobtrail.store.tokens import Token
     from jobtrail.store.workers import QueueWatch
+
+
+log = structlog.get_logger("jobtrail.web")
 
 
 class Operations:
@@ -46,6 +52,12 @@ class Operations:
         """The jobs of ``job_ids`` as they are now, if they still match ``filters``, oldest
         change first."""
         return self._store.feed.latest(job_ids, filters)
+
+    def note_failure(self, error: StoreError, during: str) -> None:
+        """Log a failed store call of a loop that goes on (a live stream): a database that
+        is away once for every loop of the process, any other failure once each."""
+        if not self._store.database.outage.noted(error, during):
+            log.warning("store call failed", during=during, error=str(error))
 
     @property
     def changes_seen(self) -> int:

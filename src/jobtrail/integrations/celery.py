@@ -40,6 +40,7 @@ from jobtrail.exceptions import (
 from jobtrail.jobs import JSON, EventType, Job, NewJob, Status
 from jobtrail.runner import Run, Runner, runner_identity
 from jobtrail.store.celery_rows import celery_rows
+from jobtrail.store.database import outage_retrying
 from jobtrail.tracker import Tracker
 
 try:
@@ -228,7 +229,7 @@ class CeleryTracking:
             return  # another app's task (several apps can live in one process)
         self._commits.use(self.tracker.store.database)
         self._after_retry(task_id)
-        run = self._adopt(task_id) or self._start_on_sight(task_id, task, kw)
+        run = self._start(task_id, task, kw)
         if run is not None:
             self._beat.hold(self.tracker, run.buffer)
             tracked = _Task(run)
@@ -251,6 +252,15 @@ class CeleryTracking:
         previous = self.task_of(task_id)
         if previous is not None and previous.retry_sent:
             previous.left.wait(RETRY_RECORD_TIMEOUT)
+
+    def _start(self, task_id: str, task: Task[Any, Any], kw: dict[str, Any]) -> Run | None:
+        """The run of a task starting now: its job adopted, or created on sight. Retried
+        through a database outage (as outcomes are), so a task that starts while the store is
+        down waits for it and runs tracked, instead of running untracked and failing."""
+        for attempt in outage_retrying():
+            with attempt:
+                return self._adopt(task_id) or self._start_on_sight(task_id, task, kw)
+        raise AssertionError("unreachable: the retrying re-raises its last error")
 
     def _adopt(self, task_id: str) -> Run | None:
         """The common case in one statement: the task's queued job starts here."""

@@ -24,7 +24,7 @@ from fastapi import (
 )
 from fastapi.responses import StreamingResponse
 
-from jobtrail.exceptions import JobNotFound
+from jobtrail.exceptions import JobNotFound, StoreError
 from jobtrail.filters import Filters
 from jobtrail.jobs import Job
 from jobtrail.tracker import Tracker
@@ -182,6 +182,9 @@ async def _follow_job(
             job = await to_thread.run_sync(tracker.get, job.id)
         except JobNotFound:
             return
+        except StoreError as exc:  # the store is away: the stream waits and reads again
+            tracker.ops.note_failure(exc, "live stream")
+            continue
         if job.updated_at != last:
             yield sse(tracker.redactor.job(job), job.updated_at.isoformat())
             last, spoke = job.updated_at, time.monotonic()
@@ -204,13 +207,12 @@ async def changes(
     feed = _Feed(tracker, filters, start)
     seen = tracker.ops.changes_seen
     while True:
-        since, after = feed.cursor - OVERLAP, None
-        while True:
-            keys = await to_thread.run_sync(tracker.ops.change_keys, since, filters, PAGE, after)
-            yield await feed.fresh(keys)
-            if len(keys) < PAGE:
-                break
-            since, after = keys[-1]
+        try:
+            async for batch in feed.round():
+                yield batch
+        except StoreError as exc:  # the store is away: the stream waits and reads again
+            tracker.ops.note_failure(exc, "live stream")
+            yield []
         feed.forget_old()
         seen = await _next_change(tracker, seen, poll)
 
@@ -224,6 +226,18 @@ class _Feed:
         self.filters = filters
         self.cursor = start
         self.sent: dict[tuple[datetime, str], None] = {}
+
+    async def round(self) -> AsyncIterator[list[Job]]:
+        """Every change since ``OVERLAP`` before the cursor not sent yet, a page at a time."""
+        since, after = self.cursor - OVERLAP, None
+        while True:
+            keys = await to_thread.run_sync(
+                self.tracker.ops.change_keys, since, self.filters, PAGE, after
+            )
+            yield await self.fresh(keys)
+            if len(keys) < PAGE:
+                return
+            since, after = keys[-1]
 
     async def fresh(self, keys: list[tuple[datetime, str]]) -> list[Job]:
         """The jobs of ``keys`` not sent yet, read now (redacted), noted as sent."""
