@@ -355,6 +355,21 @@ def test_running_a_schedule_by_hand_queues_a_manual_job_outside_its_slots(
     )
 
 
+def test_a_scheduled_job_expires_by_the_trackers_clock_not_the_wall_clock(
+    database_url: str,
+) -> None:
+    clock = FakeClock(datetime(2031, 1, 1, tzinfo=UTC))
+    with Tracker(database_url, clock=clock) as tracker:
+
+        @tracker.job("beat", expire_after=60)
+        def beat(ctx: Context) -> None: ...
+
+        tracker.schedule("pulse", "beat", every=3600)
+        job = tracker.run_schedule("pulse")
+
+    assert job.expires_at == clock.now + timedelta(seconds=60)
+
+
 def test_startup_jobs_are_submitted_once_per_deployment_start_not_per_worker(
     database_url: str,
 ) -> None:

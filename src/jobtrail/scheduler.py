@@ -155,14 +155,17 @@ def submit_slot(
     tracker: Tracker, schedule: Schedule, slot: datetime | None, trigger: str = "scheduled"
 ) -> Job:
     """Queue the job of one slot of ``schedule`` (idempotent: the slot is the job's key), or
-    with no slot a job outside the slots."""
+    with no slot a job outside the slots — made as ``submit`` makes one: redacted, checked
+    storable, its expiry counted from the tracker's clock."""
     new = tracker.kind_of(schedule.kind).new_job(
         schedule.payload,
+        tracker.now(),
         owner=schedule.owner,
         key=None if slot is None else schedule.key(slot),
         trigger=trigger,
     )
-    return tracker.store.jobs.add([replace(new, schedule=schedule.name)])[0]
+    stored = tracker.redactor.new_job(replace(new, schedule=schedule.name))
+    return tracker.store.jobs.add([stored])[0]
 
 
 def startup_key(kind: str, payload: Mapping[str, JSON], now: datetime, window: float) -> str:

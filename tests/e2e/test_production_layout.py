@@ -69,6 +69,7 @@ def layout(
         "JOBTRAIL_POLL_INTERVAL": "0.05",
         "JOBTRAIL_HEARTBEAT_INTERVAL": "0.5",
         "JOBTRAIL_STREAM_POLL_INTERVAL": "0.1",
+        "JOBTRAIL_STREAM_AUTH_INTERVAL": "0.5",  # the stream's token is checked in an outage
     }
     commands = [
         [str(BIN / "celery"), "-A", "tests.apps.celery_app", "worker", "--pool", "threads"],

@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import StringConstraints
 
-from jobtrail.exceptions import JobNotFound, TooManyFilters
+from jobtrail.exceptions import InvalidData, JobNotFound, TooManyFilters
 from jobtrail.jobs import ACTIVE, RETRYABLE, TERMINAL, Status
 from jobtrail.tracker import Tracker
 from jobtrail.web import panels
@@ -374,16 +374,15 @@ def _add_pages(router: APIRouter, board: Dashboard) -> None:
 
 
 def _guard(page: Callable[..., Response], request: Request, *args: Any) -> Response:
-    """The page, or the way to the login form, or a 404 page for a job not found or not
-    visible to the caller."""
+    """The page, or the way to the login form, or an HTML error page: 404 for a job not found
+    or not visible to the caller, 422 for filters the store refuses (too many; a NUL)."""
     try:
         response = page(request, *args)
     except NeedsLogin:
         return RedirectResponse(f"{_root(request)}/login", status_code=303)
-    except (JobNotFound, TooManyFilters) as exc:
-        found = isinstance(exc, JobNotFound)
-        title, status = ("Not found", 404) if found else ("Too many filters", 422)
-        body = f"<!doctype html><title>{title}</title><p>{escape(str(exc))}. "
+    except (JobNotFound, TooManyFilters, InvalidData) as exc:
+        status = 404 if isinstance(exc, JobNotFound) else 422
+        body = f"<!doctype html><title>{status}</title><p>{escape(str(exc))}. "
         link = f'<a href="{escape(_root(request))}/jobs">History</a>'
         return HTMLResponse(body + link, status_code=status)
     return response

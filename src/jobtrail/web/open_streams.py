@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
+from jobtrail.exceptions import StoreError
 from jobtrail.web.auth import Admission, Gate
 
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -82,12 +83,17 @@ class Recheck:
         self._next = time.monotonic() + interval
 
     async def allowed(self) -> bool:
-        """False once the token is no longer accepted (checked when the interval is up)."""
+        """False once the token is no longer accepted (checked when the interval is up). While
+        the store cannot answer, the token stands: the stream sends nothing then anyway, and
+        the check is made again an interval later."""
         now = time.monotonic()
         if now < self._next:
             return True
         self._next = now + self._interval
-        return await to_thread.run_sync(self._gate.still_admitted, self._conn, self._admission)
+        try:
+            return await to_thread.run_sync(self._gate.still_admitted, self._conn, self._admission)
+        except StoreError:
+            return True
 
 
 class HeldStream(StreamingResponse):
