@@ -4,9 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PEERS_STAMP := $(VENV)/.installed-bench-peers
 AXE := .cache/axe-core-4.14.1/axe.min.js
 
-.PHONY: install system-deps demo test check lint format bench bench-peers soak screenshots clean \
+.PHONY: install system-deps demo test check check-peers lint format bench bench-peers soak \
+	screenshots clean \
 	example-document_ingest example-message_trace example-listing_sync example-media_sync
 
 $(STAMP): pyproject.toml
@@ -14,6 +16,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+# The rival queues (`bench-peers` extra): only `make bench-peers` and `make test` install them.
+$(PEERS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench-peers]'
+	touch $(PEERS_STAMP)
 
 # axe-core for the browser tests' accessibility checks: pinned, checksum-verified, from npm.
 $(AXE): scripts/vendor-axe.sh
@@ -30,9 +37,14 @@ demo: install
 check: install
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
-	$(BIN)/mypy --strict src tests examples bench/peers
+	$(BIN)/mypy --strict src tests examples --exclude '^tests/test_bench_peers\.py$$'
+	$(BIN)/lint-imports
 
-test: system-deps check $(AXE)
+# mypy over the peers needs them installed: so here, and `check` never pulls the rival queues.
+check-peers: $(PEERS_STAMP)
+	$(BIN)/mypy --strict bench/peers tests/test_bench_peers.py
+
+test: system-deps check check-peers $(AXE)
 	$(BIN)/pytest
 
 # The reliability suite for hours: every test SOAK_SCALE times larger, the load for
@@ -43,7 +55,7 @@ SOAK_SECONDS ?= 1800
 soak: system-deps install
 	JOBTRAIL_SOAK_SCALE=$(SOAK_SCALE) JOBTRAIL_SOAK_SECONDS=$(SOAK_SECONDS) \
 		$(BIN)/pytest -s tests/reliability \
-		"tests/test_web.py::test_the_api_conforms_to_its_openapi_document_under_every_check"
+		"tests/web/test_openapi.py::test_the_api_conforms_to_its_openapi_document_under_every_check"
 
 format: install
 	$(BIN)/ruff check --fix src tests bench examples
@@ -85,7 +97,7 @@ example-listing_sync example-media_sync: example-%: install
 # Redis and PostgreSQL: bench/results/peers.{json,md} and the profiles of docs/performance.md.
 # PEERS_ARGS=--quick for a smoke run.
 PEERS_ARGS ?=
-bench-peers: system-deps install
+bench-peers: system-deps $(PEERS_STAMP)
 	$(BIN)/python -m bench.peers $(PEERS_ARGS)
 	$(BIN)/python -m bench.peers.profile
 

@@ -25,7 +25,7 @@ from bench.servers import ROOT, database
 
 WRITER = """
 import sys, time, jobtrail
-tracker = jobtrail.Tracker(sys.argv[1], flush_interval=0)
+tracker = jobtrail.Tracker(sys.argv[1], flush_interval=0).open()
 job_id = sys.argv[2]
 with tracker.track("bench_stream", key=job_id) as ctx:
     print(ctx.job_id, flush=True)
@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, action="append", help="serve --workers N")
     args = parser.parse_args()
     with database("sqlite", "api") as url:
-        tracker = jobtrail.Tracker(url)
+        tracker = jobtrail.Tracker(url).open()
         token = tracker.ops.create_token("bench", None)
         with tracker.track("bench_get") as ctx:
             ctx.progress(50, "half way")

@@ -103,7 +103,7 @@ def main() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     for dialect in args.dialect or ["sqlite", "postgresql"]:
         with database(dialect, "calls") as url:
-            tracker = jobtrail.Tracker(url)
+            tracker = jobtrail.Tracker(url).open()  # migrated before anything is timed
             print(f"{dialect}:")
             context_calls(tracker, args.calls)
             print(f" reads on {args.jobs:,} jobs:")

@@ -169,7 +169,7 @@ def measure(
     broker: str, url: str, tasks: int, rounds: int, pickups: int
 ) -> tuple[Side, Side, dict[str, int]]:
     """Plain and tracked rounds, interleaved, against one store."""
-    tracker = jobtrail.Tracker(url)
+    tracker = jobtrail.Tracker(url).open()  # migrated before anything is timed
     done = redis.Redis.from_url(broker)
     plain = Side(make_app(broker, False), False, done)
     tracked = Side(make_app(broker, True, tracker), True, done)

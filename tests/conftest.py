@@ -48,8 +48,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def tracker(database_url: str) -> Iterator[Tracker]:
-    """A tracker on a fresh store, writing progress at most every 50 ms."""
-    with Tracker(database_url, flush_interval=0.05) as t:
+    """A tracker on a fresh store (opened: tests may reach its tables directly), writing
+    progress at most every 50 ms."""
+    with Tracker(database_url, flush_interval=0.05).open() as t:
         yield t
 
 

@@ -14,16 +14,12 @@ from jobtrail.exceptions import TooManyJobs
 from jobtrail.filters import Filters
 from jobtrail.web import create_app
 from tests.test_retention import finished
-from tests.test_web import bearer, open_client
+from tests.web.client import API, TESTCLIENT_WARNING, bearer, open_client
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
 
-API = "/api/v1"
-pytestmark = pytest.mark.filterwarnings(  # as in test_web: Starlette's TestClient over httpx
-    "ignore:Using `httpx` with `starlette.testclient` is deprecated"
-    ":starlette.exceptions.StarletteDeprecationWarning"
-)
+pytestmark = TESTCLIENT_WARNING
 
 
 @pytest.fixture

@@ -8,8 +8,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,9 @@ from celery.backends.redis import RedisBackend
 from celery.contrib.testing.worker import start_worker
 
 import jobtrail
-from jobtrail import Status
+from jobtrail import Filters, Status
 from jobtrail.integrations.celery import ENGINE_LABEL, priority_of, serves_zero_first, tracking_of
 from jobtrail.jobs import NewJob
-from jobtrail.store.celery_rows import celery_rows
 from jobtrail.store.rows import new_row
 from jobtrail.store.tables import jobs
 from tests.apps.celery_app import use_tracker
@@ -379,6 +379,24 @@ def test_flush_makes_the_published_records_visible_to_other_processes(
     assert {job.id for job in found} == ids
 
 
+@pytest.mark.parametrize("read", ["get", "get_by_key", "list", "changes", "bulk"])
+def test_every_read_in_the_publishing_process_sees_a_task_just_published(
+    celery_app: Celery, tracker: jobtrail.Tracker, read: str
+) -> None:
+    since = tracker.now() - timedelta(seconds=1)
+    task_id = celery_app.send_task("sync_listings", kwargs={"listings": [], "bad": []}).id
+    # No flush: the store lands this process's deferred records before it reads.
+    reads: dict[str, Callable[[], Sequence[jobtrail.Job]]] = {
+        "get": lambda: [tracker.get(task_id)],
+        "get_by_key": lambda: [tracker.get_by_key(f"celery:{task_id}")],
+        "list": lambda: tracker.list(kind="sync_listings").jobs,
+        "changes": lambda: tracker.ops.changes(since, Filters()),
+        "bulk": lambda: [tracker.get(i) for i in tracker.bulk("cancel", where=Filters()).done],
+    }
+
+    assert [job.id for job in reads[read]()] == [task_id]
+
+
 def test_records_published_just_before_the_process_exits_are_written(
     tracker: jobtrail.Tracker, redis_server: RedisServer
 ) -> None:
@@ -410,7 +428,7 @@ def test_a_worker_inserting_a_record_the_publisher_is_inserting_yields_to_it(
     with database.write() as conn:  # the publisher's insert, not committed yet
         conn.execute(jobs.insert(), [new_row(new, tracker.now())])
         worker = threading.Thread(
-            target=lambda: started.append(celery_rows(database).start(new, "lease", "w"))
+            target=lambda: started.append(tracker.store.celery.start(new, "lease", "w"))
         )
         worker.start()
         until(lambda: _waiting_on_a_lock(conn), 30, what="the worker's insert to wait")

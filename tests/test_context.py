@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from jobtrail import Cancelled, Context, Job, Status, Tracker
+from tests.waiting import event_types
 
 
 @pytest.fixture
@@ -17,10 +18,6 @@ def eager(database_url: str) -> Iterator[Tracker]:
     """A tracker that writes (and looks for a cancel) on every progress call and checkpoint."""
     with Tracker(database_url, flush_interval=0) as t:
         yield t
-
-
-def event_types(tracker: Tracker, job_id: str) -> list[str]:
-    return [e.type for e in tracker.events(job_id)]
 
 
 # -- progress ----------------------------------------------------------------------------

@@ -4,22 +4,14 @@ and stream address carries the prefix (the mount's ``root_path``)."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
-import pytest
 from fastapi import FastAPI
 
 from jobtrail import Tracker
 from jobtrail.web import create_app
-from tests.test_web import open_client
+from tests.web.client import TESTCLIENT_WARNING, open_client
 
-if TYPE_CHECKING:
-    pass
-
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Using `httpx` with `starlette.testclient` is deprecated"
-    ":starlette.exceptions.StarletteDeprecationWarning"
-)
+pytestmark = TESTCLIENT_WARNING
 
 PREFIX = "/jobtrail"
 PAGES = ["/", "/jobs", "/stats", "/schedules", "/workers"]

@@ -16,16 +16,13 @@ from jobtrail.jobs import NewFailedItem, NewJob
 from jobtrail.store.tables import job_items
 from jobtrail.web import create_app
 from tests.test_store import assert_uses_index, has_sort
+from tests.web.client import API, TESTCLIENT_WARNING, open_client
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Using `httpx` with `starlette.testclient` is deprecated"
-    ":starlette.exceptions.StarletteDeprecationWarning"
-)
+pytestmark = TESTCLIENT_WARNING
 
-API = "/api/v1"
 BOUND = 5
 
 
@@ -70,10 +67,8 @@ def bounded(database_url: str) -> Iterator[Tracker]:
 
 
 def client_of(tracker: Tracker) -> tuple[TestClient, dict[str, str]]:
-    from fastapi.testclient import TestClient
-
     token = tracker.ops.create_token("admin", None)
-    client = TestClient(create_app(tracker, run_worker=False, maintain=False))
+    client = open_client(create_app(tracker, run_worker=False, maintain=False))
     client.cookies.set("jobtrail_token", token)
     return client, {"Authorization": f"Bearer {token}"}
 

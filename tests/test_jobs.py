@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from jobtrail import Job, Priority, Status
-from jobtrail.jobs import (
+from jobtrail.states import (
     ACTIVE,
     RETRYABLE,
     TERMINAL,

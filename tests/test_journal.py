@@ -16,8 +16,9 @@ from structlog.testing import capture_logs
 
 from jobtrail import Cancelled, Context, Status, Tracker
 from jobtrail.jobs import NewJob
-from jobtrail.journal import default_output
-from jobtrail.store.tables import jobs
+from jobtrail.logs import configure_logging, logger
+from tests.rows import force
+from tests.structlog_state import configured_as_before
 from tests.waiting import until
 
 Line = MutableMapping[str, Any]
@@ -27,13 +28,10 @@ Line = MutableMapping[str, Any]
 def logs() -> Iterator[list[Line]]:
     """Every structlog line written while the test runs, DEBUG included (structlog's own
     capture, as an application that configured structlog to show everything)."""
-    saved = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
-    try:
+    with configured_as_before():
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
         with capture_logs() as captured:
             yield captured
-    finally:
-        structlog.configure(**saved)
 
 
 def changes(logs: list[Line], job_id: str) -> list[str]:
@@ -152,14 +150,13 @@ def test_a_lost_job_is_logged_rescued_then_failed_on_its_last_attempt(
 
     job = orphan.submit()
     an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
-    lost = {
+    lost: dict[str, Any] = {
         "status": "running",
         "lease": "lost",
         "worker": "ghost:1:t",
         "heartbeat_at": an_hour_ago,
     }
-    with tracker.store.database.engine.begin() as conn:
-        conn.execute(jobs.update().where(jobs.c.id == job.id).values(attempt=1, **lost))
+    force(tracker, job.id, attempt=1, **lost)
     run(tracker, job.id, heartbeat_interval=0.1, heartbeat_timeout=1.0)
 
     assert changes(logs, job.id) == ["created", "rescued", "started", "failed"]
@@ -237,18 +234,35 @@ def test_progress_is_logged_at_debug_once_per_write_not_per_call(
 @pytest.fixture
 def unconfigured() -> Iterator[None]:
     """structlog as an application that never configured it finds it."""
-    saved = structlog.get_config()
-    structlog.reset_defaults()
-    try:
+    with configured_as_before():
+        structlog.reset_defaults()
         yield
-    finally:
-        structlog.configure(**saved)
 
 
 @pytest.mark.usefixtures("unconfigured")
-def test_without_logging_configured_state_changes_go_to_stderr_and_progress_stays_quiet(
+def test_a_tracker_leaves_the_hosts_logging_alone_and_writes_through_the_standard_library(
+    database_url: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="jobtrail")
+    with Tracker(database_url) as tracker, tracker.track("quiet") as ctx:
+        ctx.progress(50, "halfway")
+        ctx.flush()
+
+    assert not structlog.is_configured()
+    printed = capsys.readouterr()
+    assert (printed.out, printed.err) == ("", "")  # Python shows INFO only when asked
+    lines = [r for r in caplog.records if r.name == "jobtrail.jobs"]
+    assert any("job started" in r.getMessage() and ctx.job_id in r.getMessage() for r in lines)
+    assert any("job succeeded" in r.getMessage() for r in lines)
+    assert all(r.levelno == logging.INFO for r in lines)
+    assert "job progress" not in caplog.text
+
+
+@pytest.mark.usefixtures("unconfigured")
+def test_configure_logging_sends_state_changes_to_stderr_and_progress_stays_quiet(
     database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    configure_logging()
     with Tracker(database_url) as tracker, tracker.track("quiet") as ctx:
         ctx.progress(50, "halfway")
         ctx.flush()
@@ -262,10 +276,30 @@ def test_without_logging_configured_state_changes_go_to_stderr_and_progress_stay
 
 
 @pytest.mark.usefixtures("unconfigured")
-def test_without_logging_configured_a_logged_traceback_shows_no_locals_and_no_password(
+def test_unconfigured_a_logged_traceback_reaches_the_standard_library_without_a_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    password = "pw-51ac9e"
+    try:
+        raise RuntimeError(f"cannot reach postgresql://jobtrail:{password}@db/jobs")
+    except RuntimeError:
+        logger("jobtrail.worker").exception(
+            "maintenance task failed", conninfo=f"password={password}"
+        )
+
+    [record] = [r for r in caplog.records if r.name == "jobtrail.worker"]
+    assert record.levelno == logging.ERROR
+    text = record.getMessage()
+    assert "maintenance task failed" in text
+    assert "RuntimeError: cannot reach postgresql://jobtrail:" in text
+    assert password not in caplog.text
+
+
+@pytest.mark.usefixtures("unconfigured")
+def test_with_logging_configured_a_logged_traceback_shows_no_locals_and_no_password(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    default_output()
+    configure_logging()
     password = "pw-7d1e0c"  # a local of the failing frame, as in a driver's connect
     try:
         raise RuntimeError(f"cannot reach postgresql://jobtrail:{password}@db/jobs")

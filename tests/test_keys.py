@@ -4,7 +4,7 @@ schedule's slot jobs cannot be squatted by another owner."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -17,16 +17,8 @@ from jobtrail.scheduler import Schedule, Scheduler
 from jobtrail.store.database import create_engine
 from jobtrail.store.migrate import upgrade
 from jobtrail.store.tables import UTCDateTime, metadata
-
-T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
-
-
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
+from tests.clock import T0, FakeClock
+from tests.web.client import TESTCLIENT_WARNING, bearer, open_client
 
 
 @pytest.fixture
@@ -93,7 +85,7 @@ def test_another_owner_holding_the_next_slots_keys_does_not_suppress_a_schedule(
         slots = [T0 + timedelta(seconds=n) for n in (1, 2, 3)]
         pulse = Schedule("pulse", "beat", every=1, owner=owner)
         squatted = {beat.submit(owner="B", key=pulse.key(slot)).id for slot in slots}
-        scheduler = Scheduler(tracker, "worker-0")
+        scheduler = Scheduler.of(tracker.runtime, "worker-0")
         scheduler.register()
 
         fired = []
@@ -217,7 +209,6 @@ def test_a_duplicate_key_while_the_first_block_still_runs_leaves_it_running(
 def keyed_api(tracker: Tracker, sync: JobHandle[None]) -> Iterator[tuple[Any, dict[str, Any]]]:
     """A client of the app and the headers of an admin and owners A and B."""
     from jobtrail.web import create_app
-    from tests.test_web import bearer, open_client
 
     with open_client(create_app(tracker, run_worker=False)) as client:
         headers = {
@@ -227,10 +218,7 @@ def keyed_api(tracker: Tracker, sync: JobHandle[None]) -> Iterator[tuple[Any, di
         yield client, headers
 
 
-@pytest.mark.filterwarnings(
-    "ignore:Using `httpx` with `starlette.testclient` is deprecated"
-    ":starlette.exceptions.StarletteDeprecationWarning"
-)
+@TESTCLIENT_WARNING
 def test_get_by_key_over_http_is_scoped_like_every_read(
     tracker: Tracker, sync: JobHandle[None], keyed_api: tuple[Any, dict[str, Any]]
 ) -> None:

@@ -22,15 +22,12 @@ from jobtrail.store.tables import job_labels, jobs
 from jobtrail.web import create_app
 from tests.test_retention import age, finished
 from tests.test_store import assert_uses_index, counting, listing
-from tests.test_web import API, bearer, open_client
+from tests.web.client import API, TESTCLIENT_WARNING, bearer, open_client
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Using `httpx` with `starlette.testclient` is deprecated"
-    ":starlette.exceptions.StarletteDeprecationWarning"
-)
+pytestmark = TESTCLIENT_WARNING
 
 JOBTRAIL = str(Path(sys.executable).parent / "jobtrail")
 

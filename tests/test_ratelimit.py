@@ -32,6 +32,7 @@ from jobtrail.integrations.ratelimit import (
     wait_stats,
 )
 from tests.servers import RedisServer, require, start_redis
+from tests.web.client import TESTCLIENT_WARNING, open_client
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = RetryPolicy(max_attempts=5, backoff=0.02)
@@ -241,14 +242,10 @@ def test_a_redis_bucket_is_shared_by_processes_and_counts_their_waits_in_redis(
     assert name not in wait_stats()  # not counted as this process's
 
 
-@pytest.mark.filterwarnings(
-    "ignore:Using `httpx` with `starlette.testclient` is deprecated"
-    ":starlette.exceptions.StarletteDeprecationWarning"
-)
+@TESTCLIENT_WARNING
 def test_served_metrics_show_the_waits_other_processes_counted_in_redis(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    from fastapi.testclient import TestClient
     from prometheus_client.parser import text_string_to_metric_families
 
     from jobtrail.web import create_app
@@ -262,7 +259,7 @@ def test_served_metrics_show_the_waits_other_processes_counted_in_redis(
     url = f"sqlite:///{tmp_path / 'metrics.db'}"
     with (
         Tracker(url, ratelimit_storage_url=redis_server.url(), metrics_public=True) as tracker,
-        TestClient(create_app(tracker, run_worker=False)) as client,
+        open_client(create_app(tracker, run_worker=False)) as client,
     ):
         text = client.get("/api/v1/metrics").text
     samples = {

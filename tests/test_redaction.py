@@ -7,10 +7,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
-from jobtrail import Context, Status, Tracker
+from jobtrail import Context, Status, Tracker, configure_logging
 from jobtrail.jobs import NewJob
 from jobtrail.redaction import MASK, Redactor, clean_text
+from tests.structlog_state import configured_as_before
 
 
 def secret() -> str:
@@ -312,7 +314,9 @@ def test_progress_messages_and_failed_item_ids_are_stored_and_logged_redacted(
     careful: Tracker, capsys: pytest.CaptureFixture[str]
 ) -> None:
     dsn, item, logged = secret(), secret(), secret()
-    with careful.track("import") as ctx:
+    with configured_as_before(), careful.track("import") as ctx:
+        structlog.reset_defaults()
+        configure_logging()  # as the ``jobtrail`` command does: lines to stderr
         ctx.progress(10, f"connecting to postgres://u:{dsn}@h/db")
         ctx.flush()
         ctx.log("calling upstream", authorization=logged, page=1)
@@ -326,7 +330,7 @@ def test_progress_messages_and_failed_item_ids_are_stored_and_logged_redacted(
     assert job.error_details["failed_items"] == [failed.item_id]
     messages = [e.message for e in careful.events(job.id) if e.type == "progress"]
     assert messages == [f"connecting to postgres://u:{MASK}@h/db", "half way"]
-    output = capsys.readouterr().err  # jobtrail logs to stderr unless the app configures it
+    output = capsys.readouterr().err
     assert "item failed" in output
     assert "calling upstream" in output
     for value in (dsn, item, logged):

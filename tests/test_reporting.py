@@ -19,16 +19,13 @@ from jobtrail.jobs import NewFailedItem, NewJob
 from jobtrail.store.tables import job_events
 from jobtrail.web import create_app
 from tests.e2e.test_serve import Servers, create_token, jobtrail
+from tests.web.client import API, TESTCLIENT_WARNING, open_client
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Using `httpx` with `starlette.testclient` is deprecated"
-    ":starlette.exceptions.StarletteDeprecationWarning"
-)
+pytestmark = TESTCLIENT_WARNING
 
-API = "/api/v1"
 THREADS = 8
 EACH = 25
 
@@ -156,9 +153,7 @@ def test_a_job_that_ended_takes_no_failed_items(tracker: Tracker) -> None:
 
 @pytest.fixture
 def client(tracker: Tracker) -> Iterator[TestClient]:
-    from fastapi.testclient import TestClient
-
-    with TestClient(create_app(tracker, run_worker=False)) as client:
+    with open_client(create_app(tracker, run_worker=False)) as client:
         yield client
 
 

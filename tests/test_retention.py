@@ -16,8 +16,11 @@ import sqlalchemy as sa
 
 from jobtrail import Context, JobNotFound, Status, Tracker
 from jobtrail.jobs import NewJob, Progress
-from jobtrail.store.tables import job_events, job_items, jobs
+from jobtrail.store.tables import job_events, job_items
+from tests.clock import T0, FakeClock
+from tests.rows import force
 from tests.waiting import until
+from tests.web.client import TESTCLIENT_WARNING, bearer, open_client
 
 JOBTRAIL = str(Path(sys.executable).parent / "jobtrail")
 
@@ -67,8 +70,7 @@ def age(
             "started_at": ended - timedelta(seconds=duration),
             "duration_seconds": duration,
         }
-    with tracker.store.database.engine.begin() as conn:
-        conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
+    force(tracker, job_id, **values)
 
 
 @dataclass(frozen=True)
@@ -246,13 +248,11 @@ def test_a_job_created_just_before_the_stats_window_stays_out_of_it_after_a_purg
         inside = finished(tracker, "report", Status.SUCCEEDED)
         outside = finished(tracker, "report", Status.SUCCEEDED)
         window_start = now - timedelta(days=90)
-        with tracker.store.database.engine.begin() as conn:
-            for job_id, created in [
-                (inside, window_start + timedelta(hours=1)),
-                (outside, window_start - timedelta(hours=1)),  # the same day, before the window
-            ]:
-                values = {"created_at": created, "started_at": created, "completed_at": created}
-                conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
+        for job_id, created in [
+            (inside, window_start + timedelta(hours=1)),
+            (outside, window_start - timedelta(hours=1)),  # the same day, before the window
+        ]:
+            force(tracker, job_id, created_at=created, started_at=created, completed_at=created)
         before = tracker.stats(days=90)
 
         assert tracker.purge() == 2
@@ -315,29 +315,14 @@ def test_a_kind_refuses_a_negative_retention() -> None:
 
 # -- expiry of unfinished work ---------------------------------------------------------------
 
-T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 
-
-class Clock:
-    """A store clock tests move by hand."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def timed(database_url: str, clock: Clock) -> Iterator[Tracker]:
+def timed(database_url: str, clock: FakeClock) -> Iterator[Tracker]:
     """A tracker on ``clock`` with a kind whose queued jobs expire after a minute."""
     with Tracker(database_url, clock=clock) as tracker:
 
@@ -348,7 +333,7 @@ def timed(database_url: str, clock: Clock) -> Iterator[Tracker]:
 
 
 def test_a_queued_job_not_started_within_expire_after_ends_cancelled_as_expired(
-    timed: Tracker, clock: Clock
+    timed: Tracker, clock: FakeClock
 ) -> None:
     job = timed.submit("trace")
     assert job.expires_at == T0 + timedelta(seconds=60)
@@ -366,7 +351,9 @@ def test_a_queued_job_not_started_within_expire_after_ends_cancelled_as_expired(
     assert timed.ops.expire() == []
 
 
-def test_a_job_due_later_expires_counting_from_when_it_is_due(timed: Tracker, clock: Clock) -> None:
+def test_a_job_due_later_expires_counting_from_when_it_is_due(
+    timed: Tracker, clock: FakeClock
+) -> None:
     job = timed.submit("trace", run_after=T0 + timedelta(hours=1))
     clock.advance(3600 + 59)
     assert timed.ops.expire() == []
@@ -374,7 +361,7 @@ def test_a_job_due_later_expires_counting_from_when_it_is_due(timed: Tracker, cl
     assert [j.id for j in timed.ops.expire()] == [job.id]
 
 
-def test_a_job_that_started_or_retries_never_expires(timed: Tracker, clock: Clock) -> None:
+def test_a_job_that_started_or_retries_never_expires(timed: Tracker, clock: FakeClock) -> None:
     started = timed.submit("trace")
     timed.store.runs.claim("w", "lease", 1, kinds=["trace"])
     timed.store.runs.requeue(started.id, "lease", Progress(0, None, None, None, None), [])
@@ -385,7 +372,7 @@ def test_a_job_that_started_or_retries_never_expires(timed: Tracker, clock: Cloc
 
 
 def test_an_external_job_silent_past_its_report_timeout_ends_failed(
-    timed: Tracker, clock: Clock
+    timed: Tracker, clock: FakeClock
 ) -> None:
     job, _ = timed.add(NewJob("remote", status=Status.RUNNING, report_timeout=30))
     clock.advance(20)
@@ -403,7 +390,7 @@ def test_an_external_job_silent_past_its_report_timeout_ends_failed(
 
 
 def test_the_rescue_leaves_an_external_job_with_a_report_timeout_to_it(
-    timed: Tracker, clock: Clock
+    timed: Tracker, clock: FakeClock
 ) -> None:
     patient, _ = timed.add(NewJob("remote", status=Status.RUNNING, report_timeout=3600))
     plain, _ = timed.add(NewJob("remote", status=Status.RUNNING))
@@ -429,15 +416,11 @@ def test_a_running_worker_expires_jobs_no_worker_started(database_url: str) -> N
         assert tracker.get(job.id).error_message == "expired"
 
 
-@pytest.mark.filterwarnings(
-    "ignore:Using `httpx` with `starlette.testclient` is deprecated"
-    ":starlette.exceptions.StarletteDeprecationWarning"
-)
+@TESTCLIENT_WARNING
 def test_serve_without_registered_kinds_still_times_out_silent_external_jobs(
     database_url: str,
 ) -> None:
     from jobtrail.web import create_app
-    from tests.test_web import bearer, open_client
 
     with Tracker(database_url, heartbeat_interval=0.1) as tracker:
         admin = bearer(tracker.ops.create_token("admin", None))

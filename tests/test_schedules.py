@@ -17,23 +17,12 @@ from jobtrail import Context, PayloadError, Status, Tracker, UnknownKind, Unknow
 from jobtrail.jobs import ScheduleRun
 from jobtrail.scheduler import MAX_MISSED_RECORDED, Schedule, Scheduler
 from jobtrail.store import Store
+from tests.clock import T0, FakeClock
 from tests.waiting import until
-
-T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)  # a Saturday
 
 
 def at(seconds: float = 0, minutes: float = 0) -> datetime:
     return T0 + timedelta(seconds=seconds, minutes=minutes)
-
-
-class FakeClock:
-    """A clock the test moves by hand; several trackers may share one."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 # -- slot arithmetic --------------------------------------------------------------------
@@ -183,7 +172,7 @@ def meet_after_reading(
 def test_schedulers_racing_for_a_slot_create_one_job_and_record_who_fired_it(
     three: list[Tracker], clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    schedulers = [Scheduler(t, f"worker-{n}") for n, t in enumerate(three)]
+    schedulers = [Scheduler.of(t.runtime, f"worker-{n}") for n, t in enumerate(three)]
     for s in schedulers:
         s.register()
     barrier = threading.Barrier(3, timeout=10)
@@ -222,7 +211,7 @@ def test_three_schedulers_ticking_in_real_time_fire_each_slot_exactly_once(
     errors: list[BaseException] = []
 
     def tick_for(tracker: Tracker, name: str, seconds: float) -> None:
-        scheduler = Scheduler(tracker, name)
+        scheduler = Scheduler.of(tracker.runtime, name)
         try:
             scheduler.register()
             deadline = time.monotonic() + seconds
@@ -267,7 +256,7 @@ def test_after_a_gap_the_missed_slots_are_recorded_and_only_the_latest_fires(
     database_url: str, clock: FakeClock
 ) -> None:
     with scheduled_tracker(database_url, clock) as tracker:
-        scheduler = Scheduler(tracker, "worker-0")
+        scheduler = Scheduler.of(tracker.runtime, "worker-0")
         scheduler.register()  # at 12:00:00.25: slot 12:00:00 counts as handled
 
         clock.now = at(seconds=6.5)
@@ -301,7 +290,7 @@ def test_a_cron_schedule_fires_its_slot_with_the_slot_as_the_key(
         def report(ctx: Context) -> None: ...
 
         tracker.schedule("quarter", "report", cron="*/15 * * * *")
-        scheduler = Scheduler(tracker, "worker-0")
+        scheduler = Scheduler.of(tracker.runtime, "worker-0")
         scheduler.register()
         clock.now = at(minutes=14)
         assert scheduler.tick() == []

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from jobtrail import Context, SchemaError, Status, Tracker
+from jobtrail import Context, SchemaError, Status, StoreUnavailable, Tracker
 from jobtrail.filters import Filters
 from jobtrail.store import Store
 from jobtrail.store.database import create_engine
@@ -79,7 +79,7 @@ def refusal(url: str, *, auto_migrate: bool) -> Refusal:
     left open is reported (as a ResourceWarning) by the test that made it.
     """
     with pytest.raises(SchemaError) as raised:
-        Store(url, auto_migrate=auto_migrate)
+        Store(url, auto_migrate=auto_migrate).open()
     error = raised.value
     result = Refusal(error.found, error.expected, str(error))
     del raised, error
@@ -88,7 +88,7 @@ def refusal(url: str, *, auto_migrate: bool) -> Refusal:
 
 
 def test_a_store_migrates_an_empty_database_when_it_opens(empty_database_url: str) -> None:
-    Store(empty_database_url).close()
+    Store(empty_database_url).open().close()
     assert {"jobs", "job_events", "job_items"} <= table_names(empty_database_url)
     assert revision_of(empty_database_url) == head_revision()
 
@@ -103,7 +103,7 @@ def test_without_auto_migrate_a_store_refuses_an_empty_database(empty_database_u
 
 
 def test_a_store_refuses_a_schema_revision_it_does_not_know(database_url: str) -> None:
-    Store(database_url).close()
+    Store(database_url).open().close()
     set_revision(database_url, "from_the_future")
 
     for auto_migrate in (True, False):
@@ -117,7 +117,7 @@ def test_a_store_refuses_a_schema_revision_it_does_not_know(database_url: str) -
 def test_a_store_opens_a_database_at_its_own_revision_without_migrating(
     database_url: str,
 ) -> None:
-    Store(database_url).close()
+    Store(database_url).open().close()
     store = Store(database_url, auto_migrate=False)
     try:
         assert store.jobs.find(Filters()).total_count == 0
@@ -141,7 +141,7 @@ def test_jobtrail_db_upgrade_migrates_an_empty_sqlite_file(tmp_path: Path) -> No
     assert head_revision() in first.stdout
     assert "was empty" in first.stdout
     assert {"jobs", "job_events", "job_items"} <= table_names(url)
-    Store(url, auto_migrate=False).close()
+    Store(url, auto_migrate=False).open().close()
 
     again = run_cli("db", "upgrade", url=url)
     assert again.returncode == 0, again.stderr
@@ -201,7 +201,7 @@ def test_the_migrations_build_exactly_the_schema_tables_describes(database_url: 
 
     from jobtrail.store.tables import metadata
 
-    Store(database_url).close()
+    Store(database_url).open().close()
     engine = create_engine(database_url)
     try:
         with engine.connect() as conn:
@@ -213,3 +213,34 @@ def test_the_migrations_build_exactly_the_schema_tables_describes(database_url: 
     claim = [d for d in differences if getattr(d[1], "name", None) == "ix_jobs_claim"]
     assert [d for d in differences if d not in claim] == []
     assert len(claim) in (0, 2)  # nothing, or the remove/add pair of an unreadable expression
+
+
+def test_a_tracker_connects_to_nothing_until_its_first_use(tmp_path: Path) -> None:
+    path = tmp_path / "later.db"
+    tracker = Tracker(f"sqlite:///{path}")
+    assert not path.exists()  # made, not opened: an import-time Tracker() costs nothing
+
+    assert tracker.list().total_count == 0  # the first use opens and migrates
+    assert path.exists()
+    tracker.close()
+
+
+def test_open_meets_a_database_that_cannot_be_reached_at_startup() -> None:
+    tracker = Tracker("postgresql://jobtrail:secret-pw@127.0.0.1:1/jobs")  # nothing listens
+
+    with pytest.raises(StoreUnavailable) as refused:
+        tracker.open()
+    assert "secret-pw" not in str(refused.value)
+    with pytest.raises(StoreUnavailable):  # a failed opening is tried again at the next use
+        tracker.list()
+    tracker.close()
+
+
+def test_open_refuses_an_outdated_schema_when_migrating_is_off(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    path.touch()
+    tracker = Tracker(f"sqlite:///{path}", auto_migrate=False)
+
+    with pytest.raises(SchemaError):
+        tracker.open()
+    tracker.close()

@@ -13,7 +13,7 @@ import pytest
 from jobtrail import Context, Settings, Tracker
 from jobtrail.exceptions import JobtrailError, MissingExtra, SettingsError, UnknownSetting
 from jobtrail.extras import EXTRAS, require
-from jobtrail.jobs import Status
+from jobtrail.states import Status
 
 
 def sqlite(tmp_path: Path) -> str:

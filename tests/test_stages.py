@@ -13,14 +13,12 @@ import pytest
 from jobtrail import Context, Status, Tracker
 from jobtrail.web import create_app
 from tests.waiting import until
+from tests.web.client import TESTCLIENT_WARNING, open_client
 
 if TYPE_CHECKING:
-    from fastapi.testclient import TestClient
+    pass
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Using `httpx` with `starlette.testclient` is deprecated"
-    ":starlette.exceptions.StarletteDeprecationWarning"
-)
+pytestmark = TESTCLIENT_WARNING
 
 
 @pytest.fixture
@@ -239,12 +237,6 @@ def test_a_new_attempt_starts_outside_the_stage_its_last_attempt_reached(
 # -- where the stage shows ------------------------------------------------------------------
 
 
-def open_client(tracker: Tracker) -> TestClient:
-    from fastapi.testclient import TestClient
-
-    return TestClient(create_app(tracker, run_worker=False))
-
-
 def test_the_api_and_the_dashboard_show_the_current_stage_of_a_running_job(
     tracker: Tracker,
 ) -> None:
@@ -265,7 +257,7 @@ def test_the_api_and_the_dashboard_show_the_current_stage_of_a_running_job(
     try:
         until(lambda: started, what="the tracked job to report its stage")
         job_id = started[0]
-        with open_client(tracker) as client:
+        with open_client(create_app(tracker, run_worker=False)) as client:
             job = client.get(f"/api/v1/jobs/{job_id}", headers=headers).json()
             progress = client.get(f"/api/v1/jobs/{job_id}/progress", headers=headers).json()
             events = client.get(f"/api/v1/jobs/{job_id}/events", headers=headers).json()
@@ -284,7 +276,7 @@ def test_the_api_and_the_dashboard_show_the_current_stage_of_a_running_job(
 
 
 def test_the_progress_endpoint_documents_the_stage(tracker: Tracker) -> None:
-    with open_client(tracker) as client:
+    with open_client(create_app(tracker, run_worker=False)) as client:
         schema = client.get("/openapi.json").json()
 
     fields = schema["components"]["schemas"]["ProgressResponse"]["properties"]

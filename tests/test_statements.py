@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from jobtrail import Tracker
-from jobtrail.jobs import EventType, NewEvent, NewFailedItem, NewJob, Priority, Progress, Status
+from jobtrail.jobs import NewEvent, NewFailedItem, NewJob, Progress
+from jobtrail.states import EventType, Priority, Status
 from jobtrail.store import Store
 from jobtrail.store.rows import JOB_COLUMNS, new_row
 from jobtrail.store.statements import Prepared, Statements

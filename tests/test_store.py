@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,27 +20,15 @@ from jobtrail import (
     Tracker,
 )
 from jobtrail.filters import Filters
-from jobtrail.jobs import TERMINAL, TRANSITIONS, NewEvent, NewJob, Progress
+from jobtrail.jobs import NewEvent, NewJob, Progress
+from jobtrail.states import TERMINAL, TRANSITIONS
 from jobtrail.store import Store
 from jobtrail.store.filters import listing_conditions
 from jobtrail.store.rows import JOB_COLUMNS
 from jobtrail.store.stats import StatsQuery
 from jobtrail.store.tables import jobs
-
-T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
-
-
-class FakeClock:
-    """A clock the test moves by hand, so timestamps and durations are exact."""
-
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+from tests.clock import T0, FakeClock
+from tests.rows import force
 
 
 @pytest.fixture
@@ -65,12 +53,6 @@ def clocked(database_url: str, clock: FakeClock) -> Iterator[Tracker]:
 def add(store: Store, **fields: Any) -> Job:
     """Insert one queued job straight through the store."""
     return store.jobs.add([NewJob(kind=fields.pop("kind", "k"), **fields)])[0]
-
-
-def force(store: Store, job_id: str, **values: Any) -> None:
-    """Put a job's row in a given state with a plain UPDATE, bypassing the state machine."""
-    with store.database.engine.begin() as conn:
-        conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
 
 
 def event_types(store: Store, job_id: str) -> list[str]:
@@ -223,9 +205,9 @@ def test_a_queued_outcome_the_database_refuses_fails_that_job_alone_in_its_group
         busy.set()
         return release.wait(10)
 
-    store.database.start_grouping()
+    store.database.commits.start_grouping()
     try:
-        store.database.run_write_soon(occupy, "occupy the commit thread")
+        store.database.commits.run_write_soon(occupy, "occupy the commit thread")
         assert busy.wait(10)
         for job, lease, total in ((first, "A", 10), (bad, "B", REFUSED_TOTAL), (last, "C", 10)):
             store.runs.finish(
@@ -239,7 +221,7 @@ def test_a_queued_outcome_the_database_refuses_fails_that_job_alone_in_its_group
             )
         release.set()
     finally:
-        store.database.stop_grouping()  # commits what is queued
+        store.database.commits.stop_grouping()  # commits what is queued
 
     assert [store.jobs.get(j.id).result for j in (first, last)] == ["A", "C"]
     assert {store.jobs.get(j.id).status for j in (first, last)} == {Status.SUCCEEDED}

@@ -460,12 +460,12 @@ def test_an_external_job_takes_no_report_while_a_runner_holds_it(tracker: Tracke
 
     job, _ = tracker.add(NewJob("celery_task"))
     assert job.external
-    run = Runner(tracker).take_over(job.id)
+    run = Runner.of(tracker.runtime).take_over(job.id)
     assert run is not None
 
     with pytest.raises(ReportRefused, match="a runner holds it"):
         tracker.report(job.id, {"result": "forged"}, Status.SUCCEEDED)
-    Runner(tracker).succeed(run.buffer, "real")
+    Runner.of(tracker.runtime).succeed(run.buffer, "real")
 
     done = tracker.get(job.id)
     assert (done.status, done.result) == (Status.SUCCEEDED, "real")

@@ -10,10 +10,11 @@ import pytest
 import sqlalchemy as sa
 
 from jobtrail import Cancelled, Context, Tracker
-from jobtrail.jobs import TRANSITIONS, NewJob, Progress, Status
+from jobtrail.jobs import NewJob, Progress
 from jobtrail.runner import Runner
+from jobtrail.states import TRANSITIONS, Status
 from jobtrail.store import Store
-from jobtrail.store.tables import jobs
+from tests.rows import force
 
 SQLITE_AUDIT = """
 CREATE TRIGGER status_audit AFTER UPDATE OF status ON jobs
@@ -49,14 +50,12 @@ def recorded(store: Store) -> set[tuple[Status, Status]]:
 
 def stale(store: Store, job_id: str) -> None:
     """Age a running job's heartbeat far past any timeout."""
-    long_ago = store.clock() - timedelta(days=1)
-    with store.database.engine.begin() as conn:
-        conn.execute(jobs.update().where(jobs.c.id == job_id).values(heartbeat_at=long_ago))
+    force(store, job_id, heartbeat_at=store.clock() - timedelta(days=1))
 
 
 def run_every_status_path(tracker: Tracker) -> None:
     """Claims, outcomes, retries, interrupts, cancels, rescues, take-overs and reports."""
-    store, runner = tracker.store, Runner(tracker)
+    store, runner = tracker.store, Runner.of(tracker.runtime)
 
     @tracker.job("ok")
     def ok(ctx: Context) -> None: ...

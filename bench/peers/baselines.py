@@ -17,7 +17,8 @@ import jobtrail
 from bench.api import WrkFigures, serve, wrk
 from bench.peers.harness import python_command
 from bench.servers import ROOT
-from jobtrail.jobs import EventType, NewEvent
+from jobtrail.jobs import NewEvent
+from jobtrail.states import EventType
 from jobtrail.store.rows import event_row, new_row
 from jobtrail.store.statements import Statements
 

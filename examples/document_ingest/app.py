@@ -19,9 +19,8 @@ from fastapi import APIRouter, FastAPI, Header, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from examples.document_ingest.tasks import celery, ingest_document, tracker
-from jobtrail import IllegalTransition, Job, JobNotFound, Priority, Status
+from jobtrail import JSON, IllegalTransition, Job, JobNotFound, NewJob, Priority, Status
 from jobtrail.integrations.celery import ENGINE_LABEL, OWNER_HEADER
-from jobtrail.jobs import JSON, NewJob
 from jobtrail.web import create_app
 
 AppStatus = Literal[

@@ -8,8 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from jobtrail.store.database import create_engine  # jobtrail's SQLite/PostgreSQL settings
-from jobtrail.store.tables import UTCDateTime  # tz-aware UTC on SQLite too
+from jobtrail.sql import UTCDateTime, create_engine  # jobtrail's SQLite/PostgreSQL settings
 
 metadata = sa.MetaData()
 accounts = sa.Table(

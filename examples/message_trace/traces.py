@@ -14,8 +14,7 @@ import httpx
 from fastapi import HTTPException, Query
 from pydantic import BaseModel
 
-from jobtrail import Context, Job, JobNotFound, Status, Tracker
-from jobtrail.jobs import JSON
+from jobtrail import JSON, Context, Job, JobNotFound, Status, Tracker
 
 JobType = Literal["property_scrape", "batch_check"]
 TraceStatus = Literal["queued", "processing", "success", "failed", "not_found"]

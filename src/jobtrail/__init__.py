@@ -22,40 +22,58 @@ from jobtrail.exceptions import (
     UnknownKind,
     UnknownSchedule,
 )
+from jobtrail.filters import Filters
 from jobtrail.jobs import (
+    JSON,
+    BulkAction,
+    BulkOutcome,
     Event,
-    EventType,
     FailedItem,
     ItemPage,
     Job,
+    NewFailedItem,
+    NewJob,
     Page,
-    Priority,
+    QueueInfo,
+    ScheduleInfo,
+    ScheduleRun,
     Stats,
-    Status,
+    WorkerInfo,
 )
-from jobtrail.kinds import JobHandle
+from jobtrail.kinds import JobHandle, KindOptions, SubmitOptions
+from jobtrail.logs import configure_logging
+from jobtrail.states import EventType, Priority, Status
 from jobtrail.tracker import Tracker
 
 if TYPE_CHECKING:
+    from jobtrail.scheduler import Schedule
     from jobtrail.settings import Settings
 
 
 def __getattr__(name: str) -> object:
-    # Settings pulls in pydantic-settings; load it only when someone asks for it.
+    # Settings pulls in pydantic-settings and Schedule croniter: loaded when asked for.
     if name == "Settings":
         from jobtrail.settings import Settings
 
         return Settings
+    if name == "Schedule":
+        from jobtrail.scheduler import Schedule
+
+        return Schedule
     raise AttributeError(f"module 'jobtrail' has no attribute {name!r}")
 
 
 __all__ = [
+    "JSON",
+    "BulkAction",
+    "BulkOutcome",
     "Cancelled",
     "Context",
     "DuplicateKey",
     "Event",
     "EventType",
     "FailedItem",
+    "Filters",
     "IllegalTransition",
     "Interrupt",
     "ItemPage",
@@ -65,10 +83,17 @@ __all__ = [
     "JobNotFound",
     "JobTimeout",
     "JobtrailError",
+    "KindOptions",
+    "NewFailedItem",
+    "NewJob",
     "NotAllowed",
     "Page",
     "PayloadError",
     "Priority",
+    "QueueInfo",
+    "Schedule",
+    "ScheduleInfo",
+    "ScheduleRun",
     "SchemaError",
     "Settings",
     "ShuttingDown",
@@ -76,8 +101,11 @@ __all__ = [
     "Status",
     "StoreError",
     "StoreUnavailable",
+    "SubmitOptions",
     "TimedOut",
     "Tracker",
     "UnknownKind",
     "UnknownSchedule",
+    "WorkerInfo",
+    "configure_logging",
 ]

@@ -9,8 +9,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
 from jobtrail.exceptions import Cancelled, Interrupt, ShuttingDown, TimedOut
-from jobtrail.jobs import JSON, EventType, Job, NewEvent
+from jobtrail.jobs import JSON, Job, NewEvent
 from jobtrail.redaction import clean_text, shown
+from jobtrail.states import EventType
 
 if TYPE_CHECKING:
     from jobtrail.progress import ProgressBuffer
@@ -98,9 +99,9 @@ class Context:
         """Append a ``log`` event to the job's history (written with the next flush)."""
         redactor = self._buffer.redactor
         shown: dict[str, JSON] = redactor.json(data)
-        event = NewEvent(EventType.LOG, redactor.text(message, 4096), shown)
-        self._buffer.add_event(event)
-        self._buffer.log.info(event.message, **shown)
+        text = redactor.text(message, 4096)
+        self._buffer.add_event(NewEvent(EventType.LOG, text, shown))
+        self._buffer.log.info(text, **shown)
 
     def item(self, item_id: object) -> ItemScope:
         """A ``with`` block for one item: a failure is recorded and swallowed, the loop goes on.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from jobtrail.jobs import Job, Status
+from jobtrail.jobs import Job
+from jobtrail.states import Status
 
 
 class JobtrailError(Exception):

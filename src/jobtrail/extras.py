@@ -8,7 +8,7 @@ from jobtrail.exceptions import MissingExtra
 
 EXTRAS: dict[str, tuple[str, ...]] = {
     "web": ("fastapi", "uvicorn", "jinja2", "prometheus_client", "limits"),
-    "postgres": ("psycopg", "psycopg_pool"),
+    "postgres": ("psycopg",),
     "celery": ("celery",),
     "ratelimit": ("limits", "httpx"),
 }

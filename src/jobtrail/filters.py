@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import TypedDict, Unpack
 
 from jobtrail.exceptions import TooManyFilters
-from jobtrail.jobs import JSON, Priority, Status
+from jobtrail.jobs import JSON
+from jobtrail.states import Priority, Status
 
 MAX_LABEL_FILTERS = 20
 """The most label filters one listing, statistic or stream takes (a clear refusal past it,

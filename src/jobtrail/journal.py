@@ -4,72 +4,25 @@ Each state change is logged once, where it is decided (the runner, the progress 
 store's writes, the worker's rescue), at INFO as ``"job <state>"`` with ``state``, ``job_id``,
 ``kind``, ``owner``, ``attempt`` and ``duration`` (seconds, when the attempt ran). Progress —
 a new message or stage, written by a flush — is logged at DEBUG, and only once the application
-configured structlog (``default_output`` sends the lines to stderr at INFO until it does).
+configured structlog (where the lines go: ``jobtrail.logs``).
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
 import time
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from jobtrail.jobs import Job, Progress, Status
-from jobtrail.redaction import Redactor
+from jobtrail.jobs import Job, Progress
+from jobtrail.logs import logger
+from jobtrail.states import Status
 
 if TYPE_CHECKING:
     from jobtrail.progress import ProgressBuffer
 
-log = structlog.get_logger("jobtrail.jobs")
-_SECRETS = Redactor()
-
-
-def default_output() -> None:
-    """Unless the application configured structlog, send jobtrail's lines to stderr at INFO:
-    stdout stays the application's own (a command's JSON, a script's output), and DEBUG lines
-    (progress) stay quiet. Tracebacks are plain, never with the frames' local variables (a
-    driver's hold the database password), and credentials in any text are masked. An
-    application that configures structlog decides everything."""
-    if not structlog.is_configured():
-        structlog.configure(
-            processors=[
-                structlog.contextvars.merge_contextvars,
-                structlog.processors.add_log_level,
-                structlog.processors.StackInfoRenderer(),
-                structlog.dev.set_exc_info,
-                structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
-                structlog.processors.format_exc_info,
-                _masked,
-                structlog.dev.ConsoleRenderer(colors=_colors()),
-            ],
-            logger_factory=_stderr,
-            wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        )
-
-
-def _colors() -> bool:
-    # As structlog decides by default, but for stderr, where the lines go.
-    if os.environ.get("NO_COLOR"):
-        return False
-    return bool(os.environ.get("FORCE_COLOR")) or getattr(sys.stderr, "isatty", bool)()
-
-
-def _masked(logger: Any, method: str, line: MutableMapping[str, Any]) -> Mapping[str, Any]:
-    # The last guard: whatever a line's text says (an error's message, a traceback), it never
-    # shows a password.
-    for key, value in line.items():
-        if isinstance(value, str):
-            line[key] = _SECRETS.text(value)
-    return line
-
-
-def _stderr(*args: Any) -> structlog.PrintLogger:
-    # Whatever ``sys.stderr`` is when a line is written (a test's capture, a redirected one).
-    return structlog.PrintLogger(sys.stderr)
+log = logger("jobtrail.jobs")
 
 
 STATES = (

@@ -5,16 +5,17 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, Unpack
 
 from jobtrail.exceptions import PayloadError
-from jobtrail.jobs import JSON, Job, NewJob, Priority
+from jobtrail.jobs import JSON, Job, NewJob
 from jobtrail.redaction import check_storable
+from jobtrail.states import Priority
 
 if TYPE_CHECKING:
-    from jobtrail.tracker import Tracker
+    from jobtrail.submitter import Submitter
 
 R = TypeVar("R")
 
@@ -104,11 +105,12 @@ class JobKind:
     def new_job(
         self,
         payload: Mapping[str, JSON] | None,
-        now: datetime | None = None,
+        now: datetime,
         **options: Unpack[SubmitOptions],
     ) -> NewJob:
         """A validated job of this kind, ready to insert (``PayloadError`` if it does not fit);
-        with ``expire_after``, it expires that long after ``now`` (or its ``run_after``)."""
+        with ``expire_after``, it expires that long after ``now`` (the tracker's clock) or its
+        ``run_after``."""
         body = dict(payload or {})
         self.validate(body)
         run_after = options.get("run_after")
@@ -130,10 +132,10 @@ class JobKind:
             expires_at=self._expiry(run_after or now),
         )
 
-    def _expiry(self, start: datetime | None) -> datetime | None:
+    def _expiry(self, start: datetime) -> datetime | None:
         if self.expire_after is None:
             return None
-        return (start or datetime.now(UTC)) + timedelta(seconds=self.expire_after)
+        return start + timedelta(seconds=self.expire_after)
 
 
 class SubmitOptions(TypedDict, total=False):
@@ -150,8 +152,8 @@ class SubmitOptions(TypedDict, total=False):
 class JobHandle(Generic[R]):
     """What ``@tracker.job`` returns: the handler, still callable, plus ``submit``."""
 
-    def __init__(self, tracker: Tracker, kind: JobKind, func: Callable[..., R]) -> None:
-        self.tracker = tracker
+    def __init__(self, submitter: Submitter, kind: JobKind, func: Callable[..., R]) -> None:
+        self.submitter = submitter
         self.kind = kind
         self.func = func
         self.__doc__ = func.__doc__
@@ -172,7 +174,7 @@ class JobHandle(Generic[R]):
         **payload: JSON,
     ) -> Job:
         """Queue a job of this kind with ``payload`` as the handler's keyword arguments."""
-        return self.tracker.submit(
+        return self.submitter.submit_or_get(
             self.kind.name,
             payload,
             owner=owner,
@@ -181,4 +183,4 @@ class JobHandle(Generic[R]):
             trigger=trigger,
             run_after=run_after,
             labels=labels,
-        )
+        )[0]

@@ -8,23 +8,22 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-import structlog
-
 from jobtrail.exceptions import StoreError
 from jobtrail.filters import Filters
 from jobtrail.jobs import Job, QueueInfo, ScheduleInfo, WorkerInfo
+from jobtrail.logs import logger
 
 if TYPE_CHECKING:
     from jobtrail.settings import Settings
     from jobtrail.store import Store
     from jobtrail.store.feed import Change
-    from jobtrail.store.stats import Snapshot
+    from jobtrail.store.gauges import Snapshot
     from jobtrail.store.summaries import Rolled
     from jobtrail.store.tokens import Token
     from jobtrail.store.workers import QueueWatch
 
 
-log = structlog.get_logger("jobtrail.web")
+log = logger("jobtrail.web")
 
 
 class Operations:

@@ -5,21 +5,21 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import uuid
 from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-import structlog
-
 from jobtrail.exceptions import StoreError
 from jobtrail.jobs import WorkerInfo
+from jobtrail.logs import logger
 
 if TYPE_CHECKING:
-    from jobtrail.tracker import Tracker
+    from jobtrail.store.database import Clock
+    from jobtrail.store.outage import Outage
+    from jobtrail.store.workers import WorkerStore
 
-log = structlog.get_logger("jobtrail.worker")
+log = logger("jobtrail.worker")
 
 
 class Presence:
@@ -28,7 +28,9 @@ class Presence:
 
     def __init__(
         self,
-        tracker: Tracker,
+        workers: WorkerStore,
+        clock: Clock,
+        outage: Outage,
         *,
         engine: str,
         queues: Collection[str] | None,
@@ -39,7 +41,9 @@ class Presence:
     ) -> None:
         """``queues`` None or empty: every queue. ``running()``: jobs held now. ``name``: the
         engine's own name of the worker (Celery's ``celery@host``), else host and pid."""
-        self.tracker = tracker
+        self.workers = workers
+        self.clock = clock
+        self.outage = outage
         self.host = socket.gethostname()
         self.pid = os.getpid()
         # Unique per worker, several of which may run in one process.
@@ -49,7 +53,7 @@ class Presence:
         self.kinds = kinds  # read at each announce: kinds may be registered later
         self.concurrency = concurrency
         self.running = running
-        self.started_at: datetime = tracker.now()
+        self.started_at: datetime = clock()
 
     def info(self) -> WorkerInfo:
         """This worker as the registry records it now."""
@@ -63,57 +67,20 @@ class Presence:
             concurrency=self.concurrency,
             running=self.running(),
             started_at=self.started_at,
-            last_seen_at=self.tracker.now(),
+            last_seen_at=self.clock(),
         )
 
     def announce(self) -> None:
         """Insert or refresh this worker's row."""
         try:
-            self.tracker.ops.announce_worker(self.info())
+            self.workers.announce(self.info())
         except StoreError as exc:
-            if not self.tracker.store.database.outage.noted(exc, "worker registration"):
+            if not self.outage.noted(exc, "worker registration"):
                 log.warning("worker registration failed", worker=self.id, error=str(exc))
 
     def forget(self) -> None:
         """Delete this worker's row (a clean stop)."""
         try:
-            self.tracker.ops.forget_worker(self.id)
+            self.workers.forget(self.id)
         except StoreError as exc:
             log.warning("worker deregistration failed", worker=self.id, error=str(exc))
-
-
-class PresenceBeat:
-    """A thread announcing a presence every ``interval`` seconds, for engines whose own
-    heartbeats jobtrail does not run (Celery): ``start()``, then ``stop()`` on shutdown. Once
-    ``alive()`` says the worker is gone (it stopped without telling), the row is deleted."""
-
-    def __init__(
-        self, presence: Presence, interval: float, alive: Callable[[], bool] = lambda: True
-    ) -> None:
-        self.presence = presence
-        self.interval = interval
-        self.alive = alive
-        self._halt = threading.Event()
-        # A daemon: a process killed before ``worker_shutdown`` must still exit; its row then
-        # only stops being live.
-        self._thread = threading.Thread(target=self._loop, name="jobtrail-presence", daemon=True)
-
-    def start(self) -> PresenceBeat:
-        """Announce now and keep announcing in the background."""
-        self.presence.announce()
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop announcing and delete the row."""
-        self._halt.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-        self.presence.forget()
-
-    def _loop(self) -> None:
-        while not self._halt.wait(self.interval):
-            if not self.alive():
-                self.presence.forget()
-                return
-            self.presence.announce()

@@ -6,21 +6,11 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-import structlog
-
 from jobtrail import journal
 from jobtrail.exceptions import InvalidData, StoreError
-from jobtrail.jobs import (
-    JSON,
-    EventType,
-    Job,
-    NewEvent,
-    NewFailedItem,
-    Progress,
-    Status,
-    items_list_full,
-    outcome,
-)
+from jobtrail.failed_items import FailedItems
+from jobtrail.jobs import JSON, Job, NewEvent, NewFailedItem, Progress
+from jobtrail.logs import logger
 from jobtrail.redaction import (
     MAX_ERROR,
     MAX_MESSAGE,
@@ -28,15 +18,13 @@ from jobtrail.redaction import (
     Redactor,
     check_storable,
     clean_text,
-    shown,
     traceback_text,
 )
+from jobtrail.states import EventType, Status, outcome
 
 if TYPE_CHECKING:
     from jobtrail.store.runs import RunStore
 
-MAX_LISTED_ITEMS = 100
-MAX_ITEM_ID = 500
 MAX_STAGE = 100
 Pending = tuple[Progress, list[NewEvent], list[NewFailedItem]]
 
@@ -83,12 +71,7 @@ class ProgressBuffer:
         self._data_changed = False
         self._stored_data: JSON = None
         self._events: list[NewEvent] = []
-        self._items: list[NewFailedItem] = []
-        self._max_items = max_items
-        self._listed = 0
-        """Failed items listed by this run; past ``max_items`` they are only counted."""
-        self._failed_ids: list[str] = []
-        """The first ``MAX_LISTED_ITEMS`` failed ids, for ``error_details``."""
+        self._items = FailedItems(redactor, max_items)
         self._dirty = False
         self._flushed_message = job.message
         self._stored_message = job.message
@@ -100,9 +83,7 @@ class ProgressBuffer:
         self.last_moved = time.monotonic()
         """``time.monotonic()`` of the last change of percentage or item counts."""
         self._last_counts: tuple[float, int | None, int | None] = (job.progress, None, None)
-        self.log = structlog.get_logger("jobtrail").bind(
-            job_id=job.id, kind=job.kind, owner=job.owner
-        )
+        self.log = logger("jobtrail").bind(job_id=job.id, kind=job.kind, owner=job.owner)
 
     # -- what the handler reports -----------------------------------------------------------
 
@@ -198,40 +179,25 @@ class ProgressBuffer:
     def item_id(self, item_id: str) -> str:
         """How a failed item's id is stored and shown: cleaned, redacted, at most 500
         characters."""
-        return self.redactor.text(clean_text(item_id)[:MAX_ITEM_ID])[:MAX_ITEM_ID]
+        return self._items.item_id(item_id)
 
     def record_item(self, item_id: str, error: BaseException | None) -> None:
         """Count one item as succeeded, or as failed with ``error`` (recorded and logged, its
         id and message redacted)."""
-        if error is not None:
-            item_id = self.item_id(item_id)
+        item = None if error is None else self._items.failed(self.item_id(item_id), error)
         with self._lock:
             self._derive = True
             self._dirty = True
             self._failed = self._failed or 0
-            if error is None:
+            if item is None:
                 self._succeeded = (self._succeeded or 0) + 1
                 return
             self._failed = (self._failed or 0) + 1
             self._succeeded = self._succeeded or 0
-            message = self.redactor.text(shown(error), MAX_ERROR)
-            error_type = type(error).__name__[:200]
-            self._list_item(NewFailedItem(item_id, error_type, message))
-        self.log.warning("item failed", item_id=item_id, error_type=error_type, error=message)
-
-    def _list_item(self, item: NewFailedItem) -> None:
-        """Queue a failed item and its event while the run lists fewer than ``max_items``,
-        with one ``items_list_full`` event when it reaches them (caller holds ``_lock``)."""
-        if len(self._failed_ids) < MAX_LISTED_ITEMS:
-            self._failed_ids.append(item.item_id)
-        if self._listed >= self._max_items:
-            return
-        self._listed += 1
-        self._items.append(item)
-        data = {"item_id": item.item_id, "error_type": item.error_type}
-        self._events.append(NewEvent(EventType.ITEM_FAILED, item.message, data))
-        if self._listed == self._max_items:
-            self._events.append(items_list_full(self._max_items))
+            self._events += self._items.add(item)
+        self.log.warning(
+            "item failed", item_id=item.item_id, error_type=item.error_type, error=item.message
+        )
 
     def wait(self, reason: str) -> None:
         """Write what is pending, then show the job ``waiting`` with ``reason`` (still held
@@ -307,7 +273,7 @@ class ProgressBuffer:
             self._last_counts = counts
             self.last_moved = time.monotonic()
         events, self._events = self._events, []
-        items, self._items = self._items, []
+        items = self._items.take()
         if self._message != self._flushed_message and self._message is not None:
             # Redacted once per write of a new message, never per ``ctx.progress`` call.
             self._stored_message = self.redactor.text(self._message, MAX_MESSAGE)
@@ -350,7 +316,7 @@ class ProgressBuffer:
     def _restore(self, events: list[NewEvent], items: list[NewFailedItem]) -> None:
         with self._lock:
             self._events[:0] = events  # in order; a message already taken is not taken again
-            self._items[:0] = items
+            self._items.restore(items)
             self._dirty = True
 
     # -- ending -----------------------------------------------------------------------------
@@ -373,9 +339,7 @@ class ProgressBuffer:
         if error is not None:
             details["type"] = type(error).__name__
             details["traceback"] = self.redactor.text(traceback_text(error))
-        if self._failed_ids:
-            details["failed_items"] = list(self._failed_ids)
-            details["failed_items_count"] = self._failed or 0
+        details.update(self._items.details(self._failed or 0))
         return details or None
 
     def finish(

@@ -8,28 +8,30 @@ import random
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import structlog
-
 from jobtrail import journal
 from jobtrail.context import Context
 from jobtrail.exceptions import Cancelled, InvalidData, ShuttingDown, StoreError, TimedOut
-from jobtrail.jobs import JSON, EventType, Job, NewEvent, NewJob, Status
+from jobtrail.jobs import JSON, Job, NewEvent, NewJob
+from jobtrail.logs import logger
 from jobtrail.progress import ProgressBuffer
 from jobtrail.redaction import MAX_ERROR, error_text, shown
+from jobtrail.states import EventType, Status
 from jobtrail.store.database import outage_retrying
 
 if TYPE_CHECKING:
+    from jobtrail.heartbeat import Heartbeat
     from jobtrail.kinds import JobKind
-    from jobtrail.store.outage import Outage
+    from jobtrail.redaction import Redactor
+    from jobtrail.runtime import Runtime
+    from jobtrail.settings import Settings
     from jobtrail.store.runs import Claimed, RunStore
-    from jobtrail.tracker import Tracker
 
-log = structlog.get_logger("jobtrail.runner")
+log = logger("jobtrail.runner")
 
 MAX_RETRY_DELAY = 3600.0
 
@@ -72,14 +74,40 @@ class Run:
 
 
 class Runner:
-    """Runs handlers of a tracker's kinds and records their outcome through the store."""
+    """Runs handlers of the registered kinds and records their outcome through the store."""
 
-    def __init__(self, tracker: Tracker, *, wait_for_outcomes: bool = True) -> None:
-        """``wait_for_outcomes=False`` (workers): a succeeded job's record is queued for the
-        next group commit instead of waited for."""
-        self.tracker = tracker
-        self.runs: RunStore = tracker.store.runs
+    def __init__(
+        self,
+        runs: RunStore,
+        kinds: Mapping[str, JobKind],
+        redactor: Redactor,
+        settings: Settings,
+        heartbeat: Heartbeat,
+        *,
+        wait_for_outcomes: bool = True,
+    ) -> None:
+        """``kinds`` is read at each run (kinds may be registered later);
+        ``wait_for_outcomes=False`` (workers): a succeeded job's record is queued for the next
+        group commit instead of waited for."""
+        self.runs = runs
+        self.kinds = kinds
+        self.redactor = redactor
+        self.settings = settings
+        self.heartbeat = heartbeat
         self.wait_for_outcomes = wait_for_outcomes
+
+    @classmethod
+    def of(cls, runtime: Runtime, *, wait_for_outcomes: bool = True) -> Runner:
+        """The runner of ``runtime``'s kinds, writing to its store."""
+        store = runtime.store
+        return cls(
+            store.runs,
+            runtime.registry.kinds,
+            runtime.redactor,
+            runtime.settings,
+            runtime.heartbeat,
+            wait_for_outcomes=wait_for_outcomes,
+        )
 
     def hold(
         self,
@@ -93,9 +121,9 @@ class Runner:
             job,
             self.runs,
             lease,
-            redactor=self.tracker.redactor,
-            flush_interval=self.tracker.settings.flush_interval,
-            max_items=self.tracker.settings.max_failed_items,
+            redactor=self.redactor,
+            flush_interval=self.settings.flush_interval,
+            max_items=self.settings.max_failed_items,
         )
         return Run(Context(job, buffer, stopping=stopping, only_items=only_items), buffer)
 
@@ -112,12 +140,12 @@ class Runner:
 
     def stall_after(self, kind: str) -> float | None:
         """The stall threshold of ``kind``, if it has one."""
-        spec = self.tracker.kinds.get(kind)
+        spec = self.kinds.get(kind)
         return None if spec is None else spec.stall_after
 
     def run(self, claimed: Claimed, run: Run) -> None:
         """Call the handler with the job's payload and record how it ended."""
-        spec = self.tracker.kinds[claimed.job.kind]
+        spec = self.kinds[claimed.job.kind]
         payload = claimed.job.payload or {}
         journal.held_changed("started", run.buffer, duration=None)
         try:
@@ -233,55 +261,22 @@ class Runner:
 
     @contextmanager
     def in_place(self, new: NewJob) -> Iterator[Context]:
-        """Record work that runs in the caller's block as a running job, heartbeated from a
-        thread: it ends from its items when the block ends, or ``failed``/``cancelled`` when
-        the block raises (the exception goes on)."""
+        """Record work that runs in the caller's block as a running job (``new`` as the
+        ``Submitter`` prepared it), heartbeated from a thread: it ends from its items when
+        the block ends, or ``failed``/``cancelled`` when the block raises (the exception goes
+        on)."""
         lease = uuid.uuid4().hex
-        new = self.tracker.redactor.new_job(new)
         job = self.runs.start(new, worker=runner_identity(), lease=lease)
         run = self.hold(job, lease)
         journal.held_changed("created", run.buffer, duration=None)
         journal.held_changed("started", run.buffer, duration=None)
-        outage = self.tracker.store.database.outage
-        with Heartbeat(run.buffer, self.runs, self.tracker.settings.heartbeat_interval, outage):
-            try:
-                yield run.ctx
-            except BaseException as exc:
-                self.fail(run.buffer, exc)
-                raise
+        self.heartbeat.hold(job.id, lease, run.buffer, self.settings.heartbeat_interval)
+        try:
+            yield run.ctx
+        except BaseException as exc:
+            self.fail(run.buffer, exc)
+            raise
+        else:
             self.succeed(run.buffer, None)
-
-
-class Heartbeat:
-    """Keeps one job's heartbeat fresh from a thread while code runs it in place."""
-
-    def __init__(
-        self, buffer: ProgressBuffer, runs: RunStore, interval: float, outage: Outage
-    ) -> None:
-        self._buffer = buffer
-        self._runs = runs
-        self._interval = interval
-        self._outage = outage
-        self._stop = threading.Event()
-        name = f"jobtrail-beat-{buffer.job_id}"
-        self._thread = threading.Thread(target=self._loop, name=name)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        buffer = self._buffer
-        while not self._stop.wait(self._interval):
-            try:
-                beats = self._runs.heartbeat({buffer.job_id: buffer.lease})
-            except StoreError as exc:
-                if not self._outage.noted(exc, "heartbeat"):
-                    log.warning("heartbeat failed", job_id=buffer.job_id, error=str(exc))
-                continue
-            cancel = bool(beats and beats[0].cancel_requested)
-            buffer.observe(cancel_requested=cancel, held=bool(beats))
+        finally:
+            self.heartbeat.release(job.id)

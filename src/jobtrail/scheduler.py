@@ -6,16 +6,20 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from croniter import croniter
 
+from jobtrail.filters import Filters
 from jobtrail.jobs import JSON, Job, ScheduleRun
 
 if TYPE_CHECKING:
-    from jobtrail.tracker import Tracker
+    from jobtrail.registry import Registry
+    from jobtrail.runtime import Runtime
+    from jobtrail.store.schedules import ScheduleStore
+    from jobtrail.submitter import Submitter
 
 MAX_MISSED_RECORDED = 100
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -99,19 +103,28 @@ class Schedule:
 
 
 class Scheduler:
-    """Ticks a tracker's schedules; any number of processes may tick the same schedules."""
+    """Ticks the registered schedules; any number of processes may tick the same ones."""
 
-    def __init__(self, tracker: Tracker, worker: str) -> None:
-        self.tracker = tracker
-        self.store = tracker.store
+    def __init__(
+        self, registry: Registry, submitter: Submitter, store: ScheduleStore, worker: str
+    ) -> None:
+        self.registry = registry
+        self.submitter = submitter
+        self.store = store
+        self.clock = submitter.clock
         self.worker = worker
+
+    @classmethod
+    def of(cls, runtime: Runtime, worker: str) -> Scheduler:
+        """The scheduler of ``runtime``'s schedules, for ``worker``."""
+        return cls(runtime.registry, runtime.submitter, runtime.store.schedules, worker)
 
     def register(self) -> None:
         """Store every schedule's definition (keeping the slots already handled)."""
-        now = self.store.clock()
-        for s in self.tracker.schedules.values():
+        now = self.clock()
+        for s in self.registry.schedules.values():
             first = s.latest_slot(now)
-            self.store.schedules.save(
+            self.store.save(
                 s.name,
                 s.kind,
                 cron=s.cron,
@@ -125,21 +138,20 @@ class Scheduler:
     def tick(self) -> list[ScheduleRun]:
         """Fire every due slot once; record missed slots instead of running them in a burst."""
         runs: list[ScheduleRun] = []
-        for schedule in self.tracker.schedules.values():
+        for schedule in self.registry.schedules.values():
             runs.extend(self._tick_one(schedule))
         return runs
 
     def _tick_one(self, schedule: Schedule) -> list[ScheduleRun]:
-        schedules = self.store.schedules
-        now = self.store.clock()
-        state = schedules.get(schedule.name)
+        now = self.clock()
+        state = self.store.get(schedule.name)
         last = state.last_slot_at if state and state.last_slot_at else schedule.latest_slot(now)
         slots = schedule.slots_between(last, now)
         if not slots:
             return []
         latest = slots[-1]
-        job = submit_slot(self.tracker, schedule, latest)
-        won = schedules.advance(schedule.name, last, latest, schedule.next_slot(latest))
+        job = self.submitter.slot(schedule, latest)
+        won = self.store.advance(schedule.name, last, latest, schedule.next_slot(latest))
         runs = [
             ScheduleRun(schedule.name, slot, Outcome.MISSED, None, self.worker, now)
             for slot in slots[:-1]
@@ -147,25 +159,8 @@ class Scheduler:
         ]
         outcome = Outcome.FIRED if won else Outcome.DEDUPLICATED
         runs.append(ScheduleRun(schedule.name, latest, outcome, job.id, self.worker, now))
-        schedules.record_runs(runs)
+        self.store.record_runs(runs)
         return runs
-
-
-def submit_slot(
-    tracker: Tracker, schedule: Schedule, slot: datetime | None, trigger: str = "scheduled"
-) -> Job:
-    """Queue the job of one slot of ``schedule`` (idempotent: the slot is the job's key), or
-    with no slot a job outside the slots — made as ``submit`` makes one: redacted, checked
-    storable, its expiry counted from the tracker's clock."""
-    new = tracker.kind_of(schedule.kind).new_job(
-        schedule.payload,
-        tracker.now(),
-        owner=schedule.owner,
-        key=None if slot is None else schedule.key(slot),
-        trigger=trigger,
-    )
-    stored = tracker.redactor.new_job(replace(new, schedule=schedule.name))
-    return tracker.store.jobs.add([stored])[0]
 
 
 def startup_key(kind: str, payload: Mapping[str, JSON], now: datetime, window: float) -> str:
@@ -180,29 +175,34 @@ def startup_key(kind: str, payload: Mapping[str, JSON], now: datetime, window: f
     return key
 
 
-def submit_startup_jobs(tracker: Tracker) -> list[Job]:
+def submit_startup_jobs(registry: Registry, submitter: Submitter, window: float) -> list[Job]:
     """Submit each ``on_startup`` job once per deployment start: a worker that starts within
-    ``startup_window`` seconds of the last startup job of that kind, payload and owner shares
-    it, and workers starting together agree on the key of the window they start in."""
-    now, window = tracker.now(), tracker.settings.startup_window
+    ``window`` seconds of the last startup job of that kind, payload and owner shares it, and
+    workers starting together agree on the key of the window they start in."""
+    now = submitter.clock()
     since = now - timedelta(seconds=window)
     return [
-        tracker.submit(
-            kind,
-            payload,
-            owner=owner,
+        submitter.submit_or_get(
+            job.kind,
+            job.payload,
+            owner=job.owner,
             trigger="startup",
-            key=startup_key(kind, payload, now, window),
-        )
-        for kind, payload, owner in tracker.startup
-        if not _started_since(tracker, kind, payload, owner, since)
+            key=startup_key(job.kind, job.payload, now, window),
+        )[0]
+        for job in registry.startup
+        if not _started_since(submitter, job.kind, job.payload, job.owner, since)
     ]
 
 
 def _started_since(
-    tracker: Tracker, kind: str, payload: Mapping[str, JSON], owner: str | None, since: datetime
+    submitter: Submitter,
+    kind: str,
+    payload: Mapping[str, JSON],
+    owner: str | None,
+    since: datetime,
 ) -> bool:
     """Whether a startup job like this one was created since ``since`` (e.g. by a worker that
     started just before the current window began)."""
-    recent = tracker.list(kind=kind, owner=owner, trigger="startup", created_from=since, limit=100)
-    return any(j.owner == owner and j.payload == dict(payload) for j in recent.jobs)
+    recent = Filters.of(kind=kind, owner=owner, trigger="startup", created_from=since)
+    found = submitter.jobs.find(recent, limit=100, offset=0, order="created")
+    return any(j.owner == owner and j.payload == dict(payload) for j in found.jobs)

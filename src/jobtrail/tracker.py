@@ -4,35 +4,30 @@ the web layer, the CLI and the integrations do everything (heavy modules load la
 from __future__ import annotations
 
 import builtins
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import replace
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from jobtrail.context import Context
-from jobtrail.exceptions import JobTimeout, UnknownKind, UnknownSchedule
-from jobtrail.filters import FilterOptions, Filters
+from jobtrail.filters import Filters
+from jobtrail.heartbeat import Heartbeat
 from jobtrail.jobs import (
-    ACTIVE,
     JSON,
     BulkAction,
     BulkOutcome,
-    Event,
-    FailedItem,
-    ItemPage,
     Job,
     NewFailedItem,
     NewJob,
-    Page,
-    Stats,
-    Status,
     WorkerInfo,
 )
 from jobtrail.kinds import JobHandle, JobKind, KindOptions, SubmitOptions
 from jobtrail.operations import Operations
+from jobtrail.reading import Reading
 from jobtrail.redaction import Redactor
+from jobtrail.registry import Registry, StartupJob
+from jobtrail.runtime import Runtime
+from jobtrail.states import Status
+from jobtrail.submitter import Submitter
 
 if TYPE_CHECKING:
     from jobtrail.scheduler import Schedule
@@ -44,13 +39,16 @@ if TYPE_CHECKING:
 R = TypeVar("R")
 
 
-class Tracker:
+class Tracker(Reading):
     """Durable job records and the handlers that produce them.
 
-    ``Tracker(url)`` opens (and, unless disabled, migrates) the store at ``url``; without one it
-    reads ``JOBTRAIL_DATABASE_URL`` (default ``sqlite:///jobtrail.db``). Other keyword
-    arguments override settings by name (``flush_interval=0.05``) and are validated exactly as
-    the ``JOBTRAIL_*`` environment is: a misspelt or invalid one raises ``SettingsError``.
+    ``Tracker(url)`` is the store at ``url``; without one it reads ``JOBTRAIL_DATABASE_URL``
+    (default ``sqlite:///jobtrail.db``). Making one connects to nothing and configures
+    nothing: the store is connected to, and migrated unless ``auto_migrate=False``, on first
+    use — or at ``open()``, to meet a ``SchemaError`` or an unreachable database at startup.
+    Other keyword arguments override settings by name (``flush_interval=0.05``) and are
+    validated exactly as the ``JOBTRAIL_*`` environment is: a misspelt or invalid one raises
+    ``SettingsError``.
     """
 
     def __init__(
@@ -61,12 +59,10 @@ class Tracker:
         clock: Clock | None = None,
         **overrides: Any,
     ) -> None:
-        from jobtrail.journal import default_output
         from jobtrail.settings import configure
         from jobtrail.store import Store
         from jobtrail.store.database import utcnow
 
-        default_output()
         if url is not None:
             overrides["database_url"] = url
         self.settings = settings if settings and not overrides else configure(settings, overrides)
@@ -80,15 +76,24 @@ class Tracker:
         )
         self.ops = Operations(self.store, self.settings)
         """Change feeds, figures, tokens, stored schedules, the worker registry, expiry."""
-        self.kinds: dict[str, JobKind] = {}
-        self.schedules: dict[str, Schedule] = {}
-        self.startup: list[tuple[str, dict[str, JSON], str | None]] = []
+        self.registry = Registry()
+        """The registered kinds, schedules and startup jobs."""
+        self.submitter = Submitter(self.registry, self.redactor, self.store.jobs, self.store.clock)
+        """The one way jobs are created."""
+        heartbeat = Heartbeat(self.store.runs, self.store.database)
+        self.runtime = Runtime(
+            self.store, self.settings, self.registry, self.submitter, self.redactor, heartbeat
+        )
+        """The parts that run jobs, as a worker and the Celery integration are handed them."""
         self.cancel_hooks: list[Callable[[Job], object]] = []
         """Called with the job after each ``cancel`` (the Celery integration revokes there)."""
-        self.settle_hooks: builtins.list[Callable[[str], object]] = []
-        """Called with a job id before it is read or changed here, to land this process's
-        writes of it that are still on their way (the Celery integration's published
-        records), so a process always sees the jobs it created."""
+
+    def open(self) -> Tracker:
+        """Connect to the store and check its schema (migrating it unless ``auto_migrate`` is
+        off) now instead of at first use; returns the tracker. Raises ``SchemaError``, or
+        ``StoreUnavailable`` for a database that cannot be reached."""
+        self.store.open()
+        return self
 
     def close(self) -> None:
         """Close the store's connections."""
@@ -99,6 +104,21 @@ class Tracker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def kinds(self) -> dict[str, JobKind]:
+        """The registered kinds by name."""
+        return self.registry.kinds
+
+    @property
+    def schedules(self) -> dict[str, Schedule]:
+        """The registered schedules by name."""
+        return self.registry.schedules
+
+    @property
+    def startup(self) -> builtins.list[StartupJob]:
+        """The jobs submitted when workers start (``on_startup``)."""
+        return self.registry.startup
 
     # -- registration -------------------------------------------------------------------
 
@@ -114,17 +134,14 @@ class Tracker:
 
         def register(func: Callable[..., R]) -> JobHandle[R]:
             spec = JobKind.of(kind, func, **options)
-            self.kinds[kind] = spec
-            return JobHandle(self, spec, func)
+            self.registry.kinds[kind] = spec
+            return JobHandle(self.submitter, spec, func)
 
         return register
 
     def kind_of(self, kind: str) -> JobKind:
         """The registered kind named ``kind``; raises ``UnknownKind``."""
-        try:
-            return self.kinds[kind]
-        except KeyError:
-            raise UnknownKind(kind, self.kinds) from None
+        return self.registry.kind_of(kind)
 
     # -- submitting ---------------------------------------------------------------------
 
@@ -153,8 +170,7 @@ class Tracker:
         **options: Unpack[SubmitOptions],
     ) -> tuple[Job, bool]:
         """``submit``, also telling whether the job is new (False: ``key`` existed)."""
-        new = self.redactor.new_job(self.kind_of(kind).new_job(payload, self.now(), **options))
-        return self.store.jobs.add_or_get([new], actor=actor)[0]
+        return self.submitter.submit_or_get(kind, payload, actor=actor, **options)
 
     def submit_many(
         self,
@@ -164,18 +180,12 @@ class Tracker:
     ) -> builtins.list[Job]:
         """Queue one job per payload in a single transaction; all are validated first (no
         ``key``: one key cannot name several jobs)."""
-        if options.get("key") is not None:
-            raise ValueError("submit_many takes no key: one key cannot name several jobs")
-        spec = self.kind_of(kind)
-        now = self.now()
-        new = [self.redactor.new_job(spec.new_job(p, now, **options)) for p in payloads]
-        return self.store.jobs.add(new) if new else []
+        return self.submitter.submit_many(kind, payloads, **options)
 
     def add(self, new: NewJob, actor: str | None = None) -> tuple[Job, bool]:
         """Record a job described in full, for work that runs elsewhere and ``report``s (no
         registered kind needed); False with the existing job when its ``key`` exists."""
-        new = replace(self.redactor.new_job(new), external=True)
-        return self.store.jobs.add_or_get([new], actor=actor)[0]
+        return self.submitter.add(new, actor)
 
     @contextmanager
     def track(
@@ -207,114 +217,8 @@ class Tracker:
             labels=dict(labels or {}),
             items_total=total,
         )
-        with Runner(self).in_place(new) as ctx:
+        with Runner.of(self.runtime).in_place(self.submitter.prepared(new)) as ctx:
             yield ctx
-
-    # -- reading ------------------------------------------------------------------------
-
-    def get(self, job_id: str) -> Job:
-        """The job with this id; raises ``JobNotFound``."""
-        self._settle(job_id)
-        return self.store.jobs.get(job_id)
-
-    def _settle(self, job_id: str) -> None:
-        for hook in self.settle_hooks:
-            hook(job_id)
-
-    def get_by_key(self, key: str, owner: str | None = None) -> Job:
-        """The job with idempotency ``key`` among ``owner``'s jobs (keys are scoped per owner;
-        None: the unowned jobs); raises ``JobNotFound``."""
-        return self.store.jobs.get_by_key(key, owner)
-
-    def list(
-        self,
-        *,
-        limit: int = 50,
-        offset: int = 0,
-        order: str = "created",
-        **filters: Unpack[FilterOptions],
-    ) -> Page:
-        """Jobs matching every given filter (``owner``, ``status`` (one or several), ``kind``,
-        ``priority``, ``trigger``, ``created_from``, ``created_to``, ``q``: an id or its
-        prefix, a key, or text in the message, ``labels``: ``{key: scalar}``), newest first
-        (``order="duration"``: longest first); ``limit`` 1–1000."""
-        if not 1 <= limit <= 1000:
-            raise ValueError("limit must be between 1 and 1000")
-        if offset < 0:
-            raise ValueError("offset must not be negative")
-        if order not in ("created", "duration"):
-            raise ValueError("order must be 'created' or 'duration'")
-        found = Filters.of(**filters)
-        return self.store.jobs.find(found, limit=limit, offset=offset, order=order)
-
-    def active(self, owner: str | None = None, limit: int = 1000) -> builtins.list[Job]:
-        """Queued, waiting and running jobs, newest first."""
-        return builtins.list(self.list(owner=owner, status=list(ACTIVE), limit=limit).jobs)
-
-    def events(self, job_id: str, after: int = 0, limit: int = 1000) -> builtins.list[Event]:
-        """A job's history, oldest first."""
-        self._settle(job_id)
-        return self.store.jobs.events(job_id, after=after, limit=limit)
-
-    def failed_items(
-        self, job_id: str, after: int = 0, limit: int | None = None
-    ) -> builtins.list[FailedItem]:
-        """The items a job failed to process, in the order they failed: those after item id
-        ``after``, at most ``limit`` (None: every one listed — at most ``max_failed_items`` a
-        run; past it failed items are counted in ``items_failed``, not listed)."""
-        self._settle(job_id)
-        return self.store.items.failed(job_id, after=after, limit=limit)
-
-    def failed_item_page(self, job_id: str, after: int = 0, limit: int = 100) -> ItemPage:
-        """At most ``limit`` (1–1000) of a job's failed items after item id ``after``, with how
-        many it lists and the ``after`` of the next page (``ItemPage``)."""
-        if not 1 <= limit <= 1000:
-            raise ValueError("limit must be between 1 and 1000")
-        if after < 0:
-            raise ValueError("after must not be negative")
-        self._settle(job_id)
-        bound = self.settings.max_failed_items
-        return self.store.items.page(job_id, after=after, limit=limit, max_items=bound)
-
-    def wait(self, job_id: str, timeout: float = 60.0, poll: float = 0.05) -> Job:
-        """Block until the job reaches a terminal state; raises ``JobTimeout`` after ``timeout``.
-
-        The job is read again after each commit to the store (this process's at once, other
-        processes' as the store's watcher notices them), and at least every ``poll`` seconds.
-        """
-        database = self.store.database
-        database.watch()
-        deadline = time.monotonic() + timeout
-        while True:
-            seen = database.changes.rung
-            job = self.get(job_id)
-            if job.terminal:
-                return job
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise JobTimeout(job_id, timeout, job.status)
-            database.changes.wait(seen, min(poll, left))
-
-    def now(self) -> datetime:
-        """The store's clock: what ``created_at``/``updated_at`` are measured with."""
-        return self.store.clock()
-
-    def stats(
-        self,
-        days: int = 30,
-        owner: str | None = None,
-        kind: str | None = None,
-        *,
-        labels: Mapping[str, JSON] | None = None,
-        group_by: str | None = None,
-    ) -> Stats:
-        """Counts, success rate and duration percentiles of jobs created in the last ``days``
-        (with ``labels``: of live jobs having them); ``group_by`` (``"kind"``, ``"owner"`` or
-        ``"label:KEY"``) adds the same figures per group in ``Stats.groups``."""
-        if days < 1:
-            raise ValueError("days must be at least 1")
-        Filters.of(labels=labels)  # the same check as a listing's
-        return self.store.stats.summary(days, owner, kind, labels, group_by)
 
     # -- changing -----------------------------------------------------------------------
 
@@ -323,7 +227,6 @@ class Tracker:
 
         Raises ``IllegalTransition`` for a job that already ended.
         """
-        self._settle(job_id)
         job = self.store.jobs.cancel(job_id, actor=actor)
         for hook in self.cancel_hooks:
             hook(job)
@@ -354,8 +257,8 @@ class Tracker:
         chosen = BulkAction(action)
         if (job_ids is None) == (where is None):
             raise ValueError("give the jobs either by id or by a filter")
-        ids = matching(self, where, owner) if where is not None else job_ids or ()
-        return act_on_many(self, chosen, ids, owner, actor)
+        ids = matching(self.store.jobs, where, owner) if where is not None else job_ids or ()
+        return act_on_many(self, self.store.lineage, chosen, ids, owner, actor)
 
     def report(
         self,
@@ -373,7 +276,6 @@ class Tracker:
         item counts. Only jobs made by ``add`` and held by no runner take reports. Raises
         ``IllegalTransition`` (``ReportRefused``) or ``InvalidData``.
         """
-        self._settle(job_id)
         return self.store.jobs.report(job_id, self.redactor.reported(values), status, actor=actor)
 
     def report_items(
@@ -405,7 +307,7 @@ class Tracker:
 
         self.kind_of(kind).validate(dict(payload or {}))
         schedule = Schedule(name, kind, cron, every, dict(payload or {}), owner)
-        self.schedules[name] = schedule
+        self.registry.schedules[name] = schedule
         return schedule
 
     def on_startup(
@@ -415,17 +317,11 @@ class Tracker:
         deployment start, however many workers start within one ``startup_window`` (the job's
         key is ``startup:KIND:<window start>``)."""
         self.kind_of(kind).validate(dict(payload or {}))
-        self.startup.append((kind, dict(payload or {}), owner))
+        self.registry.startup.append(StartupJob(kind, dict(payload or {}), owner))
 
     def run_schedule(self, name: str, actor: str | None = None) -> Job:
         """Queue a job of schedule ``name`` now, outside its slots (``trigger="manual"``)."""
-        from jobtrail.scheduler import submit_slot
-
-        try:
-            schedule = self.schedules[name]
-        except KeyError:
-            raise UnknownSchedule(name) from None
-        return submit_slot(self, schedule, None, trigger="manual")
+        return self.submitter.slot(self.registry.schedule_of(name), None, trigger="manual")
 
     def worker(
         self,
@@ -445,7 +341,7 @@ class Tracker:
         from jobtrail.worker import Worker, WorkerOptions
 
         given = {k: v for k, v in {**options, "concurrency": concurrency}.items() if v is not None}
-        return Worker(self, WorkerOptions.of(self._with(given), queues, consume))
+        return Worker(self.runtime, WorkerOptions.of(self._with(given), queues, consume))
 
     def workers(self) -> builtins.list[WorkerInfo]:
         """The live workers (seen within ``heartbeat_timeout``), jobtrail's and Celery's."""
@@ -463,7 +359,7 @@ class Tracker:
         they stay counted in ``stats()`` through the daily summaries. Registered kinds' own ages
         (``retain_succeeded``, ``retain_failed``) win; given ages replace the settings for the
         rest. The cap (``max_days``) rises to the longest age in effect unless given here."""
-        from jobtrail.store.retention import RetentionPolicy
+        from jobtrail.maintenance import purge_finished
 
         given = {
             "retention_succeeded_days": succeeded_days,
@@ -471,11 +367,9 @@ class Tracker:
             "retention_max_days": max_days,
         }
         settings = self._with({k: v for k, v in given.items() if v is not None})
-        kinds, fixed = self.kinds.values(), max_days is not None
-        policy = RetentionPolicy.of(settings, self.now(), batch_size, kinds, fixed)
-        # A job leaves the table only once the summaries hold it: roll them up to now first.
-        self.store.summaries.roll_up(lag=timedelta(0))
-        return self.store.retention.purge(policy)
+        fixed = max_days is not None
+        kinds = self.registry.kinds.values()
+        return purge_finished(self.store, settings, kinds, batch_size=batch_size, fixed_cap=fixed)
 
     def _with(self, overrides: Mapping[str, Any]) -> Settings:
         """These settings with ``overrides``, validated like every setting."""

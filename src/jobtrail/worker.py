@@ -15,22 +15,20 @@ from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, TypedDict
 
-import structlog
-
 from jobtrail.exceptions import StoreError
-from jobtrail.maintenance import Monotonic, Periodic, purge, rescue, watch_queues
+from jobtrail.logs import logger
+from jobtrail.maintenance import Maintenance, Monotonic, Periodic, purge, rescue, watch_queues
 from jobtrail.presence import Presence
-from jobtrail.progress import ProgressBuffer
 from jobtrail.redaction import error_text
 from jobtrail.runner import Run, Runner
 from jobtrail.scheduler import Scheduler, submit_startup_jobs
 from jobtrail.store.runs import Claimed
 
 if TYPE_CHECKING:
+    from jobtrail.runtime import Runtime
     from jobtrail.settings import Settings
-    from jobtrail.tracker import Tracker
 
-log = structlog.get_logger("jobtrail.worker")
+log = logger("jobtrail.worker")
 
 SHORT_JOB_SECONDS = 0.05
 """Jobs shorter than this on average are claimed ahead of free threads."""
@@ -79,26 +77,29 @@ class WorkerOptions:
 
 
 class Worker:
-    """Runs the tracker's registered kinds in ``concurrency`` threads (none of them daemons).
+    """Runs the registered kinds in ``concurrency`` threads (none of them daemons).
 
     Use it as a context manager (background threads, graceful drain on exit) or call
     ``run()`` to block until SIGTERM/SIGINT — or, with ``burst=True``, until nothing is due.
     """
 
     def __init__(
-        self, tracker: Tracker, options: WorkerOptions, monotonic: Monotonic = time.monotonic
+        self, runtime: Runtime, options: WorkerOptions, monotonic: Monotonic = time.monotonic
     ) -> None:
         """``monotonic`` is the clock of heartbeat, stall and purge timing (tests inject one)."""
-        self.tracker = tracker
+        self.runtime = runtime
         self.options = options
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
         self._clock = monotonic
-        self._database = tracker.store.database
-        self._runs = tracker.store.runs
-        self._runner = Runner(tracker, wait_for_outcomes=False)
-        self._scheduler = Scheduler(tracker, self.identity)
+        store = runtime.store
+        self._store = store
+        self._database = store.database
+        self._runs = store.runs
+        self._kinds = runtime.registry.kinds  # read at each use: kinds may come later
+        self._runner = Runner.of(runtime, wait_for_outcomes=False)
+        self._heartbeat = runtime.heartbeat
+        self._scheduler = Scheduler.of(runtime, self.identity)
         self._draining = threading.Event()  # stop claiming; handlers see ShuttingDown
-        self._halt = threading.Event()  # the maintenance thread ends
         self._stop_requested = threading.Event()
         self._claim_lock = threading.Lock()
         self._lock = threading.Lock()
@@ -107,13 +108,15 @@ class Worker:
         self._average_run = SHORT_JOB_SECONDS  # seconds, moving average of handler runs
         self._burst = False
         self._threads: list[threading.Thread] = []
-        self._maintainer: threading.Thread | None = None
+        self._maintenance: Maintenance | None = None
         self._consuming = False
         self.presence = Presence(
-            tracker,
+            store.workers,
+            store.clock,
+            self._database.outage,
             engine="jobtrail",
             queues=options.queues,
-            kinds=tracker.kinds,
+            kinds=self._kinds,
             concurrency=options.concurrency,
             running=self._holding,
         )
@@ -124,16 +127,15 @@ class Worker:
         """Start the runner threads and the heartbeat/rescue thread; returns at once."""
         self._burst = burst
         # A worker without kinds claims nothing: it consumes no queue, whatever it was asked.
-        self._consuming = self.options.consume and bool(self.tracker.kinds)
+        self._consuming = self.options.consume and bool(self._kinds)
         if self._consuming:
-            self._database.start_grouping()
+            self._database.commits.start_grouping()
             self._start_up()
         for n in range(self.options.concurrency if self._consuming else 0):
             thread = threading.Thread(target=self._run_loop, name=f"jobtrail-{n}")
             thread.start()
             self._threads.append(thread)
-        self._maintainer = threading.Thread(target=self._maintain, name="jobtrail-heartbeat")
-        self._maintainer.start()
+        self._maintenance = self._maintenance_tasks().start()
         if self._consuming:
             log.info("worker started", worker=self.identity, concurrency=self.options.concurrency)
         else:  # ``serve --no-worker``, or an app without kinds: maintenance only
@@ -150,11 +152,10 @@ class Worker:
         for thread in self._threads:
             thread.join(max(deadline - time.monotonic(), 0))
         self._interrupt_leftovers()
-        self._halt.set()
-        if self._maintainer is not None:
-            self._maintainer.join()
+        if self._maintenance is not None:
+            self._maintenance.stop()
         if self._consuming:
-            self._database.stop_grouping()
+            self._database.commits.stop_grouping()
             self.presence.forget()
         log.info("worker stopped", worker=self.identity)
 
@@ -240,7 +241,7 @@ class Worker:
                 return
 
     def _due(self) -> bool:
-        kinds = list(self.tracker.kinds)
+        kinds = list(self._kinds)
         if not kinds:
             return False
         try:
@@ -255,7 +256,7 @@ class Worker:
             return self._prefetched.popleft() if self._prefetched else None
 
     def _claim(self) -> list[Claimed]:
-        kinds = self.tracker.kinds
+        kinds = self._kinds
         if not kinds:
             return []
         with self._lock:
@@ -266,7 +267,7 @@ class Worker:
         if self._average_run < SHORT_JOB_SECONDS:
             free += self.options.concurrency * PREFETCH_PER_THREAD
         try:
-            return self._runs.claim(
+            claimed = self._runs.claim(
                 f"{self.identity}:{threading.current_thread().name}",
                 uuid.uuid4().hex,
                 limit=max(free, 1),
@@ -277,12 +278,17 @@ class Worker:
             if not self._database.outage.noted(exc, "claim"):
                 log.warning("claim failed", error=str(exc))
             return []
+        for c in claimed:  # alive from the claim on, though not started yet
+            self._heartbeat.hold(c.job.id, c.lease, None, self.options.heartbeat_interval)
+        return claimed
 
     def _hold(self, claimed: Claimed) -> Run:
         return self._runner.hold(claimed.job, claimed.lease, self._draining, claimed.only_items)
 
     def _execute(self, claimed: Claimed) -> None:
         run = self._hold(claimed)
+        interval = self.options.heartbeat_interval
+        self._heartbeat.hold(claimed.job.id, claimed.lease, run.buffer, interval)
         with self._lock:
             self._running[claimed.job.id] = run
         started = time.monotonic()
@@ -295,6 +301,7 @@ class Worker:
             )
         finally:
             elapsed = time.monotonic() - started
+            self._heartbeat.release(claimed.job.id)
             with self._lock:
                 self._running.pop(claimed.job.id, None)
                 self._average_run = 0.8 * self._average_run + 0.2 * elapsed
@@ -309,37 +316,37 @@ class Worker:
         for claimed in waiting:
             buffer = self._hold(claimed).buffer
             self._runner.interrupt(buffer, "worker stopped before the job started")
+            self._heartbeat.release(claimed.job.id)
         for run in running:
             self._runner.interrupt(run.buffer, "worker stopped; grace period over")
+            self._heartbeat.release(run.job_id)
 
-    # -- heartbeats, rescue, stalls -----------------------------------------------------
+    # -- maintenance: registration, rescue, stalls ---------------------------------------
 
-    def _maintain(self) -> None:
-        """Heartbeats, rescue, queue watch, stalls, expiry and the summaries' roll-up every
-        heartbeat interval; schedule ticks every second; a purge every purge interval. Any one
-        failing is logged, retried later."""
+    def _maintenance_tasks(self) -> Maintenance:
+        """This worker's registration, rescue, queue watch, stalls, expiry and the summaries'
+        roll-up every heartbeat interval; schedule ticks every second; a purge every purge
+        interval. Any one failing is logged, retried later."""
         o = self.options
         clock, outage = self._clock, self._database.outage
-        each_beat = (self._beat, self._rescue, self._watch_queues, self._watch_stalls)
-        store_upkeep = (self.tracker.ops.expire, self.tracker.ops.roll_up)
+        each_beat = (self._announce, self._rescue, self._watch_queues, self._watch_stalls)
+        store_upkeep = (self._store.expiry.expire, self._store.summaries.roll_up)
         tasks = [
             Periodic(clock, o.heartbeat_interval, (*each_beat, *store_upkeep), outage),
             Periodic(clock, min(1.0, o.heartbeat_interval), (self._tick,), outage),
             Periodic(clock, o.purge_interval, (self._purge,), outage, min(60.0, o.purge_interval)),
         ]
-        step = min(1.0, o.heartbeat_interval)
-        while not self._halt.wait(step):
-            for task in tasks:
-                task.run_if_due()
+        return Maintenance(tasks, min(1.0, o.heartbeat_interval))
 
     def _rescue(self) -> None:
-        rescue(self.tracker, self.options.heartbeat_timeout)
+        rescue(self._store.expiry, self.options.heartbeat_timeout)
 
     def _watch_queues(self) -> None:
-        watch_queues(self.tracker)
+        timeout = self.runtime.settings.heartbeat_timeout
+        watch_queues(self._store.workers, timeout, self._database.outage)
 
     def _purge(self) -> None:
-        purge(self.tracker)
+        purge(self._store, self.runtime.settings, self._kinds.values())
 
     def _tick(self) -> None:
         if self._consuming:  # schedules fire from workers that run jobs
@@ -352,33 +359,20 @@ class Worker:
         self._watch_queues()
         try:
             self._scheduler.register()
-            submit_startup_jobs(self.tracker)
+            window = self.runtime.settings.startup_window
+            submit_startup_jobs(self.runtime.registry, self.runtime.submitter, window)
         except StoreError as exc:
             log.warning("startup tasks failed", error=str(exc))
-
-    def _held(self) -> dict[str, tuple[ProgressBuffer | None, str]]:
-        with self._claim_lock:
-            held: dict[str, tuple[ProgressBuffer | None, str]] = {
-                c.job.id: (None, c.lease) for c in self._prefetched
-            }
-        with self._lock:
-            held.update({job_id: (r.buffer, r.buffer.lease) for job_id, r in self._running.items()})
-        return held
 
     def _holding(self) -> int:
         with self._lock:
             return len(self._running)
 
-    def _beat(self) -> None:
+    def _announce(self) -> None:
+        """Refresh this worker's row in the registry (its jobs' heartbeats are the
+        ``Heartbeat``'s, beaten from the claim on)."""
         if self._consuming:
             self.presence.announce()
-        held = self._held()
-        beats = {b.job_id: b for b in self._runs.heartbeat({k: v[1] for k, v in held.items()})}
-        for job_id, (buffer, _lease) in held.items():
-            if buffer is not None:
-                beat = beats.get(job_id)
-                cancel = bool(beat and beat.cancel_requested)
-                buffer.observe(cancel_requested=cancel, held=bool(beat))
 
     def _watch_stalls(self) -> None:
         with self._lock:

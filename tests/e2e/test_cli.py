@@ -513,7 +513,7 @@ def test_read_commands_never_create_the_schema_of_an_empty_database(tmp_path: Pa
         assert done.returncode == 1, done.stderr
         assert_one_line_error(done, "no jobtrail schema", "jobtrail db upgrade")
     with pytest.raises(SchemaError):
-        Tracker(url, auto_migrate=False)
+        Tracker(url, auto_migrate=False).open()
 
 
 # -- through a server -------------------------------------------------------------------------
@@ -599,7 +599,7 @@ def test_schedules_print_one_shape_from_the_store_and_from_a_server(
             pass
 
         tracker.schedule("pulse", "beat", every=60, owner="ops")
-        scheduler = Scheduler(tracker, "test-scheduler")
+        scheduler = Scheduler.of(tracker.runtime, "test-scheduler")
         scheduler.register()
         now[0] = start + timedelta(minutes=3)
         scheduler.tick()

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from jobtrail import Status, Tracker
-from jobtrail.jobs import ACTIVE
+from jobtrail.states import ACTIVE
 from jobtrail.store.tables import job_events
 from tests.apps.handlers import register
 from tests.waiting import event_types, until

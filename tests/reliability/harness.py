@@ -17,7 +17,7 @@ import httpx
 import sqlalchemy as sa
 
 from jobtrail import Job, Status, Tracker
-from jobtrail.jobs import TERMINAL
+from jobtrail.states import TERMINAL
 from jobtrail.store.tables import job_events, jobs
 from tests.servers import free_port
 from tests.waiting import until

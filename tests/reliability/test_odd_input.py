@@ -4,7 +4,7 @@ unhandled exception, never a job left running, every record readable afterwards.
 
 The odd values (``ODD_VALUES``): NUL, lone surrogates, terminal escapes, control characters, a
 bidi override, 10 MB of text, 1e309, NaN, -Infinity, 2**70, nesting 10,000 deep, NUL and
-surrogates in keys. The schema-driven fuzzing (schemathesis) is ``tests/test_web.py``'s.
+surrogates in keys. The schema-driven fuzzing (schemathesis) is ``tests/web/test_openapi.py``'s.
 """
 
 from __future__ import annotations
@@ -25,22 +25,18 @@ from jobtrail import Context, JobtrailError, Status, Tracker
 from jobtrail.jobs import NewJob
 from tests.apps.reliability_handlers import ODD_VALUES, register
 from tests.reliability.harness import JOBTRAIL, REPO, budget, command_env
+from tests.web.client import API, TESTCLIENT_WARNING, open_client
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
 
-# Starlette 1.x warns once when its TestClient is first imported with httpx (see test_web.py).
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Using `httpx` with `starlette.testclient` is deprecated"
-    ":starlette.exceptions.StarletteDeprecationWarning"
-)
+pytestmark = TESTCLIENT_WARNING
 
 ODD_TEXT = {name: v for name, v in ODD_VALUES.items() if isinstance(v, str)}
 ODD_NUMBERS = {name: v for name, v in ODD_VALUES.items() if isinstance(v, float | int)}
 JSON_LITERALS = {"huge_float": "1e309", "nan": "NaN", "negative_infinity": "-Infinity"}
 """How a JSON body spells the odd numbers (``1e309`` overflows to infinity when parsed)."""
 DEEP = 10_000
-API = "/api/v1"
 
 
 def checked(tracker: Tracker, job_ids: list[str]) -> list[str]:
@@ -193,13 +189,11 @@ def test_odd_values_reported_by_a_running_job_end_it_at_once_and_never_poison_ot
 
 @pytest.fixture
 def client(tracker: Tracker) -> Iterator[TestClient]:
-    from fastapi.testclient import TestClient
-
     from jobtrail.web import create_app
 
     admin = tracker.ops.create_token("admin", None)
     app = create_app(register(tracker), run_worker=False)
-    with TestClient(app, raise_server_exceptions=False) as test_client:
+    with open_client(app, raise_server_exceptions=False) as test_client:
         test_client.headers["Authorization"] = f"Bearer {admin}"
         yield test_client
 

@@ -20,7 +20,8 @@ from hypothesis.stateful import (
 )
 
 from jobtrail import Context, Job, JobNotFound, JobtrailError, Priority, Status, Tracker
-from jobtrail.jobs import TERMINAL, NewJob
+from jobtrail.jobs import NewJob
+from jobtrail.states import TERMINAL
 from tests.reliability.harness import budget, scaled
 
 TERMINAL_EVENTS = {s.value for s in TERMINAL}

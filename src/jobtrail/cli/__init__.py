@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from jobtrail.cli.jobs import jobs, schedules, stats, submit, workers
+from jobtrail.cli.job_commands import jobs, schedules, stats, submit, workers
 from jobtrail.cli.service import db, demo, purge, serve, tokens, worker
+from jobtrail.logs import configure_logging
 
 __all__ = ["main"]
 
@@ -14,6 +15,7 @@ __all__ = ["main"]
 @click.version_option(package_name="jobtrail")
 def main() -> None:
     """jobtrail: what every background job is doing."""
+    configure_logging()  # the command owns its process: its lines go to stderr at INFO
 
 
 commands = (worker, purge, serve, tokens, db, demo, jobs, submit, stats, schedules, workers)

@@ -24,9 +24,9 @@ from jobtrail.jobs import (
     Page,
     ScheduleInfo,
     Stats,
-    Status,
     WorkerInfo,
 )
+from jobtrail.states import Status
 
 if TYPE_CHECKING:
     import httpx

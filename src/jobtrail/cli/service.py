@@ -45,7 +45,7 @@ def worker(
     ``--database-url`` is the store of an app whose ``Tracker()`` names none itself."""
     if database_url:  # read by the app's Tracker() as it is imported
         os.environ["JOBTRAIL_DATABASE_URL"] = database_url
-    tracker = load_tracker(app)
+    tracker = load_tracker(app).open()
     runner = tracker.worker(concurrency, queues=queues or None)
     runner.run(burst=burst)
     if runner.alive:
@@ -98,7 +98,7 @@ def served_api() -> FastAPI:
     from jobtrail.web.app import create_app
 
     spec = os.environ.get(SERVE_APP)
-    tracker = load_tracker(spec) if spec else Tracker()
+    tracker = (load_tracker(spec) if spec else Tracker()).open()
     no_auth = os.environ.get(SERVE_NO_AUTH) == "1"
     return create_app(tracker, no_auth=no_auth, run_worker=False, maintain=False)
 
@@ -139,7 +139,7 @@ def serve(
 
     if no_auth and not is_loopback(host):
         raise click.UsageError("--no-auth is only allowed on a loopback address")
-    tracker = load_tracker(app) if app else Tracker(database_url)
+    tracker = (load_tracker(app) if app else Tracker(database_url)).open()
     warn_about_access(tracker, no_auth, f"{host}:{port}")
     click.echo(f"jobtrail API on http://{host}:{port}/api/v1 (docs at /docs)", err=True)
     # Open SSE streams (a dashboard tab) must not hold a deploy: after SIGTERM, connections

@@ -78,7 +78,7 @@ def existing_tracker(database_url: str | None, servers: bool = False) -> Tracker
     missing = missing_sqlite_file(url)
     if missing is not None:
         raise NoStore(missing, servers)
-    return Tracker(url, auto_migrate=False)
+    return Tracker(url, auto_migrate=False).open()
 
 
 database_option = click.option(

@@ -17,7 +17,8 @@ from rich.table import Table
 from rich.text import Text
 
 from jobtrail.cli.client import Backend, follow
-from jobtrail.jobs import Event, FailedItem, Job, Page, ScheduleInfo, Stats, Status, WorkerInfo
+from jobtrail.jobs import Event, FailedItem, Job, Page, ScheduleInfo, Stats, WorkerInfo
+from jobtrail.states import Status
 
 COLOURS = {
     Status.QUEUED: "cyan",

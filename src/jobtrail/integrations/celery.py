@@ -10,26 +10,22 @@ database, whichever process made it: a task whose job already ended is not run (
 next checkpoint — ``update_state`` included.
 
 Publishing does not wait for the database: the ``queued`` records of published tasks are
-written by a background thread, many per transaction, within milliseconds (``flush()``
-waits for them; they are flushed at exit too). A worker that takes a task before its
-record is written creates the record itself, ``running``; the publisher's write then finds
-it and adds nothing, so each task has exactly one record and one history.
+written from the store's write-behind queue, many per transaction, within milliseconds; any
+read of the store in the publishing process waits for them first (``flush()`` waits too,
+e.g. before handing an id to another process; they are flushed at exit). A worker that takes
+a task before its record is written creates the record itself, ``running``; the publisher's
+write then finds it and adds nothing, so each task has exactly one record and one history.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
-from typing import Any, NoReturn, TypeGuard
-
-import structlog
+from typing import Any
 
 from jobtrail import journal
-from jobtrail.context import Context, ItemScope
 from jobtrail.exceptions import (
     Cancelled,
     IllegalTransition,
@@ -37,26 +33,19 @@ from jobtrail.exceptions import (
     MissingExtra,
     StoreError,
 )
-from jobtrail.jobs import JSON, EventType, Job, NewJob, Status
+from jobtrail.jobs import Job, NewJob
 from jobtrail.runner import Run, Runner, runner_identity
-from jobtrail.store.celery_rows import celery_rows
-from jobtrail.store.database import outage_retrying
+from jobtrail.runtime import Runtime
+from jobtrail.states import EventType, Status
 from jobtrail.tracker import Tracker
 
 try:
     from celery import Celery, Task, signals
-    from celery.backends.base import DisabledBackend
-    from celery.exceptions import Ignore
 except ImportError as exc:
     raise MissingExtra("celery", "jobtrail.integrations.celery", ["celery"]) from exc
 
 # Loaded once celery is known to be installed.
-from jobtrail.integrations.celery_background import (
-    HeldBeat,
-    PublishWriter,
-    SharedCommits,
-    write_published,
-)
+from jobtrail.integrations.celery_background import SharedCommits, publish_soon, write_published
 from jobtrail.integrations.celery_messages import (
     CELERY_PRIORITY,
     OWNER_HEADER,
@@ -68,6 +57,8 @@ from jobtrail.integrations.celery_messages import (
     serves_zero_first,
 )
 from jobtrail.integrations.celery_presence import CeleryPresence
+from jobtrail.integrations.celery_task import META_KEYS, TaskRun, TrackedTask, report_meta
+from jobtrail.logs import logger
 
 __all__ = [
     "CELERY_PRIORITY",
@@ -86,7 +77,7 @@ __all__ = [
     "tracking_of",
 ]
 
-log = structlog.get_logger("jobtrail.celery")
+log = logger("jobtrail.celery")
 
 ENGINE_LABEL = {"engine": "celery"}
 RETRY_RECORD_TIMEOUT = 10.0
@@ -104,27 +95,6 @@ CELERY_STATES: dict[str, Status] = {
 
 
 @dataclass
-class _Task:
-    """A tracked task running in this worker process (``run`` None: its job already ended)."""
-
-    run: Run | None
-    error: BaseException | None = None
-    ended: Status | None = None
-    """How its job had ended when this run was skipped (None: unknown, or not skipped)."""
-    retry_sent: bool = False
-    """This run published its retry (which may start before the retry is recorded)."""
-    left: threading.Event = field(default_factory=threading.Event)
-    """Set once ``postrun`` took this run out of the process's table."""
-    current: int = 0
-    """The last ``meta["current"]`` given to ``update_state`` (``advance`` takes differences)."""
-
-    @property
-    def skipped(self) -> bool:
-        """Whether there is nothing (more) to record for this run."""
-        return self.run is None
-
-
-@dataclass
 class CeleryTracking:
     """The signal handlers that mirror one Celery app's tasks into one tracker."""
 
@@ -133,20 +103,20 @@ class CeleryTracking:
     track_all: bool = False
     batch_publish: bool = True
     """Write published tasks' records from a background thread (False: before publishing)."""
-    _tasks: dict[str, _Task] = field(default_factory=dict)
+    _tasks: dict[str, TaskRun] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _writer: PublishWriter = field(default_factory=PublishWriter)
-    _beat: HeldBeat = field(init=False)
     _commits: SharedCommits = field(default_factory=SharedCommits)
 
-    def __post_init__(self) -> None:
-        self._beat = HeldBeat(lambda: self.tracker.settings.heartbeat_interval)
+    @property
+    def runtime(self) -> Runtime:
+        """The parts tasks run with: the tracker's, as its worker's."""
+        return self.tracker.runtime
 
     @property
     def runner(self) -> Runner:
         """Inside a worker the outcome of a task is queued for a commit shared with this
         process's other writes, so the next task starts at once (written before exit)."""
-        return Runner(self.tracker, wait_for_outcomes=not self._commits.shared)
+        return Runner.of(self.runtime, wait_for_outcomes=not self._commits.shared)
 
     def tracked(self, task: Any) -> bool:
         """Whether ``task`` (a task or a task name) is mirrored into jobtrail."""
@@ -154,7 +124,7 @@ class CeleryTracking:
             task = self.app.tasks.get(task)
         return self.track_all or isinstance(task, TrackedTask)
 
-    def task_of(self, task_id: str) -> _Task | None:
+    def task_of(self, task_id: str) -> TaskRun | None:
         """The tracked run of ``task_id`` in this process, if any."""
         with self._lock:
             return self._tasks.get(task_id)
@@ -173,15 +143,15 @@ class CeleryTracking:
         queue = queue_of(self.app, kw.get("routing_key"), kw.get("declare"))
         new = self._new_job(headers["id"], sender, headers, body, properties.get("priority"), queue)
         if self.batch_publish:
-            self._writer.put(self.tracker, new)
+            publish_soon(self.runtime, new)
         else:
-            write_published(self.tracker, [new])
+            write_published(self.runtime, [new])
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until the record of every task published so far from this process is written
         (e.g. before handing its id to a client that reads it from another process); False if
         ``timeout`` seconds passed first."""
-        return self._writer.flush(timeout)
+        return self.runtime.store.database.commits.flush(timeout)
 
     def _retry_sent(self, task_id: str) -> None:
         """The run of ``task_id`` in this process is publishing its retry."""
@@ -227,21 +197,23 @@ class CeleryTracking:
         """A worker starts the task: its job becomes ``running`` (created on first sight)."""
         if task.app is not self.app or not self.tracked(task):
             return  # another app's task (several apps can live in one process)
-        self._commits.use(self.tracker.store.database)
+        runtime = self.runtime
+        self._commits.use(runtime)
         self._after_retry(task_id)
         run = self._start(task_id, task, kw)
         if run is not None:
-            self._beat.hold(self.tracker, run.buffer)
-            tracked = _Task(run)
+            interval = runtime.settings.heartbeat_interval
+            runtime.heartbeat.hold(task_id, run.buffer.lease, run.buffer, interval)
+            tracked = TaskRun(run)
         else:  # it ended already (e.g. cancelled while queued): never rerun
-            tracked = _Task(None, ended=self._ended(task_id))
+            tracked = TaskRun(None, ended=self._ended(task_id))
         with self._lock:
             self._tasks[task_id] = tracked
 
     def _ended(self, task_id: str) -> Status | None:
         """How the job of a task that will not run ended (None if unknown)."""
         try:
-            return self.tracker.store.jobs.get(task_id).status
+            return self.tracker.get(task_id).status
         except (JobNotFound, StoreError):
             return None
 
@@ -257,15 +229,14 @@ class CeleryTracking:
         """The run of a task starting now: its job adopted, or created on sight. Retried
         through a database outage (as outcomes are), so a task that starts while the store is
         down waits for it and runs tracked, instead of running untracked and failing."""
-        for attempt in outage_retrying():
-            with attempt:
-                return self._adopt(task_id) or self._start_on_sight(task_id, task, kw)
-        raise AssertionError("unreachable: the retrying re-raises its last error")
+        return self.runtime.store.database.through_outage(
+            lambda: self._adopt(task_id) or self._start_on_sight(task_id, task, kw)
+        )
 
     def _adopt(self, task_id: str) -> Run | None:
         """The common case in one statement: the task's queued job starts here."""
         lease = uuid.uuid4().hex
-        job = celery_rows(self.tracker.store.database).adopt(task_id, lease, runner_identity())
+        job = self.runtime.store.celery.adopt(task_id, lease, runner_identity())
         if job is None:
             return None
         run = self.runner.hold(job, lease)
@@ -283,9 +254,9 @@ class CeleryTracking:
         delivery: dict[str, Any] = getattr(request, "delivery_info", None) or {}
         queue = queue_of(self.app, delivery.get("routing_key"))
         new = self._new_job(task_id, task.name, headers, body, delivery.get("priority"), queue)
-        new = replace(self.tracker.redactor.new_job(new), external=True)
+        new = self.runtime.submitter.prepared(replace(new, external=True))
         lease = uuid.uuid4().hex
-        job = celery_rows(self.tracker.store.database).start(new, lease, runner_identity())
+        job = self.runtime.store.celery.start(new, lease, runner_identity())
         if job is None:  # a redelivery, or written meanwhile: take it over (unless it ended)
             return self.runner.take_over(task_id)
         run = self.runner.hold(job, lease)
@@ -323,7 +294,7 @@ class CeleryTracking:
             tracked = self._tasks.pop(task_id, None)
         if tracked is None:
             return
-        self._beat.release(task_id)
+        self.runtime.heartbeat.release(task_id)
         tracked.left.set()
         if tracked.run is None:
             return
@@ -353,11 +324,9 @@ class CeleryTracking:
             self.app.control.revoke(job.id)
 
     def use(self, tracker: Tracker) -> None:
-        """Mirror into ``tracker`` from now on: it revokes the tasks it cancels, and reads the
-        records this process published as soon as it asks for them."""
+        """Mirror into ``tracker`` from now on (it revokes the tasks it cancels)."""
         self.tracker = tracker
         tracker.cancel_hooks.append(self.revoke)
-        tracker.settle_hooks.append(self._writer.settle)
 
     def connect(self) -> None:
         """Connect the handlers to Celery's signals (weakly: keep this object alive)."""
@@ -395,160 +364,3 @@ def tracking_of(app: Celery) -> CeleryTracking:
     if tracking is None:
         raise RuntimeError("jobtrail.integrations.celery.install() was not called for this app")
     return tracking
-
-
-class TrackedTask(Task):  # type: ignore[type-arg]
-    """A Celery task base whose runs are jobtrail jobs, with ``Context``-like reporting.
-
-    ``@app.task(base=TrackedTask, bind=True)`` then ``self.stage(…)``, ``self.progress(…)``,
-    ``self.set_total(n)``, ``with self.item(id): …``, ``self.check()`` inside the task.
-    """
-
-    def _tracked(self) -> _Task | None:
-        tracking: CeleryTracking | None = getattr(self.app, "jobtrail", None)
-        task_id = self.request.id
-        return None if tracking is None or task_id is None else tracking.task_of(task_id)
-
-    @property
-    def ctx(self) -> Context:
-        """The job's context for the current run."""
-        tracked = self._tracked()
-        if tracked is None or tracked.run is None:
-            raise RuntimeError("this task is not tracked: was install() called for its app?")
-        return tracked.run.ctx
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        tracked = self._tracked()
-        if tracked is not None and tracked.skipped:
-            self._skip(tracked.ended)
-        try:
-            return super().__call__(*args, **kwargs)
-        except Cancelled as exc:
-            if tracked is None or exc.job_id != self.request.id:
-                raise
-            tracked.error = exc  # postrun records the job cancelled
-            self._revoked(exc.reason)
-            raise Ignore from exc
-
-    def _skip(self, ended: Status | None) -> NoReturn:
-        """Do not run a task whose job already ended: Celery records it ``REVOKED`` if the
-        job was cancelled, and logs it ``ignored`` — never ``succeeded``. A job finished by an
-        earlier delivery keeps the result that delivery stored."""
-        log.info("task not run: its job already ended", job_id=self.request.id, status=ended)
-        if ended is Status.CANCELLED:
-            self._revoked("cancelled in jobtrail")
-        raise Ignore
-
-    def _revoked(self, reason: str) -> None:
-        """Record this run ``REVOKED`` in the result backend, as a revoke would."""
-        task_id = self.request.id
-        if task_id is None or isinstance(self.backend, DisabledBackend):
-            return
-        store = _keeps_errors(self)
-        self.backend.mark_as_revoked(task_id, reason, self.request, store_result=store)
-
-    def progress(
-        self, percent: float | None = None, message: str | None = None, **data: JSON
-    ) -> None:
-        """Like ``Context.progress``."""
-        self.ctx.progress(percent, message, **data)
-
-    def stage(
-        self,
-        name: str,
-        *,
-        start: float | None = None,
-        end: float | None = None,
-        message: str | None = None,
-    ) -> None:
-        """Like ``Context.stage``: enter a named stage owning the band ``start``–``end``."""
-        self.ctx.stage(name, start=start, end=end, message=message)
-
-    def set_total(self, total: int) -> None:
-        """Like ``Context.set_total``."""
-        self.ctx.set_total(total)
-
-    def advance(self, n: int = 1) -> None:
-        """Like ``Context.advance``."""
-        self.ctx.advance(n)
-
-    def item(self, item_id: object) -> ItemScope:
-        """Like ``Context.item``."""
-        return self.ctx.item(item_id)
-
-    def items(self, iterable: Any, key: Any = str) -> Iterator[Any]:
-        """Like ``Context.items``."""
-        return self.ctx.items(iterable, key)
-
-    def check(self) -> None:
-        """Like ``Context.check``: raises ``Cancelled`` once jobtrail cancelled the job."""
-        self.ctx.check()
-
-    def wait(self, reason: str) -> None:
-        """Like ``Context.wait``: the job shows ``waiting`` with ``reason`` until the task
-        reports again (e.g. while a remote worker has the document)."""
-        self.ctx.wait(reason)
-
-    def update_state(
-        self,
-        task_id: str | None = None,
-        state: str | None = None,
-        meta: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        """Celery's ``update_state``, read by jobtrail too, so existing code reports progress
-        and stops on a cancel unchanged: ``meta``'s ``current``/``total``, ``percent``/
-        ``progress`` and ``message``/``status`` become the job's counts, percentage and
-        message (see ``META_KEYS``). Celery's own then runs, unless the app has no result
-        backend (where it could only raise). A checkpoint, like ``check()``: raises
-        ``Cancelled`` once jobtrail cancelled the job."""
-        tracked = self._tracked() if task_id in (None, self.request.id) else None
-        if tracked is not None and tracked.run is not None and isinstance(meta, Mapping):
-            report_meta(tracked.run.ctx, tracked, meta)
-        if not isinstance(self.backend, DisabledBackend):
-            super().update_state(task_id, state, meta, **kwargs)
-        if tracked is not None and tracked.run is not None:
-            tracked.run.ctx.check()
-
-
-META_KEYS = {
-    "total": ("total",),
-    "current": ("current", "done"),
-    "percent": ("percent", "progress"),
-    "message": ("message", "status"),
-}
-"""The ``update_state`` meta keys jobtrail reads (the first present of each), for Celery's
-custom-state progress recipes."""
-
-
-def report_meta(ctx: Context, tracked: _Task, meta: Mapping[str, Any]) -> None:
-    """Map ``update_state`` meta onto ``ctx``: a total, a current count (as an advance past
-    the last one), a percentage (clamped to 0–100) and a message; other keys are ignored."""
-    total, current, percent, message = (
-        next((meta[k] for k in keys if meta.get(k) is not None), None)
-        for keys in META_KEYS.values()
-    )
-    if _whole(total):
-        ctx.set_total(total)
-    if _whole(current) and current > tracked.current:
-        ctx.advance(current - tracked.current)
-        tracked.current = current
-    share = float(percent) if isinstance(percent, int | float) else None
-    if isinstance(percent, bool) or (share is not None and not math.isfinite(share)):
-        share = None
-    text = message if isinstance(message, str) else None
-    if share is not None or text is not None:
-        ctx.progress(None if share is None else min(max(share, 0.0), 100.0), text)
-
-
-def _keeps_errors(task: Task[Any, Any]) -> bool:
-    """Whether Celery stores ``task``'s errors and revocations for this run (as its worker
-    decides: the request's ``ignore_result``, else the task's)."""
-    ignored = vars(task.request).get("ignore_result")
-    if ignored is None:
-        ignored = task.ignore_result
-    return not ignored or bool(task.store_errors_even_if_ignored)
-
-
-def _whole(value: Any) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

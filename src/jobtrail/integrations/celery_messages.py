@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from jobtrail.jobs import JSON, Priority
+from jobtrail.jobs import JSON
+from jobtrail.states import Priority
 
 if TYPE_CHECKING:
     from celery import Celery

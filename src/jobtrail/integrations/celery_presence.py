@@ -4,6 +4,7 @@ interval, removed when it shuts down (``worker_shutdown``)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +13,8 @@ from celery import Celery, signals
 from celery.bootsteps import CLOSE, TERMINATE  # type: ignore[attr-defined]  # not in the stubs
 from celery.worker import state
 
-from jobtrail.presence import Presence, PresenceBeat
+from jobtrail.maintenance import Maintenance, Periodic
+from jobtrail.presence import Presence
 from jobtrail.tracker import Tracker
 
 
@@ -25,19 +27,23 @@ class CeleryPresence:
     """The tracker now (the integration's tracker may be swapped, as tests do)."""
     tracked: Callable[[Any], bool]
     """Whether a task is mirrored into jobtrail (its name is listed as a kind)."""
-    _beat: PresenceBeat | None = field(default=None, init=False)
+    _beat: Maintenance | None = field(default=None, init=False)
+    _presence: Presence | None = field(default=None, init=False)
 
     def on_worker_init(self, sender: Any = None, **kw: Any) -> None:
         """A worker of this app starts: register it and keep it registered."""
         if getattr(sender, "app", None) is not self.app:
             return
         if self._beat is not None:  # a worker of this app that stopped without telling
-            self._beat.stop()
+            self._stop()
         tracker = self.tracker()
         kinds = [n for n, t in self.app.tasks.items() if not n.startswith("celery.")]
         concurrency = getattr(sender, "concurrency", 0)
+        store = tracker.runtime.store
         presence = Presence(
-            tracker,
+            store.workers,
+            store.clock,
+            store.database.outage,
             engine="celery",
             queues=_queues(self.app),
             kinds=[n for n in kinds if self.tracked(self.app.tasks[n])],
@@ -46,14 +52,34 @@ class CeleryPresence:
             name=str(getattr(sender, "hostname", "") or "") or None,
         )
         interval = tracker.settings.heartbeat_interval
-        self._beat = PresenceBeat(presence, interval, lambda: _running(sender)).start()
+
+        def announce() -> None:
+            if presence is self._presence and not _running(sender):  # it stopped untold
+                self._presence = None
+                presence.forget()
+            elif presence is self._presence:
+                presence.announce()
+
+        presence.announce()
+        self._presence = presence
+        beats = [Periodic(time.monotonic, interval, (announce,), store.database.outage)]
+        # A daemon: a process killed before ``worker_shutdown`` must still exit; its row then
+        # only stops being live.
+        self._beat = Maintenance(beats, min(1.0, interval), daemon=True).start()
 
     def on_worker_shutdown(self, sender: Any = None, **kw: Any) -> None:
         """The worker stops: remove it from the registry."""
         if getattr(sender, "app", None) is not self.app or self._beat is None:
             return
-        beat, self._beat = self._beat, None
-        beat.stop()
+        self._stop()
+
+    def _stop(self) -> None:
+        """Stop announcing, and delete the row."""
+        beat, presence, self._beat, self._presence = self._beat, self._presence, None, None
+        if beat is not None:
+            beat.stop()
+        if presence is not None:
+            presence.forget()
 
     def connect(self) -> None:
         """Connect to Celery's worker signals (weakly: keep this object alive)."""

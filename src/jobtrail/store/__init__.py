@@ -1,23 +1,25 @@
 """The store: one database, reached through parts named for what they keep.
 
-``Store(url)`` opens (and, unless told not to, migrates) a SQLite file or a PostgreSQL
-database and offers ``jobs`` (records and their changes from outside), ``runs`` (the writes of
-whoever runs a job), ``items`` (failed items, a page at a time), ``schedules``, ``tokens``,
-``stats``, ``summaries`` (finished jobs rolled up for statistics), ``flow`` (throughput and
-queues), ``lineage`` (retries), ``retention``, ``expiry`` (unfinished work past its time) and
-``workers`` (the registry of live workers).
+``Store(url)`` is a SQLite file or a PostgreSQL database, connected to (and, unless told not
+to, migrated) on first use or at ``open()``. Its parts: ``jobs`` (records and their changes
+from outside), ``runs`` (the writes of whoever runs a job), ``items`` (failed items, a page
+at a time), ``schedules``, ``tokens``, ``stats``, ``summaries`` (finished jobs rolled up for
+statistics), ``flow`` (throughput and queues), ``lineage`` (retries), ``retention``,
+``expiry`` (unfinished work past its time), ``workers`` (the registry of live workers) and
+``celery`` (the records of Celery tasks).
 """
 
 from __future__ import annotations
 
+from jobtrail.store.celery_rows import CeleryRows
 from jobtrail.store.database import Clock, Database, utcnow
 from jobtrail.store.expiry import ExpiryStore
 from jobtrail.store.feed import FeedStore
 from jobtrail.store.flow import FlowStore
 from jobtrail.store.items import ItemStore
-from jobtrail.store.jobs import JobStore
 from jobtrail.store.lineage import LineageStore
 from jobtrail.store.migrate import ensure_schema
+from jobtrail.store.records import JobStore
 from jobtrail.store.retention import RetentionStore
 from jobtrail.store.runs import RunStore
 from jobtrail.store.schedules import ScheduleStore
@@ -43,12 +45,8 @@ class Store:
         self.database = Database(
             url, pool_size=pool_size, statement_timeout=statement_timeout, clock=clock
         )
-        try:
-            with self.database.errors():
-                ensure_schema(self.database.engine, auto_migrate)
-        except BaseException:
-            self.database.close()
-            raise
+        engine = self.database.engine
+        self.database.open_with(lambda: ensure_schema(engine, auto_migrate))
         statements = Statements(self.database.engine.dialect, self.database.heartbeat_clock)
         self.jobs = JobStore(self.database, statements)
         self.runs = RunStore(self.database, statements)
@@ -63,6 +61,7 @@ class Store:
         self.retention = RetentionStore(self.database)
         self.expiry = ExpiryStore(self.database)
         self.workers = WorkerStore(self.database)
+        self.celery = CeleryRows(self.database)
 
     @property
     def clock(self) -> Clock:
@@ -76,6 +75,12 @@ class Store:
             row = session.cursor.fetchone()
         return None if row is None else str(row[0])
 
+    def open(self) -> Store:
+        """Connect, and check the schema (migrating it unless told not to), now rather than at
+        first use: ``SchemaError`` or ``StoreUnavailable`` here. Returns the store."""
+        self.database.open()
+        return self
+
     def close(self) -> None:
         """Release every pooled connection."""
         self.database.close()
@@ -84,8 +89,8 @@ class Store:
 def open_store(
     url: str, *, pool_size: int = 10, auto_migrate: bool = True, clock: Clock = utcnow
 ) -> Store:
-    """The store at ``url`` (``sqlite:///path`` or ``postgresql://…``), ready to use."""
-    return Store(url, pool_size=pool_size, auto_migrate=auto_migrate, clock=clock)
+    """The store at ``url`` (``sqlite:///path`` or ``postgresql://…``), opened."""
+    return Store(url, pool_size=pool_size, auto_migrate=auto_migrate, clock=clock).open()
 
 
 __all__ = ["Store", "open_store"]

@@ -14,15 +14,17 @@ insert on PostgreSQL is no error).
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import sqlalchemy as sa
 
 from jobtrail import journal
-from jobtrail.jobs import EventType, Job, NewEvent, NewJob, Status, sources_of
+from jobtrail.jobs import Job, NewEvent, NewJob
+from jobtrail.states import EventType, Status, sources_of
 from jobtrail.store.database import Database
+from jobtrail.store.group_commit import Batched
 from jobtrail.store.rows import JOB_COLUMNS, job_from_row, label_rows, new_row, running_row
 from jobtrail.store.statements import Prepared, RawSession, Statements, param, status_in
 from jobtrail.store.tables import job_events, job_labels, jobs
@@ -102,12 +104,31 @@ class CeleryRows:
     def add(self, news: Sequence[NewJob]) -> list[str]:
         """Insert the records of ``news`` (queued, not yet started) in one transaction; the
         ids of those inserted (the others existed)."""
+        with self._db.raw(write=True) as session:
+            inserted = self._add_in(session, news)
+        journal.created(inserted.values())
+        return list(inserted)
+
+    def add_soon(self, new: NewJob, lost: Callable[[NewJob, BaseException], object]) -> None:
+        """Queue the record of ``new`` on the database's write-behind queue, inserted with the
+        others queued by then in one batch; every read of this database in this process waits
+        for it first. ``lost(new, error)`` if it could not be written."""
+
+        def landed(done: Future[Any]) -> None:
+            error = done.exception()
+            if error is not None:
+                lost(new, error)
+            elif new.id in done.result():
+                journal.created([done.result()[new.id]])
+
+        self._db.commits.defer([new.id], Batched(self._add_in, new), landed)
+
+    def _add_in(self, session: RawSession, news: Sequence[NewJob]) -> dict[str, dict[str, Any]]:
+        """Insert the records of ``news`` in ``session``; the rows inserted, by id."""
         now = self._db.clock()
         rows = [new_row(new, now) for new in news]
-        with self._db.raw(write=True) as session:
-            fresh = self._write(session, rows, now)
-        journal.created([row for row in rows if row["id"] in fresh])
-        return [row["id"] for row in rows if row["id"] in fresh]
+        fresh = self._write(session, rows, now)
+        return {row["id"]: row for row in rows if row["id"] in fresh}
 
     def _write(self, session: RawSession, rows: list[dict[str, Any]], now: Any) -> set[str]:
         session.execute_many(self._insert, rows)
@@ -139,14 +160,3 @@ def _noted(adopt: sa.Update, now: sa.BindParameter[Any]) -> sa.Select[Any]:
     event = sa.select(moved.c.id, now, sa.literal(EventType.STARTED.value), message)
     noted = job_events.insert().from_select(["job_id", "at", "type", "message"], event)
     return sa.select(*(moved.c[col.name] for col in JOB_COLUMNS)).add_cte(noted.cte("noted"))
-
-
-_BY_DATABASE: weakref.WeakKeyDictionary[Database, CeleryRows] = weakref.WeakKeyDictionary()
-
-
-def celery_rows(database: Database) -> CeleryRows:
-    """The ``CeleryRows`` of ``database`` (its statements are compiled once)."""
-    found = _BY_DATABASE.get(database)
-    if found is None:
-        found = _BY_DATABASE[database] = CeleryRows(database)
-    return found

@@ -7,7 +7,6 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -21,7 +20,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 from jobtrail.exceptions import InvalidData, StoreError
 from jobtrail.extras import require
 from jobtrail.store.driver_errors import translated
-from jobtrail.store.group_commit import GroupCommit
+from jobtrail.store.group_commit import Commits
 from jobtrail.store.outage import Outage
 from jobtrail.store.statements import RawSession
 from jobtrail.store.watch import Doorbell, PostgresSource, Source, SQLiteSource, Watcher
@@ -75,8 +74,8 @@ class Database:
         dbapi = self.engine.dialect.dbapi
         assert dbapi is not None
         self._dbapi: Any = dbapi
-        self._group: GroupCommit | None = None
-        self._group_users = 0
+        self.commits = Commits(self, outage_retrying)
+        """The write-behind queue: commits shared while a worker runs, deferred writes."""
         self._after_commit: dict[int, list[Callable[[], object]]] = {}
         self.changes = Doorbell()
         """Rung after every commit: this process's at once, other processes' once
@@ -88,10 +87,16 @@ class Database:
         self.outage = Outage()
         """Whether the database is away: the loops that keep calling it note their failures
         there, so that an outage is logged once, not once per failed call."""
+        self._opening: Callable[[], None] | None = None
+        self._open_lock = threading.Lock()
+        self.after_fork: list[Callable[[], object]] = []
+        """Called in a forked child (Celery prefork, gunicorn ``--preload``), whose threads
+        did not come along: the parts that run threads for this database start afresh."""
         _DATABASES.add(self)
 
     def close(self) -> None:
-        """Stop watching and release every pooled connection."""
+        """Land the deferred writes, stop watching and release every pooled connection."""
+        self.commits.flush()
         with self._group_lock:
             watcher, self._watcher = self._watcher, None
         if watcher is not None:
@@ -137,6 +142,7 @@ class Database:
         """A write transaction (on SQLite the write lock is taken at BEGIN); what
         ``after_commit`` queued in it runs once it has committed."""
         later: list[Callable[[], object]] = []
+        self._ready()
         with self.errors(), self.engine.begin() as conn:
             # Kept beside the connection, not in it: a connection the server dropped must
             # not be touched again on the way out (it raises until rolled back).
@@ -162,6 +168,7 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only transaction."""
+        self._ready()
         with self.errors(), self.engine.connect() as conn:
             conn = conn.execution_options(**{READONLY: True})
             with conn.begin():
@@ -172,6 +179,7 @@ class Database:
         """A transaction on a raw pooled connection, for prepared statements: committed on
         success, rolled back on error. ``write=None`` runs without an explicit transaction on
         SQLite (one statement is atomic anyway)."""
+        self._ready()
         with self.errors():
             conn = self.engine.raw_connection()
         try:
@@ -192,6 +200,37 @@ class Database:
         if write:
             self.changes.ring()
 
+    def open_with(self, opening: Callable[[], None]) -> None:
+        """Run ``opening`` (the store's schema check) before the first transaction: the
+        database is connected to on first use, or at ``open()``."""
+        self._opening = opening
+
+    def open(self) -> None:
+        """Connect and run the opening now (once; again after it failed)."""
+        if self._opening is None:
+            return
+        with self._open_lock:
+            opening = self._opening
+            if opening is not None:
+                try:
+                    with self.errors():
+                        opening()
+                except BaseException:
+                    self.engine.dispose()  # nothing of a refused opening stays connected
+                    raise
+                self._opening = None
+
+    def _ready(self) -> None:
+        """Before a transaction: opened, and this process's deferred writes landed."""
+        if self._opening is not None:
+            self.open()
+        self.commits.settle()
+
+    def through_outage(self, action: Callable[[], T]) -> T:
+        """``action()`` (a store call), retried through a database outage (``outage_retrying``)
+        so that what it records is not lost to a restart."""
+        return outage_retrying()(action)
+
     def insert(self, table: sa.Table) -> Any:
         """The dialect's INSERT for ``table`` (it has ``on_conflict_do_nothing/update``)."""
         dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
@@ -202,90 +241,12 @@ class Database:
         PostgreSQL (so skew between machines cannot cause false rescues), else ``now``."""
         return sa.func.now() if self.dialect == "postgresql" else now
 
-    # -- commits shared between threads ---------------------------------------------------
-
-    def start_grouping(self) -> None:
-        """Share commits between threads' small writes until ``stop_grouping`` (workers do)."""
-        with self._group_lock:
-            self._group_users += 1
-            if self._group is None:
-                self._group = GroupCommit(self, outage_retrying)
-
-    def stop_grouping(self) -> None:
-        """Undo one ``start_grouping``; the last one commits what is pending and stops."""
-        with self._group_lock:
-            self._group_users -= 1
-            group = self._group if self._group_users == 0 else None
-            if group is not None:
-                self._group = None
-        if group is not None:
-            group.close()
-
-    def run_write(self, write: Callable[[RawSession], T]) -> T:
-        """Run a raw write in its own transaction, or in a shared one while grouping."""
-        group = self._group
-        if group is not None:
-            return group.run(write)
-        with self.raw(write=True) as session:
-            return write(session)
-
-    def run_write_soon(
-        self,
-        write: Callable[[RawSession], bool],
-        what: str,
-        fallback: Callable[[InvalidData], Callable[[RawSession], bool]] | None = None,
-    ) -> None:
-        """Run a raw write without waiting for its commit while grouping (else at once).
-
-        Used for outcomes of jobs a worker ran: the worker goes on to its next job while the
-        commit is shared with the others'. A write the database refuses for its values
-        (``InvalidData``; it fails alone, the others of its group commit) is replaced by
-        ``fallback(error)``'s write. Any other failure is logged; its job, no longer
-        heartbeated, is then rescued by the usual rules.
-        """
-        group = self._group
-        if group is None:
-            try:
-                self.run_write(write)
-            except InvalidData as exc:
-                if fallback is None:
-                    raise
-                self.run_write(fallback(exc))
-            return
-        future: Future[bool] = group.submit(write)
-        future.add_done_callback(lambda done: self._settled(done, what, fallback))
-
-    def _settled(
-        self,
-        done: Future[bool],
-        what: str,
-        fallback: Callable[[InvalidData], Callable[[RawSession], bool]] | None,
-    ) -> None:
-        """After a write queued by ``run_write_soon``: its fallback, run in its own
-        transaction on the commit thread (the group may be closing), or a log line."""
-        error = done.exception()
-        if isinstance(error, InvalidData) and fallback is not None:
-            try:
-                with self.raw(write=True) as session:
-                    fallback(error)(session)
-                return
-            except Exception as exc:  # logged below, like any lost write
-                error = exc
-        if error is not None:
-            _log_lost(what, error)
-
 
 def _rollback(conn: Any) -> None:
     try:
         conn.rollback()
     except Exception:  # the connection is broken; the pool discards it on close
         conn.invalidate()
-
-
-def _log_lost(what: str, error: BaseException) -> None:
-    import structlog
-
-    structlog.get_logger("jobtrail.store").error("a write was lost", what=what, error=str(error))
 
 
 # -- engines ----------------------------------------------------------------------------------
@@ -322,6 +283,9 @@ def _forget_connections_after_fork() -> None:
         engine.dispose(close=False)
     for database in list(_DATABASES):
         database._watcher = None
+        database.commits = Commits(database, outage_retrying)
+        for reset in database.after_fork:
+            reset()
 
 
 os.register_at_fork(after_in_child=_forget_connections_after_fork)

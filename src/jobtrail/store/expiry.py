@@ -10,7 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from jobtrail import journal
-from jobtrail.jobs import HELD, EventType, Job, NewEvent, Status, sources_of
+from jobtrail.jobs import Job, NewEvent
+from jobtrail.states import HELD, EventType, Status, sources_of
 from jobtrail.store.database import Database
 from jobtrail.store.rows import JOB_COLUMNS, append_events, job_from_row
 from jobtrail.store.runs import rescued

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from jobtrail.filters import Filters
-from jobtrail.jobs import Status
+from jobtrail.states import Status
 from jobtrail.store.rows import label_text
 from jobtrail.store.tables import job_labels, jobs
 

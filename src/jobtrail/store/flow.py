@@ -10,7 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from jobtrail.jobs import ACTIVE, TERMINAL, QueueInfo, Status
+from jobtrail.jobs import QueueInfo
+from jobtrail.states import ACTIVE, TERMINAL, Status
 from jobtrail.store.database import Database
 from jobtrail.store.summaries import MINUTES_KEPT, as_utc, minute_of, read_mark, unindexed
 from jobtrail.store.tables import job_minutes, jobs

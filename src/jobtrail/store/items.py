@@ -9,7 +9,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from jobtrail.jobs import EventType, FailedItem, ItemPage, NewEvent, NewFailedItem, items_list_full
+from jobtrail.jobs import FailedItem, ItemPage, NewEvent, NewFailedItem, items_list_full
+from jobtrail.states import EventType
 from jobtrail.store.database import Database
 from jobtrail.store.rows import failed_item_from_row, item_row
 from jobtrail.store.tables import job_items

@@ -8,14 +8,13 @@ import threading
 import time
 from collections.abc import Callable
 
-import structlog
-
 from jobtrail.exceptions import StoreError, StoreUnavailable
+from jobtrail.logs import logger
 
 REMIND_SECONDS = 60.0
 """How often an outage that lasts is logged again, with how many failures it caused."""
 
-log = structlog.get_logger("jobtrail.store")
+log = logger("jobtrail.store")
 
 
 class Outage:

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 
-from jobtrail.jobs import TERMINAL, Status
+from jobtrail.states import TERMINAL, Status
 from jobtrail.store.database import Database
-from jobtrail.store.stats import bucket_counts, merged
+from jobtrail.store.gauges import bucket_counts, merged
 from jobtrail.store.tables import job_events, job_items, job_labels, job_rollups, jobs
 
 if TYPE_CHECKING:

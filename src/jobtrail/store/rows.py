@@ -8,18 +8,8 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from jobtrail.jobs import (
-    ACTIVE,
-    Event,
-    FailedItem,
-    Job,
-    NewEvent,
-    NewFailedItem,
-    NewJob,
-    Priority,
-    Progress,
-    Status,
-)
+from jobtrail.jobs import Event, FailedItem, Job, NewEvent, NewFailedItem, NewJob, Progress
+from jobtrail.states import ACTIVE, Priority, Status
 from jobtrail.store.tables import job_events, job_labels, jobs
 
 

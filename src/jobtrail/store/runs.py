@@ -11,17 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from jobtrail.exceptions import DuplicateKey, InvalidData
-from jobtrail.jobs import (
-    HELD,
-    EventType,
-    Job,
-    NewEvent,
-    NewFailedItem,
-    NewJob,
-    Progress,
-    Status,
-    sources_of,
-)
+from jobtrail.jobs import Job, NewEvent, NewFailedItem, NewJob, Progress
+from jobtrail.states import HELD, EventType, Status, sources_of
 from jobtrail.store.database import Database
 from jobtrail.store.rows import (
     JOB_COLUMNS,
@@ -211,7 +202,7 @@ class RunStore:
             )
             return FlushResult(applied=True, cancel_requested=bool(rows[0]["cancel_requested"]))
 
-        return self._db.run_write(write)
+        return self._db.commits.run_write(write)
 
     def cancel_requested(self, job_id: str, lease: str) -> bool | None:
         """Whether a cancel is pending for a job this runner holds; None once it lost the job."""
@@ -267,12 +258,12 @@ class RunStore:
 
         refuse = functools.partial(self._refused, job_id, lease, now, duration)
         if not wait:
-            self._db.run_write_soon(write, f"finish of job {job_id}", fallback=refuse)
+            self._db.commits.run_write_soon(write, f"finish of job {job_id}", fallback=refuse)
             return True
         try:
-            return self._db.run_write(write)
+            return self._db.commits.run_write(write)
         except InvalidData as exc:
-            return self._db.run_write(refuse(exc))
+            return self._db.commits.run_write(refuse(exc))
 
     def _refused(
         self, job_id: str, lease: str, now: datetime, duration: float | None, error: InvalidData

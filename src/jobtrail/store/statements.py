@@ -20,7 +20,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from jobtrail.jobs import HELD, TERMINAL, NewEvent, NewFailedItem, Progress, Status, sources_of
+from jobtrail.jobs import NewEvent, NewFailedItem, Progress
+from jobtrail.states import HELD, TERMINAL, Status, sources_of
 from jobtrail.store.rows import JOB_COLUMNS, event_row, item_row, progress_columns
 from jobtrail.store.tables import job_events, job_items, job_labels, jobs, tokens
 

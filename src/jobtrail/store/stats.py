@@ -1,11 +1,11 @@
-"""StatsStore: statistics, the daily timeline and metric gauges, each read in one transaction;
-statistics and the timeline read the summaries (``summaries.py``) plus the jobs not in them."""
+"""StatsStore: statistics, the daily timeline and metric gauges (``gauges.py``), each read in one
+transaction; statistics and the timeline read the summaries (``summaries.py``) plus the jobs not
+in them."""
 
 from __future__ import annotations
 
-import bisect
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,9 +13,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from jobtrail.jobs import ACTIVE, DURATION_BUCKETS, JSON, TERMINAL, EventType, Stats, Status
+from jobtrail.jobs import DURATION_BUCKETS, JSON, Stats
+from jobtrail.states import ACTIVE, Status
 from jobtrail.store.database import Database
 from jobtrail.store.filters import label_conditions
+from jobtrail.store.gauges import Snapshot, merged, snapshot
 from jobtrail.store.summaries import (
     day_of,
     histogram_sums,
@@ -23,15 +25,7 @@ from jobtrail.store.summaries import (
     unindexed,
     unsummarized,
 )
-from jobtrail.store.tables import (
-    HISTOGRAM_COLUMNS,
-    job_days,
-    job_events,
-    job_kind_days,
-    job_labels,
-    job_rollups,
-    jobs,
-)
+from jobtrail.store.tables import HISTOGRAM_COLUMNS, job_days, job_kind_days, job_labels, jobs
 
 MAX_GROUPS = 50
 """The most groups ``stats(group_by=…)`` reports, the largest first."""
@@ -87,7 +81,7 @@ class StatsStore:
     def gauges(self) -> Snapshot:
         """Every metric figure, read in one transaction."""
         with self._db.read() as conn:
-            return _snapshot(conn, self._db.clock())
+            return snapshot(conn, self._db.clock())
 
 
 def window_start(now: datetime, days: int) -> datetime:
@@ -363,110 +357,3 @@ def daily_counts(
             bucket = counts.setdefault(str(when)[:10], {})
             bucket[status] = bucket.get(status, 0) + int(n)
     return dict(sorted(counts.items()))
-
-
-@dataclass
-class Snapshot:
-    """Every figure of one scrape; counters include jobs already purged (via rollups)."""
-
-    jobs: dict[tuple[str, str, str], int] = field(default_factory=dict)  # kind, trigger, status
-    finished: dict[tuple[str, str], int] = field(default_factory=dict)  # kind, status
-    created: dict[str, int] = field(default_factory=dict)  # kind
-    durations: dict[str, tuple[list[int], float]] = field(default_factory=dict)  # kind
-    items: dict[str, tuple[int, int]] = field(default_factory=dict)  # kind: done, failed
-    queue_depth: dict[str, int] = field(default_factory=dict)
-    oldest_queued: dict[str, float] = field(default_factory=dict)
-    rescues: int = 0
-    stalled: int = 0
-
-
-def _snapshot(conn: Connection, now: datetime) -> Snapshot:
-    """Read every gauge in one transaction."""
-    shot = Snapshot()
-    c = jobs.c
-    for kind, trigger, status, n in conn.execute(
-        sa.select(c.kind, c.trigger, c.status, sa.func.count()).group_by(
-            c.kind, c.trigger, c.status
-        )
-    ):
-        shot.jobs[(kind, trigger, status)] = n
-        shot.created[kind] = shot.created.get(kind, 0) + n
-        if Status(status) in TERMINAL:
-            shot.finished[(kind, status)] = shot.finished.get((kind, status), 0) + n
-    _durations(conn, shot)
-    _rollups(conn, shot)
-    for kind, done, failed in conn.execute(
-        sa.select(c.kind, sa.func.sum(c.items_done), sa.func.sum(c.items_failed)).group_by(c.kind)
-    ):
-        shot.items[kind] = (int(done or 0), int(failed or 0))
-    for queue, n, oldest in conn.execute(
-        sa.select(c.queue, sa.func.count(), sa.func.min(c.run_after))
-        .where(c.status == Status.QUEUED.value, c.run_after <= now)
-        .group_by(c.queue)
-    ):
-        shot.queue_depth[queue] = n
-        shot.oldest_queued[queue] = _age(oldest, now)
-    shot.rescues = int(
-        conn.execute(
-            sa.select(sa.func.count()).where(job_events.c.type == EventType.RESCUED.value)
-        ).scalar_one()
-    )
-    shot.stalled = int(
-        conn.execute(
-            sa.select(sa.func.count()).where(c.status == Status.RUNNING.value, c.stalled.is_(True))
-        ).scalar_one()
-    )
-    return shot
-
-
-def _age(oldest: datetime | str | None, now: datetime) -> float:
-    if oldest is None:
-        return 0.0
-    if isinstance(oldest, str):  # SQLite's MIN() of a timestamp comes back as text
-        oldest = datetime.fromisoformat(oldest).replace(tzinfo=now.tzinfo)
-    return max((now - oldest).total_seconds(), 0.0)
-
-
-def _durations(conn: Connection, shot: Snapshot) -> None:
-    d = jobs.c.duration_seconds
-    stmt = sa.select(jobs.c.kind, sa.func.sum(d), *cumulative_counts(d))
-    for kind, total, *counts in conn.execute(stmt.where(d.is_not(None)).group_by(jobs.c.kind)):
-        shot.durations[kind] = (buckets(counts), float(total or 0.0))
-
-
-def _rollups(conn: Connection, shot: Snapshot) -> None:
-    r = job_rollups.c
-    for row in conn.execute(sa.select(r.kind, r.status, r.job_count, r.duration_sum, r.histogram)):
-        shot.created[row.kind] = shot.created.get(row.kind, 0) + row.job_count
-        key = (row.kind, row.status)
-        shot.finished[key] = shot.finished.get(key, 0) + row.job_count
-        known, total = shot.durations.get(row.kind, ([0] * (len(DURATION_BUCKETS) + 1), 0.0))
-        shot.durations[row.kind] = (merged(known, row.histogram), total + row.duration_sum)
-
-
-# -- the duration histogram, one shape for statistics, gauges and rollups --------------------
-
-
-def cumulative_counts(duration: sa.ColumnElement[Any]) -> list[sa.ColumnElement[Any]]:
-    """SQL aggregates: how many durations fall at or below each bound, then how many in all."""
-    below = [sa.func.sum(sa.case((duration <= b, 1), else_=0)) for b in DURATION_BUCKETS]
-    return [*below, sa.func.count(duration)]
-
-
-def buckets(cumulative: Sequence[Any]) -> list[int]:
-    """Per-bucket counts from ``cumulative_counts``' figures."""
-    edges = [0, *(int(v or 0) for v in cumulative)]
-    return [edges[i + 1] - edges[i] for i in range(len(edges) - 1)]
-
-
-def bucket_counts(durations: Iterable[float]) -> list[int]:
-    """Per-bucket counts of ``durations``, computed here (for rows about to be purged)."""
-    counts = [0] * (len(DURATION_BUCKETS) + 1)
-    for d in durations:
-        counts[bisect.bisect_left(DURATION_BUCKETS, d)] += 1
-    return counts
-
-
-def merged(a: Sequence[int], b: Sequence[int]) -> list[int]:
-    """Two histograms added bucket by bucket."""
-    return [x + y for x, y in zip(a, b, strict=True)]

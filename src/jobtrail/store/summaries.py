@@ -14,7 +14,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.visitors import InternalTraversal
 
-from jobtrail.jobs import ACTIVE, DURATION_BUCKETS, TERMINAL
+from jobtrail.jobs import DURATION_BUCKETS
+from jobtrail.states import ACTIVE, TERMINAL
 from jobtrail.store.database import Database
 from jobtrail.store.tables import (
     HISTOGRAM_COLUMNS,

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobtrail.jobs import HELD, EventType, NewEvent, Status, sources_of
+from jobtrail.jobs import NewEvent
+from jobtrail.states import HELD, EventType, Status, sources_of
 from jobtrail.store.database import Database
 from jobtrail.store.statements import Prepared, RawSession, Statements, param, status_in
 from jobtrail.store.tables import jobs
@@ -66,4 +67,4 @@ class Waits:
             statements.append(session, params["now"], [(params["id"], event)])
             return True
 
-        return self._db.run_write(write)
+        return self._db.commits.run_write(write)

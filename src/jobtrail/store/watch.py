@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import structlog
+from jobtrail.logs import logger
 
 CHANNEL = "jobtrail_changes"
 """The PostgreSQL channel the ``jobs`` triggers notify (migration 0007)."""
@@ -27,7 +27,7 @@ SETTLE_SECONDS = 0.05
 """How long the SQLite watcher keeps polling after the log was written."""
 RECONNECT_SECONDS = 1.0
 
-log = structlog.get_logger("jobtrail.store")
+log = logger("jobtrail.store")
 
 
 class Doorbell:

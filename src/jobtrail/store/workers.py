@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from jobtrail import journal
-from jobtrail.jobs import EventType, NewEvent, Status, WorkerInfo, sources_of
+from jobtrail.jobs import NewEvent, WorkerInfo
+from jobtrail.states import EventType, Status, sources_of
 from jobtrail.store.database import Database
 from jobtrail.store.rows import append_events
 from jobtrail.store.statements import status_in

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-import structlog
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from limits import RateLimitItem, parse_many
@@ -18,10 +17,11 @@ from starlette.requests import HTTPConnection
 
 from jobtrail.exceptions import JobNotFound
 from jobtrail.jobs import Job
+from jobtrail.logs import logger
 from jobtrail.tracker import Tracker
 from jobtrail.web.origins import SAFE_METHODS, Origins
 
-log = structlog.get_logger("jobtrail.web")
+log = logger("jobtrail.web")
 
 
 @dataclass(frozen=True)

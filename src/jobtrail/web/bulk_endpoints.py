@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from jobtrail.bulk import MAX_BULK
 from jobtrail.filters import MAX_LABEL_FILTERS, Filters
-from jobtrail.jobs import BulkAction, BulkOutcome, Priority, QueueInfo, Status
+from jobtrail.jobs import BulkAction, BulkOutcome, QueueInfo
+from jobtrail.states import Priority, Status
 from jobtrail.tracker import Tracker
 from jobtrail.web.auth import Gate, Principal
 from jobtrail.web.schemas import BODY, NO_NUL, ErrorResponse, LabelText, Moment, label_filters

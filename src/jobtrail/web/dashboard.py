@@ -20,7 +20,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import StringConstraints
 
 from jobtrail.exceptions import InvalidData, JobNotFound, TooManyFilters
-from jobtrail.jobs import ACTIVE, RETRYABLE, TERMINAL, Status
+from jobtrail.states import ACTIVE, RETRYABLE, TERMINAL, Status
 from jobtrail.tracker import Tracker
 from jobtrail.web import panels
 from jobtrail.web.auth import (

@@ -11,7 +11,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from jobtrail.exceptions import JobNotFound, KeyInUse, NotAllowed
-from jobtrail.jobs import Job, NewJob, Page, Status
+from jobtrail.jobs import Job, NewJob, Page
+from jobtrail.states import Status
 from jobtrail.tracker import Tracker
 from jobtrail.web.auth import Gate, Principal, visible
 from jobtrail.web.schemas import (

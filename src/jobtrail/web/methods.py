@@ -50,7 +50,12 @@ def _pattern(template: str) -> re.Pattern[str]:
 
 class MethodGate:
     """ASGI middleware: answers ``OPTIONS`` (204) and undocumented methods (405) of the
-    documented paths, both with ``Allow`` listing exactly the path's methods."""
+    documented paths, both with ``Allow`` listing exactly the path's methods.
+
+    Starlette's own routing cannot: it has no ``OPTIONS`` answer (405), its 405 lists only
+    the methods of the first route whose path matches (``DELETE /jobs``: ``GET``, not
+    ``POST``), and a method another pattern takes is routed there (``PATCH /jobs/active``
+    reaches ``PATCH /jobs/{job_id}``: 404)."""
 
     def __init__(self, app: ASGIApp, document: Callable[[], dict[str, Any]]) -> None:
         self.app = app

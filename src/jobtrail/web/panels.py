@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jobtrail.jobs import Job, Page, QueueInfo, Stats, Status
+from jobtrail.jobs import Job, Page, QueueInfo, Stats
+from jobtrail.states import Status
 from jobtrail.tracker import Tracker
 from jobtrail.web.auth import Principal
 from jobtrail.web.charts import bar_chart, line_chart

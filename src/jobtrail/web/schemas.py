@@ -20,8 +20,9 @@ from pydantic import (
 )
 
 from jobtrail.filters import MAX_LABEL_FILTERS, Filters
-from jobtrail.jobs import Event, FailedItem, ItemPage, Job, Priority, Status
+from jobtrail.jobs import Event, FailedItem, ItemPage, Job
 from jobtrail.redaction import RESERVED_KEY_PREFIXES, check_storable
+from jobtrail.states import Priority, Status
 from jobtrail.web.auth import Principal
 
 INT32 = 2**31 - 1

@@ -13,11 +13,10 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-import structlog
-
 from jobtrail.exceptions import JobtrailError, MissingExtra
 from jobtrail.integrations.ratelimit.buckets import Bucket
 from jobtrail.integrations.ratelimit.counts import WaitStats, local_stats, record, shared_stats
+from jobtrail.logs import logger
 
 try:
     import limits
@@ -36,7 +35,7 @@ CHECK_INTERVAL = 0.25
 """How often (seconds) a job that waits checks whether it must stop."""
 _NAMESPACE = "jobtrail"
 _SLACK = 0.001  # a slot frees strictly after its window; aim just past the edge
-log = structlog.get_logger("jobtrail.ratelimit")
+log = logger("jobtrail.ratelimit")
 
 
 class RateLimitTimeout(JobtrailError):

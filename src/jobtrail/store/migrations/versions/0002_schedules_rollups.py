@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-
-from jobtrail.store.tables import EventId, JSONType, UTCDateTime
+from sqlalchemy.dialects import postgresql
 
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
+
+# The column types as this revision made them, frozen here: tables.py describes today's schema.
+TIMESTAMP = sa.DateTime(timezone=True)
+"""A tz-aware timestamp (the store reads it back as UTC)."""
+JSON_TYPE = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+EVENT_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+"""SQLite autoincrements only an ``INTEGER PRIMARY KEY``."""
 
 
 def upgrade() -> None:
@@ -25,21 +31,21 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(200), nullable=False),
         sa.Column("cron", sa.String(200), nullable=True),
         sa.Column("every_seconds", sa.Float(), nullable=True),
-        sa.Column("payload", JSONType, nullable=True),
+        sa.Column("payload", JSON_TYPE, nullable=True),
         sa.Column("owner", sa.String(200), nullable=True),
-        sa.Column("last_slot_at", UTCDateTime(), nullable=True),
-        sa.Column("next_run_at", UTCDateTime(), nullable=True),
-        sa.Column("updated_at", UTCDateTime(), nullable=False),
+        sa.Column("last_slot_at", TIMESTAMP, nullable=True),
+        sa.Column("next_run_at", TIMESTAMP, nullable=True),
+        sa.Column("updated_at", TIMESTAMP, nullable=False),
     )
     op.create_table(
         "schedule_runs",
-        sa.Column("id", EventId, primary_key=True, autoincrement=True),
+        sa.Column("id", EVENT_ID, primary_key=True, autoincrement=True),
         sa.Column("schedule", sa.String(200), nullable=False),
-        sa.Column("slot_at", UTCDateTime(), nullable=False),
+        sa.Column("slot_at", TIMESTAMP, nullable=False),
         sa.Column("outcome", sa.String(16), nullable=False),
         sa.Column("job_id", sa.String(64), nullable=True),
         sa.Column("worker", sa.String(200), nullable=True),
-        sa.Column("at", UTCDateTime(), nullable=False),
+        sa.Column("at", TIMESTAMP, nullable=False),
     )
     op.create_index("ix_schedule_runs_schedule_id", "schedule_runs", ["schedule", "id"])
     op.create_table(
@@ -51,7 +57,7 @@ def upgrade() -> None:
         sa.Column("job_count", sa.Integer(), nullable=False),
         sa.Column("duration_count", sa.Integer(), nullable=False),
         sa.Column("duration_sum", sa.Float(), nullable=False),
-        sa.Column("histogram", JSONType, nullable=False),
+        sa.Column("histogram", JSON_TYPE, nullable=False),
     )
 
 

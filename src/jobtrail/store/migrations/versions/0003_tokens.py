@@ -10,12 +10,14 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from jobtrail.store.tables import UTCDateTime
-
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
+
+# The column types as this revision made them, frozen here: tables.py describes today's schema.
+TIMESTAMP = sa.DateTime(timezone=True)
+"""A tz-aware timestamp (the store reads it back as UTC)."""
 
 
 def upgrade() -> None:
@@ -24,8 +26,8 @@ def upgrade() -> None:
         sa.Column("name", sa.String(200), primary_key=True),
         sa.Column("token_hash", sa.String(64), nullable=False),
         sa.Column("owner", sa.String(200), nullable=True),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.Column("revoked_at", UTCDateTime(), nullable=True),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.Column("revoked_at", TIMESTAMP, nullable=True),
         sa.UniqueConstraint("token_hash", name="uq_tokens_token_hash"),
     )
 

@@ -12,13 +12,17 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
-
-from jobtrail.store.tables import JSONType, UTCDateTime
+from sqlalchemy.dialects import postgresql
 
 revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
+
+# The column types as this revision made them, frozen here: tables.py describes today's schema.
+TIMESTAMP = sa.DateTime(timezone=True)
+"""A tz-aware timestamp (the store reads it back as UTC)."""
+JSON_TYPE = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 LABEL_VALUE_CHARS = 200
 
@@ -27,7 +31,7 @@ def upgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
         batch.add_column(sa.Column("stage", sa.String(100), nullable=True))
         batch.add_column(sa.Column("wait_reason", sa.Text(), nullable=True))
-        batch.add_column(sa.Column("expires_at", UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column("expires_at", TIMESTAMP, nullable=True))
         batch.add_column(sa.Column("report_timeout", sa.Float(), nullable=True))
         batch.create_index("ix_jobs_expires_at", ["expires_at"])
     labels = op.create_table(
@@ -43,12 +47,12 @@ def upgrade() -> None:
         sa.Column("engine", sa.String(20), nullable=False),
         sa.Column("host", sa.String(200), nullable=False),
         sa.Column("pid", sa.Integer(), nullable=False),
-        sa.Column("queues", JSONType, nullable=True),
-        sa.Column("kinds", JSONType, nullable=True),
+        sa.Column("queues", JSON_TYPE, nullable=True),
+        sa.Column("kinds", JSON_TYPE, nullable=True),
         sa.Column("concurrency", sa.Integer(), nullable=False),
         sa.Column("running", sa.Integer(), nullable=False),
-        sa.Column("started_at", UTCDateTime(), nullable=False),
-        sa.Column("last_seen_at", UTCDateTime(), nullable=False),
+        sa.Column("started_at", TIMESTAMP, nullable=False),
+        sa.Column("last_seen_at", TIMESTAMP, nullable=False),
     )
     op.create_index("ix_workers_last_seen_at", "workers", ["last_seen_at"])
     _restore_claim_index()
@@ -83,7 +87,7 @@ def label_text(value: Any) -> str | None:
 
 def _copy_labels(labels: sa.Table) -> None:
     """Index the labels of the jobs already stored."""
-    jobs = sa.table("jobs", sa.column("id", sa.String()), sa.column("labels", JSONType))
+    jobs = sa.table("jobs", sa.column("id", sa.String()), sa.column("labels", JSON_TYPE))
     conn = op.get_bind()
     rows = []
     for job_id, found in conn.execute(sa.select(jobs.c.id, jobs.c.labels)):

@@ -9,18 +9,26 @@ Create Date: 2026-12-02
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
-
-from jobtrail.store.summaries import summed_over_owners
-from jobtrail.store.tables import HISTOGRAM_COLUMNS, UTCDateTime, histogram_columns
 
 revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
+
+# What this revision needs of the schema and the summaries, frozen here: tables.py and
+# summaries.py describe today's.
+TIMESTAMP = sa.DateTime(timezone=True)
+"""A tz-aware timestamp (the store reads it back as UTC)."""
+HISTOGRAM_COLUMNS = [f"h{i}" for i in range(16)]
+"""One count column per bucket of the duration histogram: 15 bounds, then the rest."""
+ADDED = ["job_count", "duration_count", "duration_sum", *HISTOGRAM_COLUMNS]
+"""The columns of a daily summary that adding up over owners adds."""
 
 
 def upgrade() -> None:
@@ -48,7 +56,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "job_minutes",
-        sa.Column("minute", UTCDateTime(), nullable=False),
+        sa.Column("minute", TIMESTAMP, nullable=False),
         sa.Column("queue", sa.String(100), nullable=False),
         sa.Column("kind", sa.String(200), nullable=False),
         sa.Column("owner", sa.String(200), nullable=False),
@@ -59,7 +67,7 @@ def upgrade() -> None:
     marks = op.create_table(
         "summary_marks",
         sa.Column("name", sa.String(50), primary_key=True),
-        sa.Column("rolled_to", UTCDateTime(), nullable=False),
+        sa.Column("rolled_to", TIMESTAMP, nullable=False),
     )
     assert days is not None
     assert kind_days is not None
@@ -96,6 +104,22 @@ def _seed(days: sa.Table, kind_days: sa.Table, marks: sa.Table) -> None:
         op.bulk_insert(days, rows)
         op.bulk_insert(kind_days, summed_over_owners(rows))
     op.bulk_insert(marks, [{"name": "finished", "rolled_to": datetime(1970, 1, 1, tzinfo=UTC)}])
+
+
+def histogram_columns() -> list[sa.Column[Any]]:
+    """The histogram's columns, new for each table (a column belongs to one table)."""
+    return [sa.Column(name, sa.Integer(), nullable=False) for name in HISTOGRAM_COLUMNS]
+
+
+def summed_over_owners(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``job_days`` rows added up over their owners: ``job_kind_days`` rows."""
+    summed: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["day"], row["kind"], row["status"])
+        into = summed.setdefault(key, {"day": key[0], "kind": key[1], "status": key[2]})
+        for name in ADDED:
+            into[name] = into.get(name, 0) + row[name]
+    return list(summed.values())
 
 
 def downgrade() -> None:

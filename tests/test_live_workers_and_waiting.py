@@ -14,43 +14,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from fastapi import FastAPI
 
 from jobtrail import Context, Status, Tracker
 from jobtrail.jobs import NewJob
-from jobtrail.store.tables import jobs, workers
+from jobtrail.store.tables import workers
 from jobtrail.web.app import create_app
 from jobtrail.worker import Worker
+from tests.rows import force
 from tests.waiting import event_types, until
+from tests.web.client import TESTCLIENT_WARNING, open_client
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
 
 JOBTRAIL = str(Path(sys.executable).parent / "jobtrail")
 
-# Starlette warns when its TestClient is first imported (``open_client``, inside a test).
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Using `httpx` with `starlette.testclient` is deprecated"
-    ":starlette.exceptions.StarletteDeprecationWarning"
-)
-
-
-def open_client(app: FastAPI) -> TestClient:
-    """A TestClient for ``app`` (a context manager runs the app's lifespan)."""
-    from fastapi.testclient import TestClient
-
-    return TestClient(app)
+pytestmark = TESTCLIENT_WARNING
 
 
 def worker(tracker: Tracker, queues: list[str] | None = None, concurrency: int = 1) -> Worker:
     """A worker (of ``queues``; None: every queue) polling every 10 ms, beating every 50 ms."""
     return tracker.worker(concurrency, queues=queues, poll_interval=0.01, heartbeat_interval=0.05)
-
-
-def force(tracker: Tracker, table: Any, **values: Any) -> None:
-    """Rewrite every row of ``table`` as a process that died would leave it."""
-    with tracker.store.database.engine.begin() as conn:
-        conn.execute(table.update().values(**values))
 
 
 @pytest.fixture
@@ -110,7 +94,7 @@ def test_a_worker_whose_heartbeat_is_older_than_the_timeout_is_not_live_and_is_f
     gpu.store.workers.announce(
         worker(gpu, ["gpu"]).presence.info()
     )  # a process that will never beat again
-    force(gpu, workers, last_seen_at=gpu.now() - timedelta(hours=1))
+    force(gpu, table=workers, last_seen_at=gpu.now() - timedelta(hours=1))  # as if it died
     assert gpu.workers() == []
     gpu.ops.watch_queues()
     with gpu.store.database.engine.connect() as conn:
@@ -280,18 +264,15 @@ def test_a_waiting_handler_whose_worker_died_is_rescued(tracker: Tracker) -> Non
         pass
 
     job = lost.submit()
-    with tracker.store.database.engine.begin() as conn:
-        conn.execute(
-            jobs.update()
-            .where(jobs.c.id == job.id)
-            .values(
-                status="waiting",
-                wait_reason="remote",
-                lease="gone",
-                attempt=1,
-                heartbeat_at=tracker.now() - timedelta(hours=1),
-            )
-        )
+    force(
+        tracker,
+        job.id,
+        status="waiting",
+        wait_reason="remote",
+        lease="gone",
+        attempt=1,
+        heartbeat_at=tracker.now() - timedelta(hours=1),
+    )
     rescued = tracker.store.expiry.rescue(heartbeat_timeout=60)
     assert [r.id for r in rescued] == [job.id]
     again = tracker.get(job.id)

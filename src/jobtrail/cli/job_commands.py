@@ -32,7 +32,7 @@ from jobtrail.cli.views import (
     workers_table,
 )
 from jobtrail.exceptions import JobNotFound, JobTimeout
-from jobtrail.jobs import Priority, Status
+from jobtrail.states import Priority, Status
 
 
 def _moment(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:

@@ -11,19 +11,8 @@ from sqlalchemy.engine import Connection
 from jobtrail import journal
 from jobtrail.exceptions import IllegalTransition, ItemsNotListed, JobNotFound, ReportRefused
 from jobtrail.filters import Filters
-from jobtrail.jobs import (
-    RETRYABLE,
-    Event,
-    EventType,
-    Job,
-    NewEvent,
-    NewFailedItem,
-    NewJob,
-    Page,
-    Status,
-    can_transition,
-    sources_of,
-)
+from jobtrail.jobs import Event, Job, NewEvent, NewFailedItem, NewJob, Page
+from jobtrail.states import RETRYABLE, EventType, Status, can_transition, sources_of
 from jobtrail.store.database import Database
 from jobtrail.store.filters import listing_conditions
 from jobtrail.store.items import list_items

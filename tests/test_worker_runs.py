@@ -17,8 +17,8 @@ from jobtrail import (
     Status,
     Tracker,
 )
-from jobtrail.store.tables import jobs
 from jobtrail.worker import Worker
+from tests.rows import force
 from tests.waiting import event_types, until
 
 
@@ -30,12 +30,6 @@ def worker(tracker: Tracker, concurrency: int = 1, **options: Any) -> Worker:
 def run_until_idle(tracker: Tracker, concurrency: int = 1) -> None:
     """Run every due job in a burst worker and return when none is left."""
     worker(tracker, concurrency).run(burst=True)
-
-
-def force(tracker: Tracker, job_id: str, **values: Any) -> None:
-    """Put a job's row in a given state with a plain UPDATE, as a lost worker would leave it."""
-    with tracker.store.database.engine.begin() as conn:
-        conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
 
 
 # -- running handlers -------------------------------------------------------------------
