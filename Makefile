@@ -44,8 +44,12 @@ check: install
 check-peers: $(PEERS_STAMP)
 	$(BIN)/mypy --strict bench/peers tests/test_bench_peers.py
 
+# The suite on TEST_WORKERS parallel pytest-xdist workers, each with its own PostgreSQL and Redis
+# (most tests wait on subprocesses, so more workers than the two cores pay). `pytest FILE` runs
+# serially; `pytest -n 3 FILE` in parallel.
+TEST_WORKERS ?= 3
 test: system-deps check check-peers $(AXE)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 # The reliability suite for hours: every test SOAK_SCALE times larger, the load for
 # SOAK_SECONDS per database (figures printed, and in load-report.txt under pytest's basetemp),

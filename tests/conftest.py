@@ -70,3 +70,44 @@ def shared_celery(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFa
 
     placeholder = Tracker(f"sqlite:///{tmp_path_factory.mktemp('celery') / 'unused.db'}")
     return make_app(redis_server.url(), placeholder)
+
+
+# -- scheduling over xdist workers (`make test` runs `pytest -n`, `--dist loadgroup`) ----------
+
+SLOW_FIRST = ("reliability", "e2e", "examples")
+"""Test folders of real processes and long runs, started first so that a parallel run ends on
+short tests instead of waiting for a long one that started late."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow folders first (a stable sort: each module keeps its order)."""
+    items.sort(key=_start_order)
+
+
+def _start_order(item: pytest.Item) -> int:
+    folder = item.path.parent.name
+    return SLOW_FIRST.index(folder) if folder in SLOW_FIRST else len(SLOW_FIRST)
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup``, grouped by what the tests share: each test is its own unit of work,
+    handed to the next idle worker, except that the tests of a module with a module-scoped
+    fixture (a served app, a browser) go to one worker, which starts it once. (xdist's own
+    ``xdist_group`` marks do nothing on pytest 9.2: pytest-dev/pytest-xdist#1386.)"""
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    scheduler = LoadScopeScheduling(config, log)
+    shared: dict[str, bool] = {}
+
+    def unit(nodeid: str) -> str:
+        module = nodeid.split("::", 1)[0]
+        if module not in shared:
+            source = config.rootpath / module
+            shared[module] = source.is_file() and 'scope="module"' in source.read_text()
+        return module if shared[module] else nodeid
+
+    scheduler._split_scope = unit
+    return scheduler

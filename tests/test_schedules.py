@@ -210,19 +210,22 @@ def test_three_schedulers_ticking_in_real_time_fire_each_slot_exactly_once(
     trackers = [scheduled_tracker(database_url) for _ in range(3)]
     errors: list[BaseException] = []
 
-    def tick_for(tracker: Tracker, name: str, seconds: float) -> None:
+    def tick_until(tracker: Tracker, name: str, deadline: float) -> None:
         scheduler = Scheduler.of(tracker.runtime, name)
         try:
             scheduler.register()
-            deadline = time.monotonic() + seconds
             while time.monotonic() < deadline:
                 scheduler.tick()
                 time.sleep(0.01)
         except BaseException as exc:  # reported by the test thread below
             errors.append(exc)
 
+    # One deadline for the three, 3.2 s from before the first registration (where the slots
+    # start): on a busy machine a registration can take a second, and a window of 3.2 s from
+    # each one's own registration spanned a fifth slot.
+    deadline = time.monotonic() + 3.2
     threads = [
-        threading.Thread(target=tick_for, args=(t, f"process-{n}", 3.2))
+        threading.Thread(target=tick_until, args=(t, f"process-{n}", deadline))
         for n, t in enumerate(trackers)
     ]
     try:

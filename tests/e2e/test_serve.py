@@ -609,11 +609,26 @@ def open_streams(server: Server, admin: str) -> float:
 
 
 def websocket(server: Server, query: str = "", **headers: str) -> ClientConnection:
-    """A WebSocket client of ``/api/v1/ws`` (``query`` without the ``?``)."""
-    url = (
+    """A WebSocket client of ``/api/v1/ws`` (``query`` without the ``?``). It stops reading the
+    socket, keep-alive pongs included, while 16 messages wait unread."""
+    url = ws_url(server, query)
+    return connect(url, additional_headers=headers, open_timeout=10, close_timeout=2)
+
+
+def unbounded_websocket(server: Server, **headers: str) -> ClientConnection:
+    """``websocket`` that buffers every message unread, and so never stops reading the socket
+    (its keep-alive pongs included) while the test reads elsewhere."""
+    url = ws_url(server, "")
+    return connect(
+        url, additional_headers=headers, open_timeout=10, close_timeout=2, max_queue=None
+    )
+
+
+def ws_url(server: Server, query: str) -> str:
+    """The URL of ``/api/v1/ws`` with ``query`` (without the ``?``)."""
+    return (
         server.base_url.replace("http://", "ws://") + "/api/v1/ws" + (f"?{query}" if query else "")
     )
-    return connect(url, additional_headers=headers, open_timeout=10, close_timeout=2)
 
 
 def closed_with(connection: ClientConnection, timeout: float = 10.0) -> int | None:
@@ -785,13 +800,18 @@ def burst_seen(arriving: Iterator[Json], ids: set[str], status: str) -> list[Jso
 def test_streams_deliver_every_change_of_bursts_larger_than_a_page_then_rest(
     servers: Servers, database_url: str
 ) -> None:
-    server = servers.start("--no-worker")
+    # The test is the one writer: the server's queue watch (every heartbeat interval, 10 s by
+    # default) would park the queued burst whenever a slow run reached it, a second writer
+    # whose commits interleave with the test's (tests/reliability/test_load.py has that case).
+    server = servers.start("--no-worker", JOBTRAIL_HEARTBEAT_INTERVAL="600")
     admin = create_token(database_url, "--name", "root")
     timeout = httpx.Timeout(10.0, read=30.0)
     with (
         server.client(admin) as client,
         client.stream("GET", "/stream", timeout=timeout) as stream,
-        websocket(server, Authorization=f"Bearer {admin}") as socket,
+        # Unbounded: while the test reads the SSE stream, the socket buffers the burst and still
+        # reads its keep-alive pongs (on a busy machine that takes longer than a ping timeout).
+        unbounded_websocket(server, Authorization=f"Bearer {admin}") as socket,
         Tracker(database_url) as tracker,
     ):
         register(tracker)

@@ -10,7 +10,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -322,5 +322,8 @@ def test_an_idle_postgresql_worker_sends_no_change_notifications(
         conn.execute("LISTEN jobtrail_changes")
         idle = list(conn.notifies(timeout=1.5))
         assert idle == []  # 30 empty claims went by
-        app.submit("noop", {"log": log})
+        # A job due in an hour: its insert notifies once, and the worker it wakes finds nothing
+        # to claim. (A due job's claim notifies too, at once: on a busy machine the two arrive
+        # in one read.)
+        app.submit("noop", {"log": log}, run_after=datetime.now(UTC) + timedelta(hours=1))
         assert len(list(conn.notifies(timeout=5, stop_after=1))) == 1
