@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pydantic_core
 import pytest
 
@@ -32,7 +31,7 @@ from jobtrail.redaction import MASK
 from jobtrail.scheduler import Scheduler
 from tests.apps.handlers import register
 from tests.servers import free_port
-from tests.waiting import until
+from tests.waiting import until_answers
 
 REPO = Path(__file__).resolve().parents[2]
 JOBTRAIL = str(Path(sys.executable).parent / "jobtrail")
@@ -535,15 +534,11 @@ def server(database_url: str, tmp_path: Path) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
 
-    def healthy() -> bool:
+    def alive() -> None:
         assert process.poll() is None, log.read_text(errors="replace")
-        try:
-            return httpx.get(f"{url}/api/v1/health", timeout=1.0).status_code == 200
-        except httpx.TransportError:
-            return False
 
     try:
-        until(healthy, 30, what="jobtrail serve to answer /health", poll=0.05)
+        until_answers(f"{url}/api/v1/health", what="jobtrail serve to answer /health", alive=alive)
         yield url
     finally:
         process.send_signal(signal.SIGTERM)

@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 import jobtrail
 from jobtrail.filters import Filters
 from tests.servers import free_port, require
-from tests.waiting import until
+from tests.waiting import until, until_answers
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -67,7 +67,7 @@ def _serve(folder: Path, *options: str) -> Iterator[Served]:
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
-        until(lambda: _healthy(base), 30, what="jobtrail serve to answer")
+        until_answers(f"{base}/api/v1/health", 30, what="jobtrail serve to answer")
         yield Served(base, url, token, tracker)
     finally:
         process.send_signal(signal.SIGTERM)
@@ -87,13 +87,6 @@ def idle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A server that runs no jobs (``--no-worker``): no live worker consumes any queue."""
     with _serve(tmp_path_factory.mktemp("idle"), "--no-worker") as running:
         yield running
-
-
-def _healthy(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/api/v1/health", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -596,7 +589,7 @@ def test_the_demo_shows_live_counts_and_queues(browser: Browser, tmp_path: Path)
     base = f"http://127.0.0.1:{port}"
     context = browser.new_context(viewport={"width": 1280, "height": 860})
     try:
-        until(lambda: _healthy(base), 30, what="jobtrail demo to answer")
+        until_answers(f"{base}/api/v1/health", 30, what="jobtrail demo to answer")
         page = context.new_page()
         page.goto(f"{base}/")
         until(lambda: _tile(page, "succeeded") > 0, 30, what="a demo job to succeed")

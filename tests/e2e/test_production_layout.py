@@ -25,7 +25,7 @@ from jobtrail import Status
 from tests.apps.celery_app import use_tracker
 from tests.apps.handlers import register
 from tests.servers import PostgresServer, RedisServer, free_port
-from tests.waiting import until
+from tests.waiting import until, until_answers
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -83,7 +83,7 @@ def layout(
     found = Layout(url, base, token, tracker, celery, password, logs)
     stop = threading.Event()
     try:
-        until(lambda: _healthy(base), 30, what="jobtrail serve")
+        until_answers(f"{base}/api/v1/health", 30, what="jobtrail serve")
         follower = threading.Thread(target=_follow, args=(found, stop), daemon=True)
         follower.start()
         yield found
@@ -101,13 +101,6 @@ def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pop
     """Start ``command``, its output (both streams) written to ``log``."""
     with log.open("wb") as out:
         return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def _healthy(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/api/v1/health", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _follow(layout: Layout, stop: threading.Event) -> None:
@@ -135,7 +128,7 @@ def _follow(layout: Layout, stop: threading.Event) -> None:
 
 def test_every_process_writes_reach_one_sse_client(layout: Layout, tmp_path: Path) -> None:
     log = str(tmp_path / "log")
-    until(lambda: _healthy(layout.base), 10)
+    until_answers(f"{layout.base}/api/v1/health", 10, what="jobtrail serve")
     by_celery = layout.celery.send_task(
         "sync_listings", kwargs={"listings": ["a", "b"], "bad": []}
     ).id

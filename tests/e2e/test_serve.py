@@ -28,7 +28,7 @@ from jobtrail import Status, Tracker
 from jobtrail.jobs import NewJob
 from tests.apps.api_handlers import register
 from tests.servers import RedisServer, free_port
-from tests.waiting import until
+from tests.waiting import until, until_answers
 
 REPO = Path(__file__).resolve().parents[2]
 JOBTRAIL = str(Path(sys.executable).parent / "jobtrail")
@@ -125,15 +125,12 @@ class Servers:
         server = Server(process, f"http://127.0.0.1:{port}", log)
         self.started.append(server)
 
-        def healthy() -> bool:
+        def alive() -> None:
             assert process.poll() is None, f"serve exited {process.returncode}:\n{server.output()}"
-            try:
-                response = httpx.get(f"{server.base_url}/api/v1/health", timeout=1.0)
-            except httpx.TransportError:
-                return False
-            return response.status_code == 200
 
-        until(healthy, 30, what="jobtrail serve to answer /health", poll=0.05)
+        until_answers(
+            f"{server.base_url}/api/v1/health", what="jobtrail serve to answer /health", alive=alive
+        )
         return server
 
     def stop_all(self) -> None:

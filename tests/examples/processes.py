@@ -13,7 +13,7 @@ import httpx
 
 from tests.e2e.test_serve import REPO, command_env
 from tests.servers import LOOPBACK, free_port
-from tests.waiting import until
+from tests.waiting import until_answers
 
 STOP_TIMEOUT = 20.0
 
@@ -63,15 +63,11 @@ def serve(target: str, log: Path, database_url: str, **env: str) -> Served:
         )
     served = Served(target, process, f"http://{LOOPBACK}:{port}", log)
 
-    def answers() -> bool:
+    def alive() -> None:
         assert process.poll() is None, f"{target} exited:\n{served.output()[-3000:]}"
-        try:
-            return httpx.get(f"{served.url}/openapi.json", timeout=1.0).status_code == 200
-        except httpx.TransportError:
-            return False
 
     try:
-        until(answers, 30, what=f"{target} to answer", poll=0.05)
+        until_answers(f"{served.url}/openapi.json", what=f"{target} to answer", alive=alive)
     except BaseException:
         process.kill()
         process.wait()

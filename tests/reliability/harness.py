@@ -20,7 +20,7 @@ from jobtrail import Job, Status, Tracker
 from jobtrail.states import TERMINAL
 from jobtrail.store.tables import job_events, jobs
 from tests.servers import free_port
-from tests.waiting import until
+from tests.waiting import until, until_answers
 
 REPO = Path(__file__).resolve().parents[2]
 JOBTRAIL = str(Path(sys.executable).parent / "jobtrail")
@@ -116,15 +116,11 @@ class Processes:
         log = self._spawn(argv, "serve", settings)
         served = Served(self.started[-1], f"http://127.0.0.1:{port}", log)
 
-        def healthy() -> bool:
+        def alive() -> None:
             code = served.process.poll()
             assert code is None, f"serve exited {code}:\n{self.output()}"
-            try:
-                return httpx.get(f"{served.api}/health", timeout=2.0).status_code == 200
-            except httpx.TransportError:
-                return False
 
-        until(healthy, 60, what="jobtrail serve to answer /health", poll=0.1)
+        until_answers(f"{served.api}/health", 60, what="jobtrail serve to answer", alive=alive)
         return served
 
     def output(self, tail: int = 3000) -> str:
