@@ -72,6 +72,8 @@ bench: install
 	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.celery_overhead
 	$(BIN)/python -m bench.stats
+	$(BIN)/python -m bench.webhooks
+	$(BIN)/python -m bench.alert_latency
 
 # The examples (examples/<name>/README.md): each starts what it needs on loopback, its own
 # redis-server included, with a demo dataset; Ctrl-C stops it all.

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite runs against when it is missing: PostgreSQL and Redis servers
 # (started by the tests on free loopback ports), Chromium (driven by Playwright), wrk (the
-# benchmarks' load generator) and npm (which fetches the pinned axe-core the browser tests
-# check accessibility with).
+# benchmarks' load generator), npm (which fetches the pinned axe-core the browser tests
+# check accessibility with) and promtool (which checks and unit-tests the Prometheus alerting
+# rules of docs/prometheus/).
 # Needs root for apt-get; without it, prints what is missing and leaves the decision to the tests
 # (which skip locally and fail in CI when a server is absent).
 set -euo pipefail
@@ -17,6 +18,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # The HTTP load generator of the benchmarks (C, so it leaves the cores to the server measured).
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v npm >/dev/null 2>&1 || missing+=(npm)  # vendors axe-core (scripts/vendor-axe.sh)
+# Debian ships promtool only inside the Prometheus server's package; the server is stopped below.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
@@ -29,7 +32,17 @@ echo "system-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# The packaged services are not needed: the tests start their own servers on free ports.
-if command -v systemctl >/dev/null 2>&1; then
-  systemctl disable --now postgresql redis-server >/dev/null 2>&1 || true
-fi
+# The packaged services are not needed: the tests start their own servers on free ports, and
+# promtool needs no server at all. So nothing installed here is left running or listening.
+for package in "${missing[@]}"; do
+  case "$package" in postgresql | redis-server | prometheus) ;; *) continue ;; esac
+  if command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now "$package" >/dev/null 2>&1 || true
+  fi
+  # Without systemd, the package's init script may have started it (unless policy-rc.d forbade
+  # it): stop it and keep it from starting at boot.
+  if [ ! -d /run/systemd/system ] && [ -x "/etc/init.d/$package" ]; then
+    "/etc/init.d/$package" stop >/dev/null 2>&1 || true
+    update-rc.d "$package" disable >/dev/null 2>&1 || true
+  fi
+done

@@ -13,6 +13,7 @@ from jobtrail import Tracker
 from jobtrail.store.database import create_engine
 from jobtrail.store.migrate import upgrade
 from tests.servers import PostgresServer, RedisServer, require, start_postgres, start_redis
+from tests.webhook_receiver import Receiver, serving
 
 TEMPLATE = "jobtrail_template"
 _databases = itertools.count()
@@ -70,6 +71,13 @@ def shared_celery(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFa
 
     placeholder = Tracker(f"sqlite:///{tmp_path_factory.mktemp('celery') / 'unused.db'}")
     return make_app(redis_server.url(), placeholder)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on loopback that verifies what it gets (``tests/webhook_receiver.py``)."""
+    with serving() as served:
+        yield served
 
 
 # -- scheduling over xdist workers (`make test` runs `pytest -n`, `--dist loadgroup`) ----------

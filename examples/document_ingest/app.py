@@ -19,7 +19,16 @@ from fastapi import APIRouter, FastAPI, Header, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from examples.document_ingest.tasks import celery, ingest_document, tracker
-from jobtrail import JSON, IllegalTransition, Job, JobNotFound, NewJob, Priority, Status
+from jobtrail import (
+    JSON,
+    IllegalTransition,
+    Job,
+    JobNotFound,
+    NewJob,
+    Priority,
+    Status,
+    WebhookRefused,
+)
 from jobtrail.integrations.celery import ENGINE_LABEL, OWNER_HEADER
 from jobtrail.web import create_app
 
@@ -40,6 +49,8 @@ CANCELLABLE = {"PENDING", "WAITING_FOR_REMOTE_WORKER", "PROCESSING"}
 CELERY_PRIORITY = {"URGENT": 0, "HIGH": 3, "NORMAL": 6, "LOW": 9}  # Redis serves 0 first
 REMOTE_QUEUE, REMOTE_TYPES = "remote", {"scan"}
 UserId = Annotated[str, Header(alias="X-User-Id", min_length=1, max_length=100)]
+INGESTED = ["job.succeeded", "job.partial", "job.failed", "job.cancelled"]
+"""What an uploader's webhook is called for: each of its documents' end."""
 
 
 class DocumentIn(BaseModel):
@@ -48,6 +59,17 @@ class DocumentIn(BaseModel):
     document_id: str | None = Field(None, min_length=1, max_length=100)
     priority: AppPriority = "NORMAL"
     metadata: dict[str, JSON] = {}
+
+
+class WebhookIn(BaseModel):
+    url: str = Field(min_length=1, max_length=2048)
+
+
+class WebhookView(BaseModel):
+    id: str
+    url: str
+    events: list[str]
+    secret: str = Field(description="Verifies the calls (Standard Webhooks); shown only here.")
 
 
 class JobView(BaseModel):
@@ -160,6 +182,19 @@ def create_document(document: DocumentIn, user: UserId) -> JobView:
         headers={OWNER_HEADER: user},
     )
     return JobView.of(job)
+
+
+@api.post("/webhooks", status_code=201)
+def subscribe(hook: WebhookIn, user: UserId) -> WebhookView:
+    """Have ``url`` called, signed per Standard Webhooks, when one of the caller's documents
+    is ingested (or fails, or is cancelled): the uploader stops polling its jobs."""
+    try:
+        subscription, secret = tracker.webhooks.subscribe(
+            hook.url, owner=user, event_types=INGESTED, kinds=["ingest_document"], actor=user
+        )
+    except WebhookRefused as exc:
+        raise HTTPException(422, str(exc)) from None
+    return WebhookView(id=subscription.id, url=subscription.url, events=INGESTED, secret=secret)
 
 
 @api.get("/jobs")

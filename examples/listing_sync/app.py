@@ -4,7 +4,8 @@ jobtrail jobs (manual, scheduled and at startup), with the jobtrail dashboard at
 ``uvicorn examples.listing_sync.app:app --port 8000``; settings from the environment:
 ``JOBTRAIL_DATABASE_URL`` (jobtrail's store and this app's tables), ``LISTING_SYNC_UPSTREAM_URL``,
 ``LISTING_SYNC_RATE`` / ``LISTING_SYNC_BURST`` (outgoing calls), ``LISTING_SYNC_RETRY_BACKOFF``
-(seconds) and ``LISTING_SYNC_INTERVAL`` (seconds between scheduled syncs of every account).
+(seconds), ``LISTING_SYNC_INTERVAL`` (seconds between scheduled syncs of every account) and
+``LISTING_SYNC_ONCALL`` (an apprise URL told of failed syncs and scheduled syncs that never ran).
 """
 
 from __future__ import annotations
@@ -78,6 +79,15 @@ def sync_accounts(ctx: jobtrail.Context, job_type: str) -> dict[str, int]:
 
 tracker.schedule("sync-all", "sync_accounts", every=INTERVAL, payload={"job_type": "scheduled"})
 tracker.on_startup("sync_accounts", {"job_type": "startup"})
+
+# On-call hears of a failed sync (some listings failing too) and of a scheduled sync that never
+# ran, by e-mail: e.g. mailtos://user:pass@smtp.example.com?to=oncall@example.com.
+ONCALL = os.environ.get("LISTING_SYNC_ONCALL")
+if ONCALL:
+    tracker.alert(
+        "sync-failed", "failed", kind="listing_sync", include_partial=True, channels=[ONCALL]
+    )
+    tracker.alert("sync-never-ran", "schedule_missed", schedule="sync-all", channels=[ONCALL])
 
 
 # -- the service's API -------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 from typing import TYPE_CHECKING
 
+from jobtrail.alerts import Alert, AlertPage, AlertRule, AlertRuleInfo
 from jobtrail.context import Context
 from jobtrail.exceptions import (
+    AlertRuleRefused,
     Cancelled,
     DuplicateKey,
     IllegalTransition,
@@ -19,8 +21,11 @@ from jobtrail.exceptions import (
     StoreError,
     StoreUnavailable,
     TimedOut,
+    UnknownAlertRule,
     UnknownKind,
     UnknownSchedule,
+    WebhookNotFound,
+    WebhookRefused,
 )
 from jobtrail.filters import Filters
 from jobtrail.jobs import (
@@ -44,6 +49,7 @@ from jobtrail.kinds import JobHandle, KindOptions, SubmitOptions
 from jobtrail.logs import configure_logging
 from jobtrail.states import EventType, Priority, Status
 from jobtrail.tracker import Tracker
+from jobtrail.webhooks import Attempt, Delivery, DeliveryStatus, Subscription
 
 if TYPE_CHECKING:
     from jobtrail.scheduler import Schedule
@@ -65,10 +71,18 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "JSON",
+    "Alert",
+    "AlertPage",
+    "AlertRule",
+    "AlertRuleInfo",
+    "AlertRuleRefused",
+    "Attempt",
     "BulkAction",
     "BulkOutcome",
     "Cancelled",
     "Context",
+    "Delivery",
+    "DeliveryStatus",
     "DuplicateKey",
     "Event",
     "EventType",
@@ -102,10 +116,14 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "SubmitOptions",
+    "Subscription",
     "TimedOut",
     "Tracker",
+    "UnknownAlertRule",
     "UnknownKind",
     "UnknownSchedule",
+    "WebhookNotFound",
+    "WebhookRefused",
     "WorkerInfo",
     "configure_logging",
 ]

@@ -207,6 +207,23 @@ class TokenExists(JobtrailError):
         super().__init__(f"a token named {name!r} exists already")
 
 
+class WebhookNotFound(JobtrailError):
+    """No webhook subscription or delivery with this id (or not visible to the caller)."""
+
+    def __init__(self, what: str, id_: str) -> None:
+        self.id = id_
+        super().__init__(f"{what} {id_!r} not found")
+
+
+class WebhookRefused(InvalidData):
+    """A subscription jobtrail will not keep: a URL it will not send to (not http(s), an
+    internal address), an unknown event type, filters too large."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        JobtrailError.__init__(self, f"webhook refused: {reason}")
+
+
 class UnknownSchedule(JobtrailError):
     """No schedule with this name is registered."""
 
@@ -262,3 +279,20 @@ class ShuttingDown(Interrupt):
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         super().__init__(f"job {job_id!r} interrupted: worker shutting down")
+
+
+class AlertRuleRefused(InvalidData):
+    """An alert rule that cannot work: an unknown condition or parameter, a channel URL the
+    notification library cannot send to (named by its label only: URLs hold secrets)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        JobtrailError.__init__(self, f"alert rule refused: {reason}")
+
+
+class UnknownAlertRule(JobtrailError):
+    """No alert rule of this name is stored."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no alert rule named {name!r}")

@@ -11,6 +11,7 @@ from jobtrail.exceptions import UnknownKind, UnknownSchedule
 from jobtrail.jobs import JSON
 
 if TYPE_CHECKING:
+    from jobtrail.alerts import AlertRule
     from jobtrail.kinds import JobKind
     from jobtrail.scheduler import Schedule
 
@@ -26,11 +27,12 @@ class StartupJob:
 
 @dataclass
 class Registry:
-    """What ``@tracker.job``, ``schedule`` and ``on_startup`` registered."""
+    """What ``@tracker.job``, ``schedule``, ``on_startup`` and ``alert`` registered."""
 
     kinds: dict[str, JobKind] = field(default_factory=dict)
     schedules: dict[str, Schedule] = field(default_factory=dict)
     startup: list[StartupJob] = field(default_factory=list)
+    alerts: dict[str, AlertRule] = field(default_factory=dict)
 
     def kind_of(self, kind: str) -> JobKind:
         """The registered kind named ``kind``; raises ``UnknownKind``."""

@@ -78,6 +78,36 @@ class Settings(BaseSettings):
     startup_window: float = Field(
         60, gt=0, description="Seconds in which workers starting share one on_startup job."
     )
+    alert_interval: float = Field(
+        1.0, gt=0, description="Seconds between two evaluations of the alert rules."
+    )
+    alert_retention_days: float = Field(
+        30, ge=0, description="Keep resolved alerts and sent notifications this long."
+    )
+    public_url: str = Field(
+        "", description="The dashboard's address, for links in alerts (https://jobs.example.com)."
+    )
+    webhook_deliver: bool = Field(
+        True, description="Deliver webhooks from this process's workers (a courier thread)."
+    )
+    webhook_poll_interval: float = Field(
+        1.0, gt=0, description="Seconds between a courier's looks for due webhook deliveries."
+    )
+    webhook_timeout: float = Field(
+        10.0, gt=0, description="Seconds a webhook request may take to connect, and to answer."
+    )
+    webhook_retry_for: float = Field(
+        86400, gt=0, description="Seconds a failing webhook delivery is retried, then failed."
+    )
+    webhook_backoff: float = Field(
+        5.0, gt=0, description="Seconds before a failed webhook delivery's first retry (doubling)."
+    )
+    webhook_allow_private: bool = Field(
+        False, description="Let webhooks go to loopback and private addresses (never metadata)."
+    )
+    webhook_rotation_overlap: float = Field(
+        86400, ge=0, description="Seconds a rotated webhook secret still signs beside the new one."
+    )
 
 
 def configure(base: Settings | None, overrides: Mapping[str, Any]) -> Settings:

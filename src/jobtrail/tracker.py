@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
+from jobtrail.alert_board import AlertBoard
 from jobtrail.context import Context
 from jobtrail.filters import Filters
 from jobtrail.heartbeat import Heartbeat
@@ -28,8 +29,10 @@ from jobtrail.registry import Registry, StartupJob
 from jobtrail.runtime import Runtime
 from jobtrail.states import Status
 from jobtrail.submitter import Submitter
+from jobtrail.subscriptions import Webhooks
 
 if TYPE_CHECKING:
+    from jobtrail.alerts import AlertRule
     from jobtrail.scheduler import Schedule
     from jobtrail.settings import Settings
     from jobtrail.store import Store
@@ -76,8 +79,12 @@ class Tracker(Reading):
         )
         self.ops = Operations(self.store, self.settings)
         """Change feeds, figures, tokens, stored schedules, the worker registry, expiry."""
+        self.webhooks = Webhooks(self.store.webhooks, self.settings, self.store.clock)
+        """Webhook subscriptions and their delivery log (docs/webhooks.md)."""
         self.registry = Registry()
         """The registered kinds, schedules and startup jobs."""
+        self.alerts = AlertBoard(self.store.alerts)
+        """Alert rules as stored and the alerts they raised (docs/alerts.md)."""
         self.submitter = Submitter(self.registry, self.redactor, self.store.jobs, self.store.clock)
         """The one way jobs are created."""
         heartbeat = Heartbeat(self.store.runs, self.store.database)
@@ -93,6 +100,8 @@ class Tracker(Reading):
         off) now instead of at first use; returns the tracker. Raises ``SchemaError``, or
         ``StoreUnavailable`` for a database that cannot be reached."""
         self.store.open()
+        for rule in self.registry.alerts.values():  # rules declared in code are stored
+            self.store.alerts.save_rule(rule, "code")
         return self
 
     def close(self) -> None:
@@ -318,6 +327,37 @@ class Tracker(Reading):
         key is ``startup:KIND:<window start>``)."""
         self.kind_of(kind).validate(dict(payload or {}))
         self.registry.startup.append(StartupJob(kind, dict(payload or {}), owner))
+
+    def alert(
+        self,
+        name: str,
+        condition: str,
+        *,
+        channels: builtins.list[str],
+        kind: str | None = None,
+        queue: str | None = None,
+        owner: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        **params: JSON,
+    ) -> AlertRule:
+        """Watch ``condition`` (``failed``, ``failure_rate``, ``stalled``, … docs/alerts.md)
+        over a scope's jobs and tell ``channels`` (apprise URLs: ``mailto://…``, ``slack://…``)
+        when it fires, at most once per ``group_window`` while it fires, and when it resolves.
+        Raises ``AlertRuleRefused`` for a rule that cannot work."""
+        from jobtrail.alerts import AlertRule
+
+        rule = AlertRule.of(
+            name,
+            condition,
+            channels=channels,
+            kind=kind,
+            queue=queue,
+            owner=owner,
+            labels=labels,
+            **params,
+        )
+        self.registry.alerts[name] = rule
+        return rule
 
     def run_schedule(self, name: str, actor: str | None = None) -> Job:
         """Queue a job of schedule ``name`` now, outside its slots (``trigger="manual"``)."""

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, TypedDict
 
+from jobtrail.alerting import Alerting
+from jobtrail.courier import Courier
 from jobtrail.exceptions import StoreError
 from jobtrail.logs import logger
 from jobtrail.maintenance import Maintenance, Monotonic, Periodic, purge, rescue, watch_queues
@@ -34,6 +36,8 @@ SHORT_JOB_SECONDS = 0.05
 """Jobs shorter than this on average are claimed ahead of free threads."""
 PREFETCH_PER_THREAD = 8
 """How many short jobs per thread one claim takes ahead (one commit feeds them all)."""
+COURIER_STOP_SECONDS = 1.0
+"""The least a stopping worker waits for its courier (an idle one stops in milliseconds)."""
 
 
 class WorkerSettings(TypedDict, total=False):
@@ -109,6 +113,8 @@ class Worker:
         self._burst = False
         self._threads: list[threading.Thread] = []
         self._maintenance: Maintenance | None = None
+        self._alerting = Alerting.of(runtime, f"{self.identity}:{uuid.uuid4().hex[:8]}")
+        self._courier: Courier | None = None
         self._consuming = False
         self.presence = Presence(
             store.workers,
@@ -136,6 +142,9 @@ class Worker:
             thread.start()
             self._threads.append(thread)
         self._maintenance = self._maintenance_tasks().start()
+        # Webhooks, consuming or not; paced while jobs run here, so they keep their pace.
+        if self.runtime.settings.webhook_deliver:
+            self._courier = Courier.of(self.runtime, busy=self._busy).start()
         if self._consuming:
             log.info("worker started", worker=self.identity, concurrency=self.options.concurrency)
         else:  # ``serve --no-worker``, or an app without kinds: maintenance only
@@ -152,8 +161,11 @@ class Worker:
         for thread in self._threads:
             thread.join(max(deadline - time.monotonic(), 0))
         self._interrupt_leftovers()
+        if self._courier is not None:
+            self._courier.stop(max(deadline - time.monotonic(), COURIER_STOP_SECONDS))
         if self._maintenance is not None:
             self._maintenance.stop()
+        self._alerting.stop()
         if self._consuming:
             self._database.commits.stop_grouping()
             self.presence.forget()
@@ -326,17 +338,20 @@ class Worker:
     def _maintenance_tasks(self) -> Maintenance:
         """This worker's registration, rescue, queue watch, stalls, expiry and the summaries'
         roll-up every heartbeat interval; schedule ticks every second; a purge every purge
-        interval. Any one failing is logged, retried later."""
+        interval; the alert rules every alert interval. Any one failing is logged, retried later."""
         o = self.options
         clock, outage = self._clock, self._database.outage
+        alert_interval = self.runtime.settings.alert_interval
         each_beat = (self._announce, self._rescue, self._watch_queues, self._watch_stalls)
         store_upkeep = (self._store.expiry.expire, self._store.summaries.roll_up)
         tasks = [
             Periodic(clock, o.heartbeat_interval, (*each_beat, *store_upkeep), outage),
             Periodic(clock, min(1.0, o.heartbeat_interval), (self._tick,), outage),
             Periodic(clock, o.purge_interval, (self._purge,), outage, min(60.0, o.purge_interval)),
+            Periodic(clock, alert_interval, (self._alerting.evaluate,), outage),
         ]
-        return Maintenance(tasks, min(1.0, o.heartbeat_interval))
+        step = min(1.0, o.heartbeat_interval, alert_interval)
+        return Maintenance(tasks, step)
 
     def _rescue(self) -> None:
         rescue(self._store.expiry, self.options.heartbeat_timeout)
@@ -363,6 +378,13 @@ class Worker:
             submit_startup_jobs(self.runtime.registry, self.runtime.submitter, window)
         except StoreError as exc:
             log.warning("startup tasks failed", error=str(exc))
+
+    def _busy(self) -> bool:
+        """Whether every runner thread is taken, or jobs wait claimed ahead: the courier
+        paces itself while it is so (a worker with a thread free delivers at full speed)."""
+        with self._lock:
+            full = len(self._running) >= self.options.concurrency
+        return full or bool(self._prefetched)
 
     def _holding(self) -> int:
         with self._lock:

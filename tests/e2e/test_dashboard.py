@@ -567,7 +567,8 @@ def test_axe_finds_no_serious_violation_on_any_page(browser: Browser, served: Se
     page = _sign_in(browser, served, served.token, bypass_csp=True)
     try:
         found = {}
-        for path in ["/", "/jobs", f"/jobs/{job}", "/queues", "/stats", "/schedules", "/workers"]:
+        pages = ["/", "/jobs", f"/jobs/{job}", "/queues", "/stats", "/schedules", "/workers"]
+        for path in [*pages, "/alerts"]:
             page.goto(f"{served.base}{path}")
             page.wait_for_load_state("networkidle")
             found[path] = _serious_violations(page)

@@ -19,6 +19,7 @@ import jobtrail
 from tests.conftest import TEMPLATE
 from tests.servers import PostgresServer, RedisServer
 from tests.waiting import until
+from tests.webhook_receiver import serving
 
 pytestmark = pytest.mark.postgres
 DONE = {"FINISHED", "FAILED", "CANCELLED"}
@@ -82,6 +83,7 @@ def stack(postgres: PostgresServer, redis_server: RedisServer) -> Iterator[Stack
         "JOBTRAIL_DATABASE_URL": url,
         "JOBTRAIL_FLUSH_INTERVAL": "0.05",
         "JOBTRAIL_HEARTBEAT_INTERVAL": "1",
+        "JOBTRAIL_WEBHOOK_ALLOW_PRIVATE": "true",  # the test's receiver is on loopback
         "DOCUMENT_INGEST_BROKER_URL": broker,
         "DOCUMENT_INGEST_UPSTREAM_URL": f"http://127.0.0.1:{upstream}",
     }
@@ -118,6 +120,31 @@ def test_a_document_is_ingested_stage_by_stage_with_rising_percentages(stack: St
     assert stages == ["download", "parse", "chunk", "embed", "store"]
     dashboard = httpx.get(f"{stack.base}/jobtrail/jobs", params={"kind": "ingest_document"})
     assert f'href="/jobtrail/jobs/{created["id"]}"' in dashboard.text
+
+
+def test_the_uploaders_webhook_is_called_signed_when_each_of_its_documents_ends(
+    stack: Stack,
+) -> None:
+    refused = stack.request("POST", "/api/v1/webhooks", "eve", json={"url": "ftp://example.com"})
+    assert refused.status_code == 422
+    assert "http" in refused.json()["detail"]
+    other = stack.post("fay", "not-eve.txt", "txt")  # another uploader's: never sent to eve
+    stack.follow("fay", other["id"], DONE)
+    with serving() as receiver:
+        answer = stack.request("POST", "/api/v1/webhooks", "eve", json={"url": receiver.url})
+        assert answer.status_code == 201, answer.text
+        receiver.secrets.append(answer.json()["secret"])
+        ingested = stack.post("eve", "brief.txt", "txt")["id"]
+        broken = stack.post("eve", "memo-corrupt.pdf", "pdf")["id"]
+        expected = {(ingested, "job.succeeded"), (broken, "job.failed")}
+        assert receiver.wait_for(lambda got: len(got) >= 2, timeout=60), receiver.accepted()
+        got = receiver.accepted()
+    assert {(r.job_id, r.type) for r in got} == expected
+    assert receiver.unverified == 0
+    assert all(r.verified_by for r in got)
+    by_job = {r.job_id: r.body["data"]["job"] for r in got}
+    assert by_job[ingested]["owner"] == "eve"
+    assert by_job[broken]["error_message"]
 
 
 def test_a_corrupt_document_fails_in_the_parse_stage_with_details(stack: Stack) -> None:

@@ -92,6 +92,12 @@ def _schemathesis_config(token: str) -> schemathesis.Config:
                         "PATCH /api/v1/jobs/{job_id}",
                         "POST /api/v1/jobs/{job_id}/items",
                         "POST /api/v1/jobs/bulk",  # a filter may match too many jobs
+                        # A URL's host is resolved and vetted only by the server.
+                        "POST /api/v1/webhooks",
+                        "PATCH /api/v1/webhooks/{webhook_id}",
+                        # Whether a channel URL can be sent to only apprise knows, and a
+                        # condition's parameters depend on the condition.
+                        "POST /api/v1/alert-rules",
                     ],
                     "checks": {"positive_data_acceptance": {"expected-statuses": SEMANTIC_422}},
                 }
@@ -126,7 +132,9 @@ def test_the_api_conforms_to_its_openapi_document_under_every_check(database_url
     ``Allow`` exact."""
     from schemathesis.engine import from_schema
 
-    with Tracker(database_url, auth_rate_limit="100000/minute") as tracker:
+    # No courier: a generated subscription may name a public address, and nothing may be
+    # sent there.
+    with Tracker(database_url, auth_rate_limit="100000/minute", webhook_deliver=False) as tracker:
         register(tracker)
         admin = tracker.ops.create_token("admin", None)
         schema = (

@@ -1,6 +1,7 @@
 """The Celery workers of an installed app in jobtrail's registry of live workers (engine
 ``celery``): registered when a worker starts (``worker_init``), refreshed every heartbeat
-interval, removed when it shuts down (``worker_shutdown``)."""
+interval, removed when it shuts down (``worker_shutdown``); each runs a webhook courier while
+it lives, and takes its turn at evaluating the alert rules."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from celery import Celery, signals
 from celery.bootsteps import CLOSE, TERMINATE  # type: ignore[attr-defined]  # not in the stubs
 from celery.worker import state
 
+from jobtrail.alerting import Alerting
+from jobtrail.courier import Courier
 from jobtrail.maintenance import Maintenance, Periodic
 from jobtrail.presence import Presence
 from jobtrail.tracker import Tracker
@@ -29,6 +32,8 @@ class CeleryPresence:
     """Whether a task is mirrored into jobtrail (its name is listed as a kind)."""
     _beat: Maintenance | None = field(default=None, init=False)
     _presence: Presence | None = field(default=None, init=False)
+    _courier: Courier | None = field(default=None, init=False)
+    _alerting: Alerting | None = field(default=None, init=False)
 
     def on_worker_init(self, sender: Any = None, **kw: Any) -> None:
         """A worker of this app starts: register it and keep it registered."""
@@ -60,12 +65,27 @@ class CeleryPresence:
             elif presence is self._presence:
                 presence.announce()
 
+        alerting = Alerting.of(tracker.runtime, f"celery:{presence.id}")
+
+        def evaluate_alerts() -> None:
+            if presence is self._presence and _running(sender):
+                alerting.evaluate()
+            else:  # stopped (told or not): leave the store alone from now on
+                alerting.stop()
+
         presence.announce()
-        self._presence = presence
-        beats = [Periodic(time.monotonic, interval, (announce,), store.database.outage)]
+        self._presence, self._alerting = presence, alerting
+        outage, alert_interval = store.database.outage, tracker.settings.alert_interval
+        beats = [
+            Periodic(time.monotonic, interval, (announce,), outage),
+            Periodic(time.monotonic, alert_interval, (evaluate_alerts,), outage),
+        ]
         # A daemon: a process killed before ``worker_shutdown`` must still exit; its row then
         # only stops being live.
-        self._beat = Maintenance(beats, min(1.0, interval), daemon=True).start()
+        step = min(1.0, interval, alert_interval)
+        self._beat = Maintenance(beats, step, daemon=True).start()
+        if tracker.settings.webhook_deliver:  # this worker delivers webhooks too
+            self._courier = Courier.of(tracker.runtime).start()
 
     def on_worker_shutdown(self, sender: Any = None, **kw: Any) -> None:
         """The worker stops: remove it from the registry."""
@@ -76,8 +96,14 @@ class CeleryPresence:
     def _stop(self) -> None:
         """Stop announcing, and delete the row."""
         beat, presence, self._beat, self._presence = self._beat, self._presence, None, None
+        courier, self._courier = self._courier, None
+        if courier is not None:
+            courier.stop(self.tracker().settings.grace_period)
         if beat is not None:
             beat.stop()
+        alerting, self._alerting = self._alerting, None
+        if alerting is not None:
+            alerting.stop()
         if presence is not None:
             presence.forget()
 

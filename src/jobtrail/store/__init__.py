@@ -6,11 +6,15 @@ from outside), ``runs`` (the writes of whoever runs a job), ``items`` (failed it
 at a time), ``schedules``, ``tokens``, ``stats``, ``summaries`` (finished jobs rolled up for
 statistics), ``flow`` (throughput and queues), ``lineage`` (retries), ``retention``,
 ``expiry`` (unfinished work past its time), ``workers`` (the registry of live workers) and
-``celery`` (the records of Celery tasks).
+``celery`` (the records of Celery tasks), ``alerts`` (rules, alerts, notifications) and
+``alert_reads`` (what alert conditions read); ``webhooks`` (subscriptions, and their
+deliveries as ``webhooks.deliveries``).
 """
 
 from __future__ import annotations
 
+from jobtrail.store.alert_reads import AlertReads
+from jobtrail.store.alerts import AlertStore
 from jobtrail.store.celery_rows import CeleryRows
 from jobtrail.store.database import Clock, Database, utcnow
 from jobtrail.store.expiry import ExpiryStore
@@ -27,6 +31,7 @@ from jobtrail.store.statements import Statements
 from jobtrail.store.stats import StatsStore
 from jobtrail.store.summaries import SummaryStore
 from jobtrail.store.tokens import TokenStore
+from jobtrail.store.webhooks import WebhookStore
 from jobtrail.store.workers import WorkerStore
 
 
@@ -62,6 +67,9 @@ class Store:
         self.expiry = ExpiryStore(self.database)
         self.workers = WorkerStore(self.database)
         self.celery = CeleryRows(self.database)
+        self.webhooks = WebhookStore(self.database)
+        self.alerts = AlertStore(self.database)
+        self.alert_reads = AlertReads(self.database)
 
     @property
     def clock(self) -> Clock:

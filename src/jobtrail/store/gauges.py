@@ -13,8 +13,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from jobtrail.jobs import DURATION_BUCKETS
-from jobtrail.states import TERMINAL, EventType, Status
-from jobtrail.store.tables import job_events, job_rollups, jobs
+from jobtrail.states import ACTIVE, TERMINAL, EventType, Status
+from jobtrail.store.tables import job_events, job_rollups, jobs, schedule_runs, schedules
+from jobtrail.store.workers import no_consumer
+
+FIRED = "fired"
+"""The outcome of a schedule slot that created its job (``scheduler.Outcome.FIRED``: the store
+imports nothing of the runtime)."""
 
 
 @dataclass
@@ -28,8 +33,13 @@ class Snapshot:
     items: dict[str, tuple[int, int]] = field(default_factory=dict)  # kind: done, failed
     queue_depth: dict[str, int] = field(default_factory=dict)
     oldest_queued: dict[str, float] = field(default_factory=dict)
+    unconsumed: dict[str, int] = field(default_factory=dict)  # queue: jobs no worker would take
+    oldest_unconsumed: dict[str, float] = field(default_factory=dict)  # queue: seconds since due
     rescues: int = 0
-    stalled: int = 0
+    last_rescue_at: datetime | None = None  # a lost worker's job last requeued
+    stalled: dict[str, int] = field(default_factory=dict)  # kind: running jobs flagged stalled
+    overdue: dict[str, int] = field(default_factory=dict)  # kind: running jobs past timeout
+    schedule_late: dict[str, float] = field(default_factory=dict)  # schedule: seconds late
 
 
 def snapshot(conn: Connection, now: datetime) -> Snapshot:
@@ -51,6 +61,17 @@ def snapshot(conn: Connection, now: datetime) -> Snapshot:
         sa.select(c.kind, sa.func.sum(c.items_done), sa.func.sum(c.items_failed)).group_by(c.kind)
     ):
         shot.items[kind] = (int(done or 0), int(failed or 0))
+    _queues(conn, shot, now)
+    _running(conn, shot, now)
+    _rescues(conn, shot, now)
+    _schedules(conn, shot, now)
+    return shot
+
+
+def _queues(conn: Connection, shot: Snapshot, now: datetime) -> None:
+    """Per queue: the due queued jobs, and the jobs parked because no live worker consumes
+    it, each with the wait of its oldest (since it was due)."""
+    c = jobs.c
     for queue, n, oldest in conn.execute(
         sa.select(c.queue, sa.func.count(), sa.func.min(c.run_after))
         .where(c.status == Status.QUEUED.value, c.run_after <= now)
@@ -58,25 +79,80 @@ def snapshot(conn: Connection, now: datetime) -> Snapshot:
     ):
         shot.queue_depth[queue] = n
         shot.oldest_queued[queue] = _age(oldest, now)
-    shot.rescues = int(
-        conn.execute(
-            sa.select(sa.func.count()).where(job_events.c.type == EventType.RESCUED.value)
-        ).scalar_one()
+    # The reason the queue watch parks them with (``WorkerStore.watch_queues``).
+    parked = c.wait_reason == sa.literal(no_consumer("")[:-1]) + c.queue + sa.literal("'")
+    for queue, n, oldest in conn.execute(
+        sa.select(c.queue, sa.func.count(), sa.func.min(c.run_after))
+        .where(c.status == Status.WAITING.value, c.lease.is_(None), parked)
+        .group_by(c.queue)
+    ):
+        shot.unconsumed[queue] = n
+        shot.oldest_unconsumed[queue] = _age(oldest, now)
+
+
+def _running(conn: Connection, shot: Snapshot, now: datetime) -> None:
+    """Per kind, the running jobs flagged stalled and those running past their timeout (which
+    the worker only enforces when the job's code next checks in)."""
+    c = jobs.c
+    watched = sa.or_(c.stalled.is_(True), c.timeout.is_not(None))
+    for kind, stalled, started_at, timeout in conn.execute(
+        sa.select(c.kind, c.stalled, c.started_at, c.timeout).where(
+            c.status == Status.RUNNING.value, watched
+        )
+    ):
+        if stalled:
+            shot.stalled[kind] = shot.stalled.get(kind, 0) + 1
+        if timeout is not None and started_at is not None and _age(started_at, now) > timeout:
+            shot.overdue[kind] = shot.overdue.get(kind, 0) + 1
+
+
+def _rescues(conn: Connection, shot: Snapshot, now: datetime) -> None:
+    """The rescues counted from the history, and when a lost worker's job was last requeued
+    (one read of the partial index on ``rescued`` events)."""
+    e = job_events.c
+    count, last = conn.execute(
+        sa.select(sa.func.count(), sa.func.max(e.at)).where(e.type == EventType.RESCUED.value)
+    ).one()
+    shot.rescues = int(count)
+    shot.last_rescue_at = None if last is None else _aware(last, now)
+
+
+def _schedules(conn: Connection, shot: Snapshot, now: datetime) -> None:
+    """How late each schedule is: since its next slot came due without being fired, or since
+    its last fired slot, while that slot's job has not started (0: on time)."""
+    s, r = schedules.c, schedule_runs.c
+    last_fired = (
+        sa.select(r.id)
+        .where(r.schedule == s.name, r.outcome == FIRED)
+        .order_by(r.id.desc())
+        .limit(1)
+        .correlate(schedules)
+        .scalar_subquery()
     )
-    shot.stalled = int(
-        conn.execute(
-            sa.select(sa.func.count()).where(c.status == Status.RUNNING.value, c.stalled.is_(True))
-        ).scalar_one()
+    joined = schedules.outerjoin(schedule_runs, r.id == last_fired).outerjoin(
+        jobs, jobs.c.id == r.job_id
     )
-    return shot
+    stmt = sa.select(s.name, s.next_run_at, r.slot_at, jobs.c.status, jobs.c.started_at)
+    for name, next_run_at, slot_at, status, started_at in conn.execute(stmt.select_from(joined)):
+        late = 0.0
+        if next_run_at is not None:
+            late = _age(next_run_at, now)
+        unstarted = status is not None and Status(status) in ACTIVE and started_at is None
+        if unstarted and slot_at is not None:
+            late = max(late, _age(slot_at, now))
+        shot.schedule_late[name] = late
 
 
 def _age(oldest: datetime | str | None, now: datetime) -> float:
     if oldest is None:
         return 0.0
-    if isinstance(oldest, str):  # SQLite's MIN() of a timestamp comes back as text
-        oldest = datetime.fromisoformat(oldest).replace(tzinfo=now.tzinfo)
-    return max((now - oldest).total_seconds(), 0.0)
+    return max((now - _aware(oldest, now)).total_seconds(), 0.0)
+
+
+def _aware(at: datetime | str, now: datetime) -> datetime:
+    if isinstance(at, str):  # SQLite's MIN() or MAX() of a timestamp comes back as text
+        return datetime.fromisoformat(at).replace(tzinfo=now.tzinfo)
+    return at
 
 
 def _durations(conn: Connection, shot: Snapshot) -> None:

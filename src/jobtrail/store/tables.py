@@ -134,6 +134,80 @@ job_items = sa.Table(
     sa.Index("ix_job_items_job_id_id", "job_id", "id"),
 )
 
+# Webhooks (docs/webhooks.md): subscriptions; the outbox a trigger on ``job_events`` fills in
+# the transaction of each announced event; one delivery per event and matching subscription;
+# every attempt at sending one.
+webhook_subscriptions = sa.Table(
+    "webhook_subscriptions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=True),  # None: an admin's, over every owner
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("description", sa.Text(), nullable=True),
+    sa.Column("event_types", JSONType, nullable=True),  # filters: None matches any
+    sa.Column("kinds", JSONType, nullable=True),
+    sa.Column("queues", JSONType, nullable=True),
+    sa.Column("labels", JSONType, nullable=True),
+    sa.Column("secret", sa.String(200), nullable=False),
+    sa.Column("previous_secret", sa.String(200), nullable=True),
+    _ts("previous_secret_until"),
+    sa.Column("allow_private", sa.Boolean(), nullable=False),
+    sa.Column("enabled", sa.Boolean(), nullable=False),
+    _ts("disabled_at"),
+    sa.Column("disabled_reason", sa.Text(), nullable=True),
+    _ts("created_at", nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=True),
+    _ts("updated_at", nullable=False),
+    sa.Index("ix_webhook_subscriptions_owner_id", "owner", "id"),
+)
+
+webhook_outbox = sa.Table(
+    "webhook_outbox",
+    metadata,
+    sa.Column("id", EventId, primary_key=True, autoincrement=True),
+    sa.Column("event_id", EventId, nullable=False),
+    sa.Column("job_id", sa.String(64), nullable=False),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    # The id is the Standard Webhooks ``webhook-id``: the same on every retry and replay.
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("subscription_id", sa.String(64), nullable=False),
+    sa.Column("job_id", sa.String(64), nullable=False),  # no foreign key: jobs are purged
+    sa.Column("event_id", EventId, nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("payload", JSONType, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    _ts("next_attempt_at", nullable=False),
+    _ts("locked_until"),
+    sa.Column("lease", sa.String(32), nullable=True),
+    _ts("created_at", nullable=False),
+    _ts("retry_from", nullable=False),  # the retry window starts here (creation, or replay)
+    _ts("delivered_at"),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    sa.Index("ix_webhook_deliveries_job_id_event_id", "job_id", "event_id"),
+    sa.Index(
+        "ix_webhook_deliveries_subscription_id_created_at_id", "subscription_id", "created_at", "id"
+    ),
+)
+
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("id", EventId, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", sa.String(64), nullable=False),
+    _ts("at", nullable=False),
+    sa.Column("status_code", sa.Integer(), nullable=True),
+    sa.Column("duration", sa.Float(), nullable=False),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("response", sa.Text(), nullable=True),  # the body's first KiB
+    sa.Index("ix_webhook_attempts_delivery_id_id", "delivery_id", "id"),
+)
+
 schedules = sa.Table(
     "schedules",
     metadata,
@@ -273,4 +347,84 @@ summary_marks = sa.Table(
     # How far the summaries are rolled: every job finished before ``rolled_to`` is in them.
     sa.Column("name", sa.String(50), primary_key=True),
     _ts("rolled_to", nullable=False),
+)
+
+# Alerts (docs/alerts.md): rules declared in code or over the API, the alerts they raised (at
+# most one firing per rule and scope: ``open_key`` is set while firing, NULL once resolved) and
+# the notifications sent to their channels; ``leases`` names the one process that evaluates.
+alert_rules = sa.Table(
+    "alert_rules",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("source", sa.String(10), nullable=False),  # "code" or "api"
+    sa.Column("condition", sa.String(50), nullable=False),
+    sa.Column("params", JSONType, nullable=False),
+    sa.Column("scope", JSONType, nullable=False),
+    sa.Column("channels", JSONType, nullable=False),  # URLs holding secrets: never shown
+    sa.Column("enabled", sa.Boolean(), nullable=False),
+    # Where the evaluation of an event-like condition has read to (and what it saw last).
+    sa.Column("cursor", JSONType, nullable=True),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", EventId, primary_key=True, autoincrement=True),
+    sa.Column("rule", sa.String(200), nullable=False),
+    sa.Column("scope_key", sa.String(500), nullable=False),
+    sa.Column("open_key", sa.String(710), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("summary", sa.Text(), nullable=False),
+    sa.Column("count", sa.Integer(), nullable=False),
+    sa.Column("notified_count", sa.Integer(), nullable=False),
+    _ts("first_at", nullable=False),
+    _ts("last_at", nullable=False),
+    _ts("notified_at", nullable=False),
+    _ts("resolved_at"),
+    sa.Column("job_ids", JSONType, nullable=False),
+    sa.Column("details", JSONType, nullable=True),
+    sa.UniqueConstraint("open_key"),
+    sa.Index("ix_alerts_rule_id", "rule", "id"),
+    sa.Index("ix_alerts_status_id", "status", "id"),
+    sa.Index("ix_alerts_resolved_at", "resolved_at"),
+)
+
+alert_notifications = sa.Table(
+    "alert_notifications",
+    metadata,
+    sa.Column("id", EventId, primary_key=True, autoincrement=True),
+    sa.Column("alert_id", EventId, nullable=False),
+    sa.Column("channel_index", sa.Integer(), nullable=False),
+    sa.Column("channel", sa.String(300), nullable=False),  # the redacted label
+    sa.Column("what", sa.String(16), nullable=False),
+    sa.Column("title", sa.Text(), nullable=False),
+    sa.Column("body", sa.Text(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    _ts("next_attempt_at", nullable=False),
+    sa.Column("error", sa.Text(), nullable=True),
+    _ts("created_at", nullable=False),
+    _ts("sent_at"),
+    sa.Index("ix_alert_notifications_status_next_attempt_at", "status", "next_attempt_at"),
+    sa.Index("ix_alert_notifications_alert_id_id", "alert_id", "id"),
+)
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    # A duty one process holds at a time (the alert evaluation), taken by compare-and-set.
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    _ts("until", nullable=False),
+)
+
+# The worker-lost condition reads ``rescued`` events by id; a partial index keeps that read
+# off every other event (one entry per rescue, nothing for the rest).
+sa.Index(
+    "ix_job_events_rescued_id",
+    job_events.c.id,
+    sqlite_where=job_events.c.type == "rescued",
+    postgresql_where=job_events.c.type == "rescued",
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from jobtrail.tracker import Tracker
+from jobtrail.web.alert_endpoints import add_alert_routes
 from jobtrail.web.auth import Authenticate, AuthFailures, Gate, RateLimit, token_auth
 from jobtrail.web.bulk_endpoints import add_bulk_routes
 from jobtrail.web.errors import JobtrailRoute
@@ -17,6 +18,7 @@ from jobtrail.web.origins import Origins
 from jobtrail.web.schemas import ERRORS
 from jobtrail.web.service_endpoints import add_health_route, add_service_routes
 from jobtrail.web.streams import add_stream_routes
+from jobtrail.web.webhook_endpoints import add_webhook_routes
 from jobtrail.web.worker_endpoints import add_worker_routes
 
 
@@ -50,6 +52,8 @@ def create_router(
     add_item_routes(protected, tracker, gate)
     add_service_routes(protected, tracker, gate)
     add_worker_routes(protected, tracker, gate)
+    add_alert_routes(protected, tracker, gate)
+    add_webhook_routes(protected, tracker, gate)
     add_stream_routes(protected, tracker, gate, streams)
     add_metrics_route(protected, tracker, gate, streams)
     public = APIRouter(route_class=JobtrailRoute)

@@ -23,6 +23,7 @@ from jobtrail.exceptions import InvalidData, JobNotFound, TooManyFilters
 from jobtrail.states import ACTIVE, RETRYABLE, TERMINAL, Status
 from jobtrail.tracker import Tracker
 from jobtrail.web import panels
+from jobtrail.web.alert_pages import add_alert_page
 from jobtrail.web.auth import (
     COOKIE,
     AuthFailures,
@@ -197,6 +198,7 @@ class Dashboard:
             job=job,
             payload=self.tracker.redactor.json(job.payload),
             events=self.tracker.events(job_id, limit=500),
+            deliveries=self.tracker.webhooks.job_deliveries(job_id, caller.owner),
             item_page=item_page,
             items_after=items_after,
             # Unlisted failed items would count as succeeded in a retry of only the listed ones.
@@ -371,6 +373,8 @@ def _add_pages(router: APIRouter, board: Dashboard) -> None:
     @router.get("/workers", response_class=HTMLResponse)
     def workers(request: Request) -> Response:
         return _guard(board.workers, request)
+
+    add_alert_page(router, board, _guard)
 
 
 def _guard(page: Callable[..., Response], request: Request, *args: Any) -> Response:

@@ -26,14 +26,18 @@ from jobtrail.exceptions import (
     TokenExists,
     TooManyFilters,
     TooManyJobs,
+    UnknownAlertRule,
     UnknownKind,
     UnknownSchedule,
+    WebhookNotFound,
 )
 
 STATUS_OF: dict[type[JobtrailError], int] = {
     NotAllowed: 403,
     JobNotFound: 404,
     UnknownSchedule: 404,
+    WebhookNotFound: 404,
+    UnknownAlertRule: 404,
     IllegalTransition: 409,
     KeyInUse: 409,
     TokenExists: 409,

@@ -10,6 +10,7 @@ from typing import Annotated, Any, TypeAlias
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
+from jobtrail.documents import job_document
 from jobtrail.exceptions import JobNotFound, KeyInUse, NotAllowed
 from jobtrail.jobs import Job, NewJob, Page
 from jobtrail.states import Status
@@ -18,7 +19,6 @@ from jobtrail.web.auth import Gate, Principal, visible
 from jobtrail.web.schemas import (
     BODY,
     CONFLICT,
-    JOB_JSON,
     KEY_TAKEN,
     NO_NUL,
     EventsResponse,
@@ -56,7 +56,7 @@ def _existing(tracker: Tracker, job: Job, key: str | None, caller: Principal) ->
     revealing nothing of it; with keys scoped per owner that no longer happens)."""
     if not caller.can_see(job):
         raise KeyInUse(key or "")
-    return JSONResponse(JOB_JSON.dump_python(tracker.redactor.job(job), mode="json"))
+    return JSONResponse(job_document(job, tracker.redactor))
 
 
 def add_job_routes(router: APIRouter, tracker: Tracker, gate: Gate) -> None:

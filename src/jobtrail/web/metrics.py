@@ -9,6 +9,8 @@ import importlib
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, TypeAlias, TypeVar
 
 from fastapi import APIRouter, Depends, Response
@@ -29,11 +31,35 @@ Family = GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily
 K = TypeVar("K")
 
 
+@dataclass(frozen=True)
+class QueueMetrics:
+    """The names and help of a per-queue count and the age of its oldest job."""
+
+    count: str
+    count_help: str
+    age: str
+    age_help: str
+
+
+QUEUED = QueueMetrics(
+    "jobtrail_queue_depth",
+    "Jobs due to run",
+    "jobtrail_oldest_queued_age_seconds",
+    "Wait of the oldest due job",
+)
+UNCONSUMED = QueueMetrics(
+    "jobtrail_unconsumed_jobs",
+    "Jobs waiting on a queue no live worker consumes",
+    "jobtrail_oldest_unconsumed_age_seconds",
+    "Wait of the oldest of them since it was due",
+)
+
+
 class Fold:
     """Keeps the ``cap`` busiest names of a label; any other name is reported as ``other``,
     so a tenant inventing kinds cannot grow the metrics without bound."""
 
-    def __init__(self, counts: Mapping[str, int], cap: int) -> None:
+    def __init__(self, counts: Mapping[str, float], cap: int) -> None:
         self.kept = set(sorted(counts, key=lambda name: (-counts[name], name))[:cap])
 
     def __call__(self, name: str) -> str:
@@ -64,21 +90,28 @@ class StoreCollector(Collector):
         )
         yield _durations(_fold_durations(shot.durations, kind))
         yield _active(shot.jobs)
-        depth = dict.fromkeys(self._known_queues(), 0) | shot.queue_depth
-        yield from _queues(depth, shot.oldest_queued, Fold(depth, self.cap))
+        depth, parked, queue = self._queues(shot.queue_depth, shot.unconsumed)
+        yield from _per_queue(depth, shot.oldest_queued, queue, QUEUED)
+        yield from _per_queue(parked, shot.oldest_unconsumed, queue, UNCONSUMED)
         yield from _items(_fold_items(shot.items, kind))
-        yield CounterMetricFamily(
-            "jobtrail_rescues", "Jobs rescued from lost workers", shot.rescues
-        )
-        yield GaugeMetricFamily(
-            "jobtrail_stalled_jobs", "Running jobs flagged stalled", shot.stalled
-        )
+        yield from _running(shot.jobs, shot.stalled, shot.overdue, kind)
+        yield _schedules(shot.schedule_late, Fold(shot.schedule_late, self.cap))
+        yield from _rescues(shot.rescues, shot.last_rescue_at)
         yield GaugeMetricFamily(
             "jobtrail_open_streams",
             "SSE and WebSocket streams open in this process",
             self.streams.total,
         )
         yield from _limiter_waits(self.tracker.settings.ratelimit_storage_url)
+
+    def _queues(
+        self, depth: dict[str, int], parked: dict[str, int]
+    ) -> tuple[dict[str, int], dict[str, int], Fold]:
+        """Both counts per queue over the same names (0 where a queue has none of them), and
+        the busiest queues of both together."""
+        names = {*self._known_queues(), *depth, *parked}
+        depth, parked = dict.fromkeys(names, 0) | depth, dict.fromkeys(names, 0) | parked
+        return depth, parked, Fold({n: depth[n] + parked[n] for n in names}, self.cap)
 
     def _known_queues(self) -> set[str]:
         """Queues that get a sample even when empty (0, so an alert on them reads 0, not "no
@@ -159,21 +192,65 @@ def _active(jobs: dict[tuple[str, str, str], int]) -> GaugeMetricFamily:
     return active
 
 
-def _queues(
-    depth: dict[str, int], oldest: dict[str, float], queue: Fold
+def _per_queue(
+    counts: dict[str, int], oldest: dict[str, float], queue: Fold, names: QueueMetrics
 ) -> Iterator[GaugeMetricFamily]:
-    queued = GaugeMetricFamily("jobtrail_queue_depth", "Jobs due to run", labels=["queue"])
-    age = GaugeMetricFamily(
-        "jobtrail_oldest_queued_age_seconds", "Wait of the oldest due job", labels=["queue"]
-    )
-    waits: dict[str, float] = {}
-    for name, seconds in oldest.items():
-        waits[queue(name)] = max(waits.get(queue(name), 0.0), seconds)
-    for name, n in sorted(_fold(depth, queue).items()):
-        queued.add_metric([name], n)
+    """A count per queue and the wait of each queue's oldest job, named by ``names``."""
+    jobs = GaugeMetricFamily(names.count, names.count_help, labels=["queue"])
+    age = GaugeMetricFamily(names.age, names.age_help, labels=["queue"])
+    waits = _fold_max(oldest, queue)
+    for name, n in sorted(_fold(counts, queue).items()):
+        jobs.add_metric([name], n)
         age.add_metric([name], waits.get(name, 0.0))
-    yield queued
+    yield jobs
     yield age
+
+
+def _running(
+    jobs: dict[tuple[str, str, str], int],
+    stalled: dict[str, int],
+    overdue: dict[str, int],
+    kind: Fold,
+) -> Iterator[GaugeMetricFamily]:
+    """Running jobs flagged stalled, and past their timeout, per kind (0 for every kind with
+    running jobs, so an alert on a kind reads 0 rather than "no data")."""
+    running = {k: 0 for (k, _, status) in jobs if status == "running"}
+    for name, help_text, counts in (
+        ("jobtrail_stalled_jobs", "Running jobs flagged stalled", stalled),
+        ("jobtrail_overdue_jobs", "Running jobs past their timeout", overdue),
+    ):
+        family = GaugeMetricFamily(name, help_text, labels=["kind"])
+        for label, n in sorted(_fold(running | counts, kind).items()):
+            family.add_metric([label], n)
+        yield family
+
+
+def _schedules(late: dict[str, float], schedule: Fold) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(
+        "jobtrail_schedule_late_seconds",
+        "How long the schedule's due slot has gone without its job starting (0: on time)",
+        labels=["schedule"],
+    )
+    for name, seconds in sorted(_fold_max(late, schedule).items()):
+        family.add_metric([name], seconds)
+    return family
+
+
+def _rescues(count: int, last_at: datetime | None) -> Iterator[Family]:
+    yield CounterMetricFamily("jobtrail_rescues", "Jobs rescued from lost workers", count)
+    yield GaugeMetricFamily(
+        "jobtrail_last_rescue_timestamp_seconds",
+        "When a lost worker's job was last rescued (0: never)",
+        0.0 if last_at is None else last_at.timestamp(),
+    )
+
+
+def _fold_max(seconds: Mapping[str, float], key: Fold) -> dict[str, float]:
+    """The largest of ``seconds`` under each folded name."""
+    folded: dict[str, float] = {}
+    for name, value in seconds.items():
+        folded[key(name)] = max(folded.get(key(name), 0.0), value)
+    return folded
 
 
 def _items(items: dict[str, tuple[int, int]]) -> Iterator[CounterMetricFamily]:
