@@ -507,6 +507,8 @@ def test_search_finds_jobs_by_id_prefix_kind_and_message(page: Page, served: Ser
     expect(page.locator(f'#history tr[data-job="{crashed}"]')).to_be_visible()
     page.fill("input[name=q]", "kind:crash status:failed")
     page.press("input[name=q]", "Enter")
+    page.wait_for_url(lambda url: "status%3Afailed" in url)  # the search's page, not the last
+    expect(page.locator("#history td[data-label=Job] a").first).to_be_visible()
     kinds = page.locator("#history td[data-label=Job] a").all_inner_texts()
     assert kinds
     assert set(kinds) == {"crash"}
